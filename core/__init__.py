@@ -1,0 +1,1 @@
+"""jobtrail's pure core: values, the state machine, effect planning, settings and logging."""

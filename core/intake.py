@@ -1,0 +1,122 @@
+"""Planning one intake transaction for a batch of deliveries. Pure.
+
+A store backend loads the jobs a batch touches and the next free ids, calls `plan_batch`,
+writes every row of the resulting `Plan` in one transaction, and only then answers the
+callers with `Plan.results`. Ids are assigned here, under the backend's write lock, so
+the plan is complete before any row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from core.machine import apply
+from core.model import (
+    Delivery,
+    Event,
+    IntakeResult,
+    Job,
+    Observation,
+    OutboxItem,
+    Verdict,
+)
+
+JobKey = tuple[str, str]
+Planner = Callable[[Job | None, Job], list[OutboxItem]]
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeRequest:
+    """One delivery and what it says. `rejection` set: keep it for audit, apply nothing."""
+
+    delivery: Delivery
+    observations: tuple[Observation, ...] = ()
+    rejection: str | None = None
+
+    def job_keys(self) -> Iterable[JobKey]:
+        return ((o.provider, o.job_id) for o in self.observations)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    id: int
+    delivery: Delivery
+    verdict: Verdict
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    event: Event
+    fingerprint: str | None
+
+
+@dataclass(slots=True)
+class Plan:
+    """Every row one transaction writes, and the answer for each request."""
+
+    deliveries: list[PlannedDelivery] = field(default_factory=list)
+    events: list[PlannedEvent] = field(default_factory=list)
+    jobs: dict[JobKey, Job] = field(default_factory=dict)
+    outbox: list[OutboxItem] = field(default_factory=list)
+    results: list[IntakeResult] = field(default_factory=list)
+
+
+def plan_batch(
+    requests: Sequence[IntakeRequest],
+    jobs: Mapping[JobKey, Job],
+    next_delivery_id: int,
+    next_seq: int,
+    planner: Planner,
+    at: datetime,
+) -> Plan:
+    """Apply each request in order over `jobs`; return the rows to write."""
+    plan = Plan()
+    current: dict[JobKey, Job] = dict(jobs)
+    for request in requests:
+        delivery_id = next_delivery_id
+        next_delivery_id += 1
+        events: list[Event] = []
+        last_job: Job | None = None
+        for obs in () if request.rejection else request.observations:
+            key = (obs.provider, obs.job_id)
+            before = current.get(key)
+            step = apply(before, obs, at)
+            last_job = step.job
+            if step.duplicate:
+                continue
+            for new in step.events:
+                event = Event(
+                    seq=next_seq,
+                    provider=new.provider,
+                    job_id=new.job_id,
+                    type=new.type,
+                    source=request.delivery.source,
+                    at=at,
+                    data=new.data,
+                    delivery_id=delivery_id,
+                )
+                next_seq += 1
+                events.append(event)
+                plan.events.append(PlannedEvent(event, new.fingerprint))
+            after = replace(step.job, last_seq=next_seq - 1)
+            plan.outbox.extend(planner(before, after))
+            current[key] = after
+            plan.jobs[key] = after
+            last_job = after
+        verdict = _verdict(request, events)
+        plan.deliveries.append(
+            PlannedDelivery(delivery_id, request.delivery, verdict, request.rejection)
+        )
+        plan.results.append(IntakeResult(delivery_id, verdict, tuple(events), last_job))
+    return plan
+
+
+def _verdict(request: IntakeRequest, events: list[Event]) -> Verdict:
+    if request.rejection:
+        return Verdict.REJECTED
+    if events or not request.observations:
+        return Verdict.ACCEPTED
+    return Verdict.DUPLICATE

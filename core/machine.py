@@ -1,0 +1,128 @@
+"""The order-proof state machine: `apply(job, observation, at) -> Step`.
+
+Rules, each a property the tests check over every ordering of a job's deliveries:
+
+- An observation is identified by its fingerprint: the status, plus the progress for
+  `processing`. A fingerprint already in the job's `seen` set is a duplicate: no event,
+  no change. Result URLs, error wording and provider timestamps are not part of it, so a
+  poll that re-reads a finished job (even with a freshly presigned URL) is a duplicate.
+- Every new fingerprint is logged as one event, even when it no longer moves the job
+  (a late `processing` after `succeeded`): the log is the audit trail of what was said.
+- Status only moves up in rank (queued < processing < terminal); progress is the maximum
+  ever reported (100 once succeeded); the first terminal status is sticky.
+- A terminal report that differs from an earlier one appends one `job.conflict` event per
+  distinct pair of terminal statuses and is listed in `terminals`; the status is not
+  silently replaced.
+
+Because events are keyed by fingerprint and the fold uses max/union, the set of events and
+the job's state (for histories with one outcome) do not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from core.model import Job, NewEvent, Observation, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The outcome of applying one observation."""
+
+    job: Job
+    events: tuple[NewEvent, ...]
+    duplicate: bool
+
+
+def fingerprint(obs: Observation) -> str:
+    if obs.kind == Status.PROCESSING:
+        return f"processing:{'' if obs.progress is None else obs.progress}"
+    return obs.kind
+
+
+def _event_data(obs: Observation) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if obs.progress is not None:
+        data["progress"] = obs.progress
+    if obs.result_urls:
+        data["result_urls"] = list(obs.result_urls)
+    if obs.error is not None:
+        data["error"] = obs.error
+    if obs.provider_status is not None:
+        data["provider_status"] = obs.provider_status
+    if obs.provider_at is not None:
+        data["provider_at"] = obs.provider_at.isoformat()
+    if obs.params:
+        data["params"] = dict(obs.params)
+    return data
+
+
+def new_job(provider: str, job_id: str, at: datetime) -> Job:
+    return Job(provider=provider, id=job_id, created_at=at, updated_at=at)
+
+
+def apply(job: Job | None, obs: Observation, at: datetime) -> Step:
+    """Fold one observation into a job (None: not seen before)."""
+    job = job or new_job(obs.provider, obs.job_id, at)
+    fp = fingerprint(obs)
+    if fp in job.seen:
+        return Step(job, (), duplicate=True)
+    events = [NewEvent(obs.provider, obs.job_id, f"job.{obs.kind}", _event_data(obs), fp)]
+    status = obs.status
+    if status is None:
+        merged = {**obs.params, **job.params}
+        job = replace(job, params=merged)
+    elif status.terminal:
+        job, conflicts = _apply_terminal(job, obs, status)
+        events.extend(conflicts)
+    else:
+        job = _apply_progress(job, obs, status)
+    seen = job.seen | {fp} | {e.fingerprint for e in events if e.fingerprint}
+    return Step(replace(job, seen=seen, updated_at=at), tuple(events), duplicate=False)
+
+
+def _max_progress(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _apply_progress(job: Job, obs: Observation, status: Status) -> Job:
+    progress = _max_progress(job.progress, obs.progress)
+    if status.rank > job.status.rank:
+        return replace(job, status=status, progress=progress, provider_status=obs.provider_status)
+    return replace(job, progress=progress)
+
+
+def _apply_terminal(job: Job, obs: Observation, status: Status) -> tuple[Job, list[NewEvent]]:
+    progress = _max_progress(job.progress, obs.progress)
+    if status is Status.SUCCEEDED:
+        progress = 100
+    conflicts = [
+        NewEvent(
+            job.provider,
+            job.id,
+            "job.conflict",
+            {"statuses": sorted((earlier.value, status.value))},
+            "conflict:" + ":".join(sorted((earlier.value, status.value))),
+        )
+        for earlier in job.terminals
+        if earlier is not status
+    ]
+    terminals = tuple(sorted({*job.terminals, status}))
+    if job.status.terminal:
+        return replace(job, progress=progress, terminals=terminals), conflicts
+    job = replace(
+        job,
+        status=status,
+        progress=progress,
+        terminals=terminals,
+        provider_status=obs.provider_status,
+        result_urls=obs.result_urls if status is Status.SUCCEEDED else job.result_urls,
+        error=obs.error if status is not Status.SUCCEEDED else None,
+    )
+    return job, conflicts

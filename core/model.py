@@ -1,0 +1,190 @@
+"""The values everything else passes around: statuses, observations, events, jobs.
+
+All are frozen; change them with `dataclasses.replace`. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+PROVIDERS: tuple[str, ...] = ("pixazo", "apiframe", "oxen", "venice")
+SOURCES: tuple[str, ...] = ("webhook", "sse", "poll", "api", "dispatch")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Status(enum.StrEnum):
+    """A job's normalized status. Ranks only ever go up; the last three are terminal."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return _RANK[self] == 2
+
+
+_RANK = {
+    Status.QUEUED: 0,
+    Status.PROCESSING: 1,
+    Status.SUCCEEDED: 2,
+    Status.FAILED: 2,
+    Status.CANCELLED: 2,
+}
+
+
+class Verdict(enum.StrEnum):
+    """What intake made of one raw delivery."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One normalized fact a source reported about a job.
+
+    `kind` is a status value (`queued` ... `cancelled`) or `tracked` (a user asked us to
+    follow the job). `provider_status` keeps the provider's own word (e.g. Pixazo `ERROR`).
+    """
+
+    provider: str
+    job_id: str
+    kind: str
+    progress: int | None = None
+    result_urls: tuple[str, ...] = ()
+    error: str | None = None
+    provider_status: str | None = None
+    provider_at: datetime | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Status | None:
+        try:
+            return Status(self.kind)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One raw inbound delivery as received, secrets already removed from `headers`."""
+
+    source: str
+    provider: str
+    received_at: datetime
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event decided by the state machine, before the store gives it a sequence number."""
+
+    provider: str
+    job_id: str
+    type: str
+    data: Mapping[str, Any]
+    fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the append-only log."""
+
+    seq: int
+    provider: str
+    job_id: str
+    type: str
+    source: str
+    at: datetime
+    data: Mapping[str, Any]
+    delivery_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "provider": self.provider,
+            "job_id": self.job_id,
+            "type": self.type,
+            "source": self.source,
+            "at": self.at.isoformat(),
+            "data": dict(self.data),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The projection of one job: everything the log has said about it, folded.
+
+    `seen` holds the fingerprints of observations already logged (the dedup memory);
+    `terminals` every distinct terminal status reported, so more than one is a conflict.
+    """
+
+    provider: str
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    status: Status = Status.QUEUED
+    progress: int | None = None
+    result_urls: tuple[str, ...] = ()
+    error: str | None = None
+    provider_status: str | None = None
+    terminals: tuple[Status, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seen: frozenset[str] = frozenset()
+    last_seq: int = 0
+
+    @property
+    def conflict(self) -> bool:
+        return len(self.terminals) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """Work a transition calls for (a download, a notification), keyed for idempotency."""
+
+    key: str
+    kind: str
+    provider: str
+    job_id: str
+    sink: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """An outbox item as stored, with its progress."""
+
+    id: int
+    item: OutboxItem
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """What one intake committed: the delivery's id and verdict, new events, the job after."""
+
+    delivery_id: int
+    verdict: Verdict
+    events: tuple[Event, ...]
+    job: Job | None

@@ -1,0 +1,1 @@
+"""One module per provider: its wire formats, statuses and signatures, nothing else."""

@@ -1,0 +1,81 @@
+"""Apiframe v2: webhook bodies and the job document as observations, and the signature.
+
+The signature is HMAC-SHA256 over the exact raw body, keyed with the raw 32-byte SHA-256
+digest of the API key; the header is `sha256=<hex>` or bare hex. `result` is a URL string
+or `{"videoUrl": url}`. The webhook calls the id `jobId`, the job document `id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from core.model import Observation, Status
+from providers import fields
+from providers.fields import PayloadError
+
+NAME = "apiframe"
+SIGNATURE_HEADER = "X-Webhook-Signature"
+EVENT_HEADER = "X-Webhook-Event"
+
+STATUSES = {
+    "QUEUED": Status.QUEUED,
+    "PROCESSING": Status.PROCESSING,
+    "COMPLETED": Status.SUCCEEDED,
+    "FAILED": Status.FAILED,
+    "CANCELLED": Status.CANCELLED,
+}
+EVENT_STATUS = {"progress": "PROCESSING", "completed": "COMPLETED", "failed": "FAILED"}
+
+
+def signing_key(api_key: str) -> bytes:
+    return hashlib.sha256(api_key.encode()).digest()
+
+
+def sign(key: bytes, body: bytes) -> str:
+    """The hex signature of `body` for a key from `signing_key`."""
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify(key: bytes, body: bytes, header: str | None) -> bool:
+    """True when `header` (`sha256=<hex>` or bare hex) signs `body`; constant time."""
+    if not header:
+        return False
+    given = header.strip()
+    if given[:7].lower() == "sha256=":
+        given = given[7:]
+    return hmac.compare_digest(sign(key, body).encode(), given.lower().encode("ascii", "replace"))
+
+
+def parse(payload: Any) -> Observation:
+    """Read a webhook body or a `GET /v2/jobs/{id}` document."""
+    doc = fields.mapping(payload, "the Apiframe payload")
+    raw_id = doc.get("jobId", doc.get("id"))
+    job_id = fields.job_id(raw_id, "jobId")
+    word = doc.get("status")
+    if word is None and isinstance(doc.get("event"), str):
+        word = EVENT_STATUS.get(doc["event"])
+    if not isinstance(word, str) or word.upper() not in STATUSES:
+        raise PayloadError(f"status must be one of {', '.join(STATUSES)}")
+    word = word.upper()
+    status = STATUSES[word]
+    return Observation(
+        provider=NAME,
+        job_id=job_id,
+        kind=status.value,
+        progress=fields.progress(doc.get("progress"), "progress"),
+        result_urls=_result(doc.get("result")) if status is Status.SUCCEEDED else (),
+        error=fields.text(doc.get("error"), "error") if status.terminal else None,
+        provider_status=word,
+        provider_at=fields.timestamp(doc.get("completedAt"), "completedAt"),
+    )
+
+
+def _result(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (fields.url(value, "result"),)
+    video = fields.mapping(value, "result").get("videoUrl")
+    return (fields.url(video, "result.videoUrl"),) if video is not None else ()

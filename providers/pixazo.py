@@ -1,0 +1,60 @@
+"""Pixazo: the status document (also the webhook body) as observations.
+
+Statuses QUEUED, PROCESSING, COMPLETED, FAILED, ERROR; FAILED and ERROR both become
+`failed`, the provider's word kept in `provider_status`. Timestamps come in two formats.
+Callbacks carry no signature: the receiver authenticates them by a token in the URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.model import Observation, Status
+from providers import fields
+from providers.fields import PayloadError
+
+NAME = "pixazo"
+
+STATUSES = {
+    "QUEUED": Status.QUEUED,
+    "PROCESSING": Status.PROCESSING,
+    "COMPLETED": Status.SUCCEEDED,
+    "FAILED": Status.FAILED,
+    "ERROR": Status.FAILED,
+}
+
+
+def parse_status(payload: Any) -> Observation:
+    """Read a status document / webhook body. Unknown extra fields are ignored."""
+    doc = fields.mapping(payload, "the Pixazo status document")
+    request_id = fields.job_id(doc.get("request_id"), "request_id")
+    word = doc.get("status")
+    if not isinstance(word, str) or word.upper() not in STATUSES:
+        raise PayloadError(f"status must be one of {', '.join(STATUSES)}")
+    word = word.upper()
+    status = STATUSES[word]
+    at = fields.timestamp(doc.get("completed_at"), "completed_at") or fields.timestamp(
+        doc.get("updated_at"), "updated_at"
+    )
+    return Observation(
+        provider=NAME,
+        job_id=request_id,
+        kind=status.value,
+        result_urls=_media_urls(doc.get("output")) if status is Status.SUCCEEDED else (),
+        error=fields.text(doc.get("error"), "error") if status is Status.FAILED else None,
+        provider_status=word,
+        provider_at=at,
+    )
+
+
+def _media_urls(output: Any) -> tuple[str, ...]:
+    if output is None:
+        return ()
+    media = fields.mapping(output, "output").get("media_url")
+    if media is None:
+        return ()
+    if isinstance(media, str):
+        media = [media]
+    if not isinstance(media, list):
+        raise PayloadError("output.media_url must be a list of URLs")
+    return tuple(fields.url(u, "output.media_url[]") for u in media)

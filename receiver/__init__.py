@@ -1,0 +1,1 @@
+"""The aiohttp service: webhook routes, the read/write API, the event stream, health, CLI."""

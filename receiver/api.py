@@ -1,0 +1,155 @@
+"""The read/write API under `/api`: jobs, their timelines, tracking, the event stream."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from aiohttp import web
+
+from core.model import PROVIDERS, Delivery, Observation, Status, utcnow
+from providers import fields
+from providers.fields import PayloadError
+from receiver import bodies
+from receiver.errors import ApiError, Handler
+from receiver.keys import METRICS, SETTINGS, STORE
+from receiver.views import job_view
+from store.base import BadCursor
+
+DEFAULT_MODELS = {"venice": "topaz-video-upscale"}
+MAX_PAGE = 500
+HEARTBEAT_SECONDS = 15.0
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/jobs", list_jobs)
+    app.router.add_post("/api/jobs", track_job)
+    app.router.add_get("/api/jobs/{provider}/{job_id}", show_job)
+    app.router.add_get("/api/jobs/{provider}/{job_id}/events", job_events)
+    app.router.add_get("/api/events", event_stream)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[SETTINGS].api_token
+    if token and request.path.startswith("/api/"):
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <JOBTRAIL_API_TOKEN>")
+    return await handler(request)
+
+
+def _provider(value: str | None) -> str | None:
+    if value is not None and value not in PROVIDERS:
+        raise ApiError(400, "unknown_provider", f"provider must be one of {', '.join(PROVIDERS)}")
+    return value
+
+
+def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 <= int(raw) <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from 0 to {high}")
+    return int(raw)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(s.value for s in Status)}")
+    try:
+        page = await request.app[STORE].list_jobs(
+            provider=_provider(request.query.get("provider")),
+            status=status,
+            limit=max(1, _int_param(request, "limit", 50, MAX_PAGE)),
+            cursor=request.query.get("cursor"),
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "bad_cursor", str(exc)) from exc
+    return web.json_response(
+        {"jobs": [job_view(job) for job in page.jobs], "next_cursor": page.next_cursor}
+    )
+
+
+async def show_job(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    provider, job_id = _provider(request.match_info["provider"]), request.match_info["job_id"]
+    assert provider is not None
+    job = await store.get_job(provider, job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
+    return web.json_response(job_view(job, await store.outbox_for_job(provider, job_id)))
+
+
+async def job_events(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    provider, job_id = _provider(request.match_info["provider"]), request.match_info["job_id"]
+    assert provider is not None
+    if await store.get_job(provider, job_id) is None:
+        raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
+    after = _int_param(request, "after", 0, 2**62)
+    limit = max(1, _int_param(request, "limit", 1000, 10_000))
+    events = await store.job_events(provider, job_id, after=after, limit=limit)
+    return web.json_response({"events": [e.to_json() for e in events]})
+
+
+async def track_job(request: web.Request) -> web.Response:
+    """Start tracking a job submitted elsewhere; tracking it again changes nothing."""
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    bodies.check_json_type(request)
+    body = await bodies.read_body(request, settings.max_body_bytes)
+    payload = bodies.parse_json(body)
+    provider = payload.get("provider")
+    if not isinstance(provider, str) or provider not in PROVIDERS:
+        raise ApiError(400, "unknown_provider", f"provider must be one of {', '.join(PROVIDERS)}")
+    try:
+        job_id = fields.job_id(payload.get("id"), "id")
+    except PayloadError as exc:
+        raise ApiError(400, "invalid_payload", str(exc)) from exc
+    model = payload.get("model", DEFAULT_MODELS.get(provider))
+    if model is not None and (not isinstance(model, str) or not 0 < len(model) <= 128):
+        raise ApiError(400, "invalid_payload", "model must be a string of 1 to 128 characters")
+    existed = await store.get_job(provider, job_id) is not None
+    params = {"model": model} if model else {}
+    delivery = Delivery(
+        source="api", provider=provider, received_at=utcnow(),
+        headers=bodies.audit_headers(request, settings.secrets()), body=body, job_id=job_id,
+    )
+    result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
+    request.app[METRICS].delivery(provider, "api", result.verdict.value, len(result.events))
+    assert result.job is not None
+    return web.json_response(
+        job_view(result.job, await store.outbox_for_job(provider, job_id)),
+        status=200 if existed else 201,
+    )
+
+
+async def event_stream(request: web.Request) -> web.StreamResponse:
+    """Every log entry as SSE, `id:` its sequence number; resumes after `Last-Event-ID`."""
+    store = request.app[STORE]
+    raw = request.headers.get("Last-Event-ID", request.query.get("after", "0")).strip() or "0"
+    if not raw.isdigit():
+        raise ApiError(400, "bad_parameter", "Last-Event-ID must be an event sequence number")
+    last = int(raw)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    await response.write(b"retry: 2000\n\n")
+    while True:
+        events = await store.events_after(last, 500)
+        if events:
+            chunk = "".join(
+                f"id: {e.seq}\nevent: {e.type}\ndata: {json.dumps(e.to_json())}\n\n" for e in events
+            )
+            await response.write(chunk.encode())
+            last = events[-1].seq
+            continue
+        if not await store.wait_for_append(HEARTBEAT_SECONDS):
+            await response.write(b": keep-alive\n\n")

@@ -1,0 +1,13 @@
+"""Typed keys for what the application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from core.settings import Settings
+from receiver.metrics import Metrics
+from store.base import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", Metrics)

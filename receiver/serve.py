@@ -1,0 +1,51 @@
+"""Running the service: open the store, serve HTTP, stop cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+
+from core.effects import EffectPlanner
+from core.settings import Settings
+from receiver.app import create_app
+from store import open_store
+from store.base import Store
+
+log = structlog.get_logger(__name__)
+
+
+def planner_for(settings: Settings) -> EffectPlanner:
+    return EffectPlanner(sinks=settings.notify.sinks())
+
+
+def store_for(settings: Settings) -> Store:
+    return open_store(settings.store_url, planner_for(settings))
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set or the process gets SIGINT/SIGTERM."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    store = store_for(settings)
+    await store.open()
+    runner = web.AppRunner(create_app(settings, store), access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        await site.start()
+        log.info(
+            "serving",
+            url=f"http://{settings.host}:{settings.port}",
+            store=settings.store_url.split("?")[0],
+            data_dir=str(settings.data_dir),
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        await store.close()

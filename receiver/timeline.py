@@ -1,0 +1,61 @@
+"""Plain-text views of jobs for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from core.model import Event, Job, OutboxEntry
+
+
+def job_table(jobs: Sequence[Job]) -> str:
+    if not jobs:
+        return "no jobs tracked yet"
+    rows = [("PROVIDER", "JOB", "STATUS", "PROGRESS", "UPDATED")]
+    for job in jobs:
+        progress = "" if job.progress is None else f"{job.progress}%"
+        status = job.status.value + (" (conflict)" if job.conflict else "")
+        rows.append((job.provider, job.id, status, progress, _when(job.updated_at.isoformat())))
+    return _columns(rows)
+
+
+def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> str:
+    lines = [
+        f"{job.provider} {job.id}",
+        f"  status    {job.status.value}"
+        + (f" ({job.provider_status})" if job.provider_status else "")
+        + (f"  progress {job.progress}%" if job.progress is not None else ""),
+        f"  created   {_when(job.created_at.isoformat())}",
+        f"  updated   {_when(job.updated_at.isoformat())}",
+    ]
+    if job.conflict:
+        lines.append(f"  CONFLICT  sources disagree: {', '.join(s.value for s in job.terminals)}")
+    lines += [f"  result    {url}" for url in job.result_urls]
+    if job.error:
+        lines.append(f"  error     {job.error}")
+    for entry in outbox:
+        lines.append(f"  {entry.item.kind:<9} {entry.item.sink}: {entry.status} ({entry.attempts} attempts)")
+    lines.append("")
+    rows = [("SEQ", "AT", "SOURCE", "EVENT", "DETAILS")]
+    for event in events:
+        rows.append(
+            (str(event.seq), _when(event.at.isoformat()), event.source, event.type, _details(event.data))
+        )
+    lines.append(_columns(rows))
+    return "\n".join(lines)
+
+
+def _details(data: Mapping[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in data.items())
+
+
+def _when(iso: str) -> str:
+    return iso.replace("T", " ")[:23]
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in rows
+    )

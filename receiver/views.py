@@ -1,0 +1,48 @@
+"""The JSON shapes of the API (PRODUCT.md): a job with its downloads and notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from core.model import Job, OutboxEntry
+
+
+def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:
+    return {
+        "provider": job.provider,
+        "id": job.id,
+        "status": job.status.value,
+        "progress": job.progress,
+        "result_urls": list(job.result_urls),
+        "error": job.error,
+        "provider_status": job.provider_status,
+        "conflict": [s.value for s in job.terminals] if job.conflict else None,
+        "params": dict(job.params),
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+        "last_seq": job.last_seq,
+        "downloads": [_download(e) for e in outbox if e.item.kind == "download"],
+        "notifications": [_notification(e) for e in outbox if e.item.kind == "notify"],
+    }
+
+
+def _download(entry: OutboxEntry) -> dict[str, Any]:
+    payload = entry.item.payload
+    return {
+        "url": payload.get("url"),
+        "status": entry.status,
+        "path": payload.get("path"),
+        "bytes": payload.get("bytes"),
+        "sha256": payload.get("sha256"),
+        "error": entry.last_error,
+    }
+
+
+def _notification(entry: OutboxEntry) -> dict[str, Any]:
+    return {
+        "sink": entry.item.sink,
+        "status": entry.status,
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+    }

@@ -1,0 +1,125 @@
+"""The store port: what every backend (memory, SQLite, PostgreSQL) promises.
+
+A backend keeps four things: the raw deliveries (audit), the append-only event log, the
+job projection, and the outbox. `intake` writes all four for one delivery in one
+transaction and returns only after the commit; that is what lets the receiver answer 2xx.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from core.intake import Planner
+from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
+
+MAX_STORED_BODY = 64 * 1024
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unreachable, corrupt, misconfigured)."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer jobtrail than this one."""
+
+
+class BadCursor(StoreError, ValueError):
+    """A pagination cursor this store did not hand out."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    id: int
+    delivery: Delivery
+    verdict: Verdict
+    reason: str | None
+    body_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    jobs: Sequence[Job]
+    next_cursor: str | None
+
+
+class Store(abc.ABC):
+    """One event log with its projections. Open before use; close when done."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self._appended: asyncio.Event | None = None
+
+    def _notify_appended(self) -> None:
+        """Wake everyone in `wait_for_append` (backends call this after a commit)."""
+        if self._appended is not None:
+            self._appended.set()
+            self._appended = None
+
+    async def wait_for_append(self, timeout: float) -> bool:
+        """Wait until events are appended by this process, or `timeout`; True if woken."""
+        if self._appended is None:
+            self._appended = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations; refuse a schema newer than the code."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending intakes, then release connections."""
+
+    @abc.abstractmethod
+    async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
+        """Record the delivery, append its new events, update jobs, enqueue outbox work:
+        all in one transaction, committed before returning. Duplicates append nothing and
+        the delivery is kept with verdict `duplicate`."""
+
+    @abc.abstractmethod
+    async def reject(self, delivery: Delivery, reason: str) -> int:
+        """Keep a refused delivery for audit (verdict `rejected`); returns its id."""
+
+    @abc.abstractmethod
+    async def get_job(self, provider: str, job_id: str) -> Job | None:
+        """The job's projection, or None."""
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self,
+        *,
+        provider: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs newest first; `cursor` from a previous page continues after it."""
+
+    @abc.abstractmethod
+    async def job_events(
+        self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """One job's events in sequence order, after sequence number `after`."""
+
+    @abc.abstractmethod
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        """All events with a sequence number above `seq`, in order."""
+
+    @abc.abstractmethod
+    async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
+        """The job's outbox work (downloads, notifications) with its state."""
+
+    @abc.abstractmethod
+    async def deliveries(
+        self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
+    ) -> list[StoredDelivery]:
+        """Raw deliveries, oldest first, optionally of one job."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreError unless the store answers."""

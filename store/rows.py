@@ -1,0 +1,164 @@
+"""Turning values into rows and back; shared by the SQL backends."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict
+from store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
+
+JOB_COLUMNS = (
+    "provider, job_id, status, progress, result_urls, error, provider_status, terminals, "
+    "params, seen, last_seq, created_at, updated_at"
+)
+EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data, delivery_id"
+DELIVERY_COLUMNS = (
+    "id, source, provider, job_id, received_at, headers, body, body_size, verdict, reason"
+)
+OUTBOX_COLUMNS = (
+    "id, key, kind, provider, job_id, sink, payload, status, attempts, last_error, "
+    "created_at, updated_at"
+)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.provider,
+        job.id,
+        job.status.value,
+        job.progress,
+        dumps(list(job.result_urls)),
+        job.error,
+        job.provider_status,
+        dumps([s.value for s in job.terminals]),
+        dumps(dict(job.params)),
+        dumps(sorted(job.seen)),
+        job.last_seq,
+        job.created_at.isoformat(),
+        job.updated_at.isoformat(),
+    )
+
+
+def job_from(row: Sequence[Any]) -> Job:
+    return Job(
+        provider=row[0],
+        id=row[1],
+        status=Status(row[2]),
+        progress=row[3],
+        result_urls=tuple(json.loads(row[4])),
+        error=row[5],
+        provider_status=row[6],
+        terminals=tuple(Status(s) for s in json.loads(row[7])),
+        params=json.loads(row[8]),
+        seen=frozenset(json.loads(row[9])),
+        last_seq=row[10],
+        created_at=_time(row[11]),
+        updated_at=_time(row[12]),
+    )
+
+
+def event_row(event: Event, fingerprint: str | None) -> tuple[Any, ...]:
+    return (
+        event.seq,
+        event.provider,
+        event.job_id,
+        event.type,
+        event.source,
+        event.at.isoformat(),
+        dumps(dict(event.data)),
+        event.delivery_id,
+        fingerprint,
+    )
+
+
+def event_from(row: Sequence[Any]) -> Event:
+    return Event(
+        seq=row[0],
+        provider=row[1],
+        job_id=row[2],
+        type=row[3],
+        source=row[4],
+        at=_time(row[5]),
+        data=json.loads(row[6]),
+        delivery_id=row[7],
+    )
+
+
+def delivery_row(
+    delivery_id: int, delivery: Delivery, verdict: Verdict, reason: str | None
+) -> tuple[Any, ...]:
+    return (
+        delivery_id,
+        delivery.source,
+        delivery.provider,
+        delivery.job_id,
+        delivery.received_at.isoformat(),
+        dumps(dict(delivery.headers)),
+        bytes(delivery.body[:MAX_STORED_BODY]),
+        len(delivery.body),
+        verdict.value,
+        reason,
+    )
+
+
+def delivery_from(row: Sequence[Any]) -> StoredDelivery:
+    delivery = Delivery(
+        source=row[1],
+        provider=row[2],
+        job_id=row[3],
+        received_at=_time(row[4]),
+        headers=json.loads(row[5]),
+        body=bytes(row[6]),
+    )
+    return StoredDelivery(row[0], delivery, Verdict(row[8]), row[9], row[7])
+
+
+def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
+    stamp = now.isoformat()
+    return (
+        item.key,
+        item.kind,
+        item.provider,
+        item.job_id,
+        item.sink,
+        dumps(dict(item.payload)),
+        stamp,
+        stamp,
+        stamp,
+    )
+
+
+def outbox_from(row: Sequence[Any]) -> OutboxEntry:
+    item = OutboxItem(
+        key=row[1], kind=row[2], provider=row[3], job_id=row[4], sink=row[5],
+        payload=json.loads(row[6]),
+    )
+    return OutboxEntry(row[0], item, row[7], row[8], row[9], _time(row[10]), _time(row[11]))
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"j{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("j"):
+            raise ValueError(raw)
+        return int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadCursor("cursor is not one this API handed out") from exc
+
+
+def _time(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
