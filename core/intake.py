@@ -107,9 +107,7 @@ def plan_batch(
             plan.jobs[key] = after
             last_job = after
         verdict = _verdict(request, events)
-        plan.deliveries.append(
-            PlannedDelivery(delivery_id, request.delivery, verdict, request.rejection)
-        )
+        plan.deliveries.append(PlannedDelivery(delivery_id, request.delivery, verdict, request.rejection))
         plan.results.append(IntakeResult(delivery_id, verdict, tuple(events), last_job))
     return plan
 

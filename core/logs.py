@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -39,8 +39,8 @@ class Redactor:
             return [self.scrub(v) for v in value]
         return value
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        scrubbed: dict[str, Any] = self.scrub(event_dict)
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        scrubbed: Mapping[str, Any] = self.scrub(event_dict)
         return scrubbed
 
 

@@ -192,9 +192,7 @@ def _build(raw: Mapping[str, tuple[Any, str]]) -> Settings:
     host = _string(*get("host")) or "127.0.0.1"
     api_token = _token(*get("api_token"))
     if not _is_loopback(host) and not api_token:
-        raise ConfigError(
-            "JOBTRAIL_API_TOKEN", f"is required to listen on {host}, beyond loopback"
-        )
+        raise ConfigError("JOBTRAIL_API_TOKEN", f"is required to listen on {host}, beyond loopback")
     providers = {
         name: ProviderSettings(
             name,

@@ -68,9 +68,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         )
     except BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from exc
-    return web.json_response(
-        {"jobs": [job_view(job) for job in page.jobs], "next_cursor": page.next_cursor}
-    )
+    return web.json_response({"jobs": [job_view(job) for job in page.jobs], "next_cursor": page.next_cursor})
 
 
 async def show_job(request: web.Request) -> web.Response:
@@ -114,8 +112,12 @@ async def track_job(request: web.Request) -> web.Response:
     existed = await store.get_job(provider, job_id) is not None
     params = {"model": model} if model else {}
     delivery = Delivery(
-        source="api", provider=provider, received_at=utcnow(),
-        headers=bodies.audit_headers(request, settings.secrets()), body=body, job_id=job_id,
+        source="api",
+        provider=provider,
+        received_at=utcnow(),
+        headers=bodies.audit_headers(request, settings.secrets()),
+        body=body,
+        job_id=job_id,
     )
     result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
     request.app[METRICS].delivery(provider, "api", result.verdict.value, len(result.events))

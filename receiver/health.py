@@ -31,6 +31,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(
-        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8",
+        text=request.app[METRICS].render(),
+        content_type="text/plain",
+        charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )

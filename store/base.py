@@ -11,6 +11,7 @@ import abc
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 from core.intake import Planner
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
@@ -57,12 +58,12 @@ class Store(abc.ABC):
             self._appended.set()
             self._appended = None
 
-    async def wait_for_append(self, timeout: float) -> bool:
-        """Wait until events are appended by this process, or `timeout`; True if woken."""
+    async def wait_for_append(self, seconds: float) -> bool:
+        """Wait until events are appended by this process, or `seconds` pass; True if woken."""
         if self._appended is None:
             self._appended = asyncio.Event()
         try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
+            await asyncio.wait_for(self._appended.wait(), seconds)
         except TimeoutError:
             return False
         return True

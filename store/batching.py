@@ -36,6 +36,7 @@ class GroupCommitter(Generic[Req, Res]):
         self._closing = False
 
     def start(self) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self._run(), name="store-group-commit")
 
     async def submit(self, request: Req) -> Res:

@@ -42,16 +42,20 @@ class MemoryStore(Store):
                 raise StoreError("the store is not open")
             jobs = {k: self._jobs[k][1] for k in request.job_keys() if k in self._jobs}
             plan = plan_batch(
-                [request], jobs, len(self._deliveries) + 1, len(self._events) + 1,
-                self.planner, utcnow(),
+                [request],
+                jobs,
+                len(self._deliveries) + 1,
+                len(self._events) + 1,
+                self.planner,
+                utcnow(),
             )
             for planned in plan.events:
                 e = planned.event
                 if planned.fingerprint is not None:
-                    key = (e.provider, e.job_id, planned.fingerprint)
-                    if key in self._fingerprints:
-                        raise StoreError(f"fingerprint {key} logged twice")
-                    self._fingerprints.add(key)
+                    logged = (e.provider, e.job_id, planned.fingerprint)
+                    if logged in self._fingerprints:
+                        raise StoreError(f"fingerprint {logged} logged twice")
+                    self._fingerprints.add(logged)
                 self._events.append(e)
             for d in plan.deliveries:
                 body = bytes(d.delivery.body)
@@ -99,26 +103,21 @@ class MemoryStore(Store):
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
-        found = [
-            e for e in self._events
-            if e.provider == provider and e.job_id == job_id and e.seq > after
-        ]
+        found = [e for e in self._events if e.provider == provider and e.job_id == job_id and e.seq > after]
         return found[:limit]
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         return self._events[seq : seq + limit]
 
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
-        return [
-            e for e in self._outbox.values()
-            if e.item.provider == provider and e.item.job_id == job_id
-        ]
+        return [e for e in self._outbox.values() if e.item.provider == provider and e.item.job_id == job_id]
 
     async def deliveries(
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
     ) -> list[StoredDelivery]:
         found = [
-            d for d in self._deliveries
+            d
+            for d in self._deliveries
             if (provider is None or d.delivery.provider == provider)
             and (job_id is None or d.delivery.job_id == job_id)
         ]

@@ -17,12 +17,9 @@ JOB_COLUMNS = (
     "params, seen, last_seq, created_at, updated_at"
 )
 EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data, delivery_id"
-DELIVERY_COLUMNS = (
-    "id, source, provider, job_id, received_at, headers, body, body_size, verdict, reason"
-)
+DELIVERY_COLUMNS = "id, source, provider, job_id, received_at, headers, body, body_size, verdict, reason"
 OUTBOX_COLUMNS = (
-    "id, key, kind, provider, job_id, sink, payload, status, attempts, last_error, "
-    "created_at, updated_at"
+    "id, key, kind, provider, job_id, sink, payload, status, attempts, last_error, created_at, updated_at"
 )
 
 
@@ -139,7 +136,11 @@ def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
 
 def outbox_from(row: Sequence[Any]) -> OutboxEntry:
     item = OutboxItem(
-        key=row[1], kind=row[2], provider=row[3], job_id=row[4], sink=row[5],
+        key=row[1],
+        kind=row[2],
+        provider=row[3],
+        job_id=row[4],
+        sink=row[5],
         payload=json.loads(row[6]),
     )
     return OutboxEntry(row[0], item, row[7], row[8], row[9], _time(row[10]), _time(row[11]))
@@ -161,4 +162,3 @@ def decode_cursor(cursor: str) -> int:
 
 def _time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
-

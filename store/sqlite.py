@@ -43,6 +43,9 @@ class SQLiteStore(Store):
         except (OSError, aiosqlite.Error) as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
         self._committer.start()
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -112,8 +115,7 @@ class SQLiteStore(Store):
 
     async def _plan(self, conn: aiosqlite.Connection, requests: Sequence[IntakeRequest]) -> Plan:
         ids = await conn.execute_fetchall(
-            "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries),"
-            " (SELECT COALESCE(MAX(seq), 0) FROM events)"
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
         )
         last_delivery, last_seq = next(iter(ids))
         keys = sorted({key for request in requests for key in request.job_keys()})
@@ -126,8 +128,7 @@ class SQLiteStore(Store):
             values = ",".join("(?, ?)" for _ in chunk)
             params = [part for key in chunk for part in key]
             found = await conn.execute_fetchall(
-                f"SELECT {rows.JOB_COLUMNS} FROM jobs "  # noqa: S608 - placeholders only
-                f"WHERE (provider, job_id) IN (VALUES {values})",
+                f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE (provider, job_id) IN (VALUES {values})",
                 params,
             )
             for row in found:
@@ -199,8 +200,7 @@ class SQLiteStore(Store):
             where.append("jid < ?")
             params.append(str(rows.decode_cursor(cursor)))
         found = await self._fetch(
-            f"SELECT {rows.JOB_COLUMNS}, jid FROM jobs WHERE {' AND '.join(where)} "  # noqa: S608
-            "ORDER BY jid DESC LIMIT ?",
+            f"SELECT {rows.JOB_COLUMNS}, jid FROM jobs WHERE {' AND '.join(where)} ORDER BY jid DESC LIMIT ?",
             [*params, limit + 1],
         )
         more = len(found) > limit
@@ -227,8 +227,7 @@ class SQLiteStore(Store):
 
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         found = await self._fetch(
-            f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? "
-            "ORDER BY id",
+            f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? ORDER BY id",
             (provider, job_id),
         )
         return [rows.outbox_from(row) for row in found]
@@ -244,8 +243,7 @@ class SQLiteStore(Store):
             where.append("job_id = ?")
             params.append(job_id)
         found = await self._fetch(
-            f"SELECT {rows.DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} "  # noqa: S608
-            "ORDER BY id LIMIT ?",
+            f"SELECT {rows.DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             [*params, limit],
         )
         return [rows.delivery_from(row) for row in found]
@@ -269,4 +267,3 @@ def _statements(script: str) -> Iterable[str]:
 def _chunks(items: list[JobKey], size: int) -> Iterable[list[JobKey]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-

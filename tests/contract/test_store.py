@@ -1,0 +1,207 @@
+"""What every store backend promises (store/base.py), run against each backend."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from core.effects import EffectPlanner
+from core.model import Delivery, Job, Observation, OutboxItem, Verdict, utcnow
+from store import open_store
+from store.base import BadCursor, SchemaTooNew, Store, StoreError
+
+
+def delivery(job_id: str | None = "job-1", body: bytes = b"{}") -> Delivery:
+    return Delivery("webhook", "pixazo", utcnow(), {"Content-Type": "application/json"}, body, job_id)
+
+
+def obs(job_id: str = "job-1", kind: str = "processing", **kw: object) -> Observation:
+    return Observation("pixazo", job_id, kind, **kw)  # type: ignore[arg-type]
+
+
+async def test_intake_appends_events_and_projects_the_job(store: Store) -> None:
+    result = await store.intake(delivery(), [obs(progress=10)])
+    assert Verdict.ACCEPTED == result.verdict
+    assert ["job.processing"] == [e.type for e in result.events]
+    job = await store.get_job("pixazo", "job-1")
+    assert job is not None and 10 == job.progress
+    assert [1] == [e.seq for e in await store.job_events("pixazo", "job-1")]
+
+
+async def test_a_redelivery_appends_nothing_and_is_kept_as_duplicate(store: Store) -> None:
+    await store.intake(delivery(), [obs(progress=10)])
+    again = await store.intake(delivery(), [obs(progress=10)])
+    assert Verdict.DUPLICATE == again.verdict
+    assert () == again.events
+    assert 1 == len(await store.job_events("pixazo", "job-1"))
+    assert [Verdict.ACCEPTED, Verdict.DUPLICATE] == [d.verdict for d in await store.deliveries()]
+
+
+async def test_rejected_deliveries_are_kept_for_audit(store: Store) -> None:
+    delivery_id = await store.reject(delivery(None, b"not json"), "malformed JSON")
+    [kept] = await store.deliveries()
+    assert (delivery_id, Verdict.REJECTED, "malformed JSON", b"not json") == (
+        kept.id, kept.verdict, kept.reason, kept.delivery.body
+    )
+    assert [] == await store.events_after(0)
+
+
+async def test_stored_bodies_are_capped_but_their_size_is_recorded(store: Store) -> None:
+    big = b"x" * (200 * 1024)
+    await store.intake(delivery(body=big), [obs()])
+    [kept] = await store.deliveries()
+    assert 200 * 1024 == kept.body_size
+    assert 64 * 1024 == len(kept.delivery.body)
+
+
+async def test_success_enqueues_downloads_and_notifications_once(store: Store) -> None:
+    urls = ("https://cdn/a.mp4", "https://cdn/b.mp4")
+    await store.intake(delivery(), [obs(kind="succeeded", result_urls=urls)])
+    await store.intake(delivery(), [obs(kind="succeeded", result_urls=urls)])
+    outbox = await store.outbox_for_job("pixazo", "job-1")
+    assert [("download", "https://cdn/a.mp4"), ("download", "https://cdn/b.mp4"), ("notify", None)] == [
+        (e.item.kind, e.item.payload.get("url")) for e in outbox
+    ]
+    assert {"pending"} == {e.status for e in outbox}
+
+
+async def test_concurrent_intakes_get_unique_increasing_sequence_numbers(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.intake(delivery(f"j{i}"), [obs(f"j{i}", progress=i % 100)]) for i in range(300))
+    )
+    seqs = sorted(e.seq for r in results for e in r.events)
+    assert list(range(1, 301)) == seqs
+    assert 300 == len({r.delivery_id for r in results})
+    assert seqs == [e.seq for e in await store.events_after(0, 1000)]
+
+
+async def test_concurrent_redeliveries_of_one_job_append_each_fact_once(store: Store) -> None:
+    facts = [obs(progress=p) for p in (10, 20, 30)] * 20
+    results = await asyncio.gather(*(store.intake(delivery(), [o]) for o in facts))
+    assert 3 == sum(r.verdict is Verdict.ACCEPTED for r in results)
+    assert [10, 20, 30] == sorted(e.data["progress"] for e in await store.job_events("pixazo", "job-1"))
+
+
+async def test_events_after_resumes_from_a_sequence_number(store: Store) -> None:
+    for i in range(5):
+        await store.intake(delivery(f"j{i}"), [obs(f"j{i}")])
+    assert [4, 5] == [e.seq for e in await store.events_after(3)]
+    assert [2, 3] == [e.seq for e in await store.events_after(1, limit=2)]
+
+
+async def test_list_jobs_filters_and_paginates_newest_first(store: Store) -> None:
+    for i in range(7):
+        kind = "succeeded" if i % 2 else "processing"
+        await store.intake(delivery(f"j{i}"), [obs(f"j{i}", kind=kind)])
+    first = await store.list_jobs(limit=3)
+    assert ["j6", "j5", "j4"] == [j.id for j in first.jobs]
+    assert first.next_cursor is not None
+    second = await store.list_jobs(limit=3, cursor=first.next_cursor)
+    third = await store.list_jobs(limit=3, cursor=second.next_cursor)
+    assert ["j3", "j2", "j1"] == [j.id for j in second.jobs]
+    assert (["j0"], None) == ([j.id for j in third.jobs], third.next_cursor)
+    done = await store.list_jobs(status="succeeded")
+    assert ["j5", "j3", "j1"] == [j.id for j in done.jobs]
+    assert [] == list((await store.list_jobs(provider="venice")).jobs)
+
+
+async def test_a_job_updated_later_keeps_its_place_in_the_listing(store: Store) -> None:
+    for i in range(3):
+        await store.intake(delivery(f"j{i}"), [obs(f"j{i}")])
+    await store.intake(delivery("j0"), [obs("j0", kind="succeeded")])
+    assert ["j2", "j1", "j0"] == [j.id for j in (await store.list_jobs()).jobs]
+
+
+@pytest.mark.parametrize("cursor", ["nope", "", "ag", "!!!"])
+async def test_a_foreign_cursor_is_refused(store: Store, cursor: str) -> None:
+    with pytest.raises(BadCursor):
+        await store.list_jobs(cursor=cursor)
+
+
+async def test_a_failing_transaction_writes_nothing(tmp_path: Path) -> None:
+    """Delivery, events, job and outbox commit together or not at all."""
+
+    class Exploding(EffectPlanner):
+        def __call__(self, before: Job | None, after: Job) -> list[OutboxItem]:
+            if after.status.terminal:
+                raise RuntimeError("planner blew up")
+            return super().__call__(before, after)
+
+    for url in (f"sqlite:///{tmp_path / 'tx.db'}", "memory://"):
+        store = open_store(url, Exploding())
+        await store.open()
+        await store.intake(delivery(), [obs(progress=5)])
+        with pytest.raises(RuntimeError):
+            await store.intake(delivery(), [obs(kind="succeeded", result_urls=("https://cdn/a",))])
+        job = await store.get_job("pixazo", "job-1")
+        assert job is not None and 5 == job.progress and not job.status.terminal
+        assert 1 == len(await store.deliveries())
+        assert 1 == len(await store.events_after(0))
+        assert [] == await store.outbox_for_job("pixazo", "job-1")
+        await store.close()
+
+
+async def test_one_bad_request_does_not_fail_the_rest_of_its_batch(tmp_path: Path) -> None:
+    class Picky(EffectPlanner):
+        def __call__(self, before: Job | None, after: Job) -> list[OutboxItem]:
+            if after.id == "poison":
+                raise RuntimeError("poison")
+            return []
+
+    store = open_store(f"sqlite:///{tmp_path / 'batch.db'}", Picky())
+    await store.open()
+    ids = [f"j{i}" for i in range(20)] + ["poison"]
+    results = await asyncio.gather(
+        *(store.intake(delivery(i), [obs(i)]) for i in ids), return_exceptions=True
+    )
+    await store.close()
+    assert [RuntimeError] == [type(r) for r in results if isinstance(r, BaseException)]
+    assert 20 == sum(1 for r in results if not isinstance(r, BaseException))
+
+
+async def test_sqlite_survives_reopening_and_records_the_schema_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'reopen.db'}"
+    store = open_store(url, EffectPlanner())
+    await store.open()
+    await store.intake(delivery(), [obs(progress=42)])
+    await store.close()
+    store = open_store(url, EffectPlanner())
+    await store.open()
+    job = await store.get_job("pixazo", "job-1")
+    await store.close()
+    assert job is not None and 42 == job.progress
+
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "reopen.db") as conn:
+        assert [(1, "init")] == conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+        assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+async def test_sqlite_refuses_a_database_newer_than_the_code(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    store = open_store(url, EffectPlanner())
+    await store.open()
+    await store.close()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "newer.db") as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'then')")
+    with pytest.raises(SchemaTooNew, match="99"):
+        await open_store(url, EffectPlanner()).open()
+
+
+async def test_sqlite_in_an_unwritable_place_is_a_clear_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot open"):
+        await open_store(f"sqlite:///{blocker / 'sub' / 'x.db'}", EffectPlanner()).open()
+
+
+async def test_a_closed_store_refuses_intake(store: Store) -> None:
+    await store.close()
+    with pytest.raises((StoreError, RuntimeError)):
+        await store.intake(delivery(), [obs()])
+    await store.open()
