@@ -43,7 +43,10 @@ async def test_rejected_deliveries_are_kept_for_audit(store: Store) -> None:
     delivery_id = await store.reject(delivery(None, b"not json"), "malformed JSON")
     [kept] = await store.deliveries()
     assert (delivery_id, Verdict.REJECTED, "malformed JSON", b"not json") == (
-        kept.id, kept.verdict, kept.reason, kept.delivery.body
+        kept.id,
+        kept.verdict,
+        kept.reason,
+        kept.delivery.body,
     )
     assert [] == await store.events_after(0)
 

@@ -82,9 +82,7 @@ def test_conflicting_terminal_reports_are_recorded_never_silently_chosen() -> No
 
 
 def test_tracking_keeps_params_and_is_idempotent() -> None:
-    job, steps = run(
-        obs("tracked", params={"model": "m1"}), obs("tracked", params={"model": "m2"})
-    )
+    job, steps = run(obs("tracked", params={"model": "m1"}), obs("tracked", params={"model": "m2"}))
     assert {"model": "m1"} == dict(job.params)
     assert steps[1].duplicate
     assert Status.QUEUED == job.status
@@ -121,8 +119,16 @@ def fold(deliveries: list[Observation]) -> tuple[Job, set[tuple[str, str]]]:
 
 
 def state(job: Job) -> tuple[object, ...]:
-    return (job.status, job.progress, job.result_urls, job.error, job.provider_status,
-            job.terminals, dict(job.params), job.seen)
+    return (
+        job.status,
+        job.progress,
+        job.result_urls,
+        job.error,
+        job.provider_status,
+        job.terminals,
+        dict(job.params),
+        job.seen,
+    )
 
 
 @settings(max_examples=300, deadline=None)

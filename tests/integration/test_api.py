@@ -1,0 +1,184 @@
+"""The read/write API and the event stream, over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+
+PIXAZO = f"/webhooks/pixazo/{WEBHOOK_TOKEN}"
+JSON = {"Content-Type": "application/json"}
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+async def callback(client: TestClient[Any, Any], job: str, status: str, **extra: Any) -> None:
+    body = json.dumps({"request_id": job, "status": status, **extra})
+    assert 200 == (await client.post(PIXAZO, data=body, headers=JSON)).status
+
+
+async def test_a_job_shows_state_results_and_downloads(client: TestClient[Any, Any]) -> None:
+    await callback(client, "p1", "PROCESSING")
+    await callback(client, "p1", "COMPLETED", output={"media_url": ["https://cdn/p1.mp4"]})
+    job = await (await client.get("/api/jobs/pixazo/p1")).json()
+    assert ("succeeded", 100, ["https://cdn/p1.mp4"]) == (job["status"], job["progress"], job["result_urls"])
+    assert [
+        {
+            "url": "https://cdn/p1.mp4",
+            "status": "pending",
+            "path": None,
+            "bytes": None,
+            "sha256": None,
+            "error": None,
+        }
+    ] == job["downloads"]
+    for field in ("provider", "id", "error", "created_at", "updated_at", "notifications"):
+        assert field in job
+
+
+async def test_a_job_timeline_lists_its_events_in_order(client: TestClient[Any, Any]) -> None:
+    await callback(client, "p1", "QUEUED")
+    await callback(client, "p1", "PROCESSING")
+    await callback(client, "p1", "ERROR", error="GPU fell over")
+    events = (await (await client.get("/api/jobs/pixazo/p1/events")).json())["events"]
+    assert ["job.queued", "job.processing", "job.failed"] == [e["type"] for e in events]
+    assert {"seq", "provider", "job_id", "type", "source", "at", "data"} == set(events[0])
+    assert "GPU fell over" == events[2]["data"]["error"]
+    later = await (await client.get(f"/api/jobs/pixazo/p1/events?after={events[0]['seq']}")).json()
+    assert 2 == len(later["events"])
+
+
+async def test_unknown_jobs_and_providers_are_clear_errors(client: TestClient[Any, Any]) -> None:
+    missing = await client.get("/api/jobs/pixazo/nope")
+    assert (404, "job_not_found") == (missing.status, (await missing.json())["error"])
+    assert 404 == (await client.get("/api/jobs/pixazo/nope/events")).status
+    assert 400 == (await client.get("/api/jobs/runway/x")).status
+
+
+async def test_listing_filters_and_paginates(client: TestClient[Any, Any]) -> None:
+    for i in range(5):
+        await callback(client, f"p{i}", "COMPLETED" if i % 2 else "PROCESSING")
+    page = await (await client.get("/api/jobs?limit=2")).json()
+    assert ["p4", "p3"] == [j["id"] for j in page["jobs"]]
+    rest = await (await client.get(f"/api/jobs?limit=10&cursor={page['next_cursor']}")).json()
+    assert (["p2", "p1", "p0"], None) == ([j["id"] for j in rest["jobs"]], rest["next_cursor"])
+    done = await (await client.get("/api/jobs?status=succeeded&provider=pixazo")).json()
+    assert ["p3", "p1"] == [j["id"] for j in done["jobs"]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=done", "provider=runway", "limit=-1", "limit=abc", "limit=100000", "cursor=zzz"],
+)
+async def test_bad_list_parameters_are_400(client: TestClient[Any, Any], query: str) -> None:
+    response = await client.get(f"/api/jobs?{query}")
+    assert 400 == response.status
+    assert {"error", "message"} == set(await response.json())
+
+
+async def test_tracking_a_job_is_idempotent(client: TestClient[Any, Any]) -> None:
+    first = await client.post("/api/jobs", json={"provider": "venice", "id": "q-1"})
+    again = await client.post("/api/jobs", json={"provider": "venice", "id": "q-1", "model": "other"})
+    assert (201, 200) == (first.status, again.status)
+    job = await first.json()
+    assert ("queued", {"model": "topaz-video-upscale"}) == (job["status"], job["params"])
+    assert {"model": "topaz-video-upscale"} == (await again.json())["params"]
+    events = (await (await client.get("/api/jobs/venice/q-1/events")).json())["events"]
+    assert [("job.tracked", "api")] == [(e["type"], e["source"]) for e in events]
+
+
+async def test_tracking_a_job_already_known_from_webhooks_keeps_its_state(
+    client: TestClient[Any, Any],
+) -> None:
+    await callback(client, "p1", "PROCESSING")
+    response = await client.post("/api/jobs", json={"provider": "pixazo", "id": "p1"})
+    assert (200, "processing") == (response.status, (await response.json())["status"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"provider": "runway", "id": "x"}, 400),
+        ({"provider": "venice"}, 400),
+        ({"provider": "venice", "id": ""}, 400),
+        ({"provider": "venice", "id": "a" * 1000}, 400),
+        ({"provider": "venice", "id": "x", "model": 5}, 400),
+        ({"provider": ["venice"], "id": "x"}, 400),
+    ],
+)
+async def test_bad_track_requests_are_refused(client: TestClient[Any, Any], body: Any, status: int) -> None:
+    response = await client.post("/api/jobs", json=body)
+    assert status == response.status
+    assert [] == (await (await client.get("/api/jobs")).json())["jobs"]
+
+
+async def test_track_needs_json(client: TestClient[Any, Any]) -> None:
+    assert 415 == (await client.post("/api/jobs", data="provider=venice")).status
+    assert 400 == (await client.post("/api/jobs", data="{", headers=JSON)).status
+
+
+async def test_a_configured_api_token_guards_every_api_route(make_client: Any) -> None:
+    client = await make_client(JOBTRAIL_API_TOKEN=API_TOKEN)
+    for path in ("/api/jobs", "/api/jobs/pixazo/x", "/api/events"):
+        response = await client.get(path)
+        assert 401 == response.status, path
+        assert "unauthorized" == (await response.json())["error"]
+    wrong = await client.get("/api/jobs", headers={"Authorization": "Bearer nope"})
+    assert 401 == wrong.status
+    assert 200 == (await client.get("/api/jobs", headers=AUTH)).status
+    assert 401 == (await client.post("/api/jobs", json={"provider": "venice", "id": "q"})).status
+    assert 200 == (await client.get("/healthz")).status
+
+
+async def test_health_and_readiness(client: TestClient[Any, Any]) -> None:
+    assert {"status": "alive"} == await (await client.get("/healthz")).json()
+    ready = await client.get("/readyz")
+    assert (200, "ready") == (ready.status, (await ready.json())["status"])
+
+
+async def test_metrics_count_deliveries(client: TestClient[Any, Any]) -> None:
+    await callback(client, "p1", "PROCESSING")
+    await callback(client, "p1", "PROCESSING")
+    text = await (await client.get("/metrics")).text()
+    assert 'jobtrail_deliveries_total{provider="pixazo",source="webhook",verdict="accepted"} 1' in text
+    assert 'jobtrail_deliveries_total{provider="pixazo",source="webhook",verdict="duplicate"} 1' in text
+
+
+async def read_events(response: Any, count: int) -> list[tuple[str, str, dict[str, Any]]]:
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    block: dict[str, str] = {}
+    while len(found) < count:
+        line = (await asyncio.wait_for(response.content.readline(), 5)).decode().rstrip("\n")
+        if line == "":
+            if "data" in block:
+                found.append((block["id"], block["event"], json.loads(block["data"])))
+            block = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            block[name] = value
+    return found
+
+
+async def test_the_event_stream_delivers_live_and_resumes(client: TestClient[Any, Any]) -> None:
+    await callback(client, "p1", "QUEUED")
+    response = await client.get("/api/events")
+    assert "text/event-stream" == response.headers["Content-Type"]
+    [(first_id, kind, data)] = await read_events(response, 1)
+    assert ("1", "job.queued", "p1") == (first_id, kind, data["job_id"])
+    await callback(client, "p1", "PROCESSING")
+    [(second_id, kind, _)] = await read_events(response, 1)
+    assert ("2", "job.processing") == (second_id, kind)
+    response.close()
+    await callback(client, "p1", "COMPLETED")
+    resumed = await client.get("/api/events", headers={"Last-Event-ID": "2"})
+    [(third_id, kind, _)] = await read_events(resumed, 1)
+    assert ("3", "job.succeeded") == (third_id, kind)
+    resumed.close()
+
+
+async def test_a_bad_last_event_id_is_400(client: TestClient[Any, Any]) -> None:
+    assert 400 == (await client.get("/api/events", headers={"Last-Event-ID": "abc"})).status

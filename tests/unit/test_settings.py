@@ -1,0 +1,140 @@
+"""Configuration: file, environment winning, and a named error (exit 2) for every bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import ConfigError, load
+from receiver.cli import main
+
+GOOD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_defaults_are_the_embedded_default(tmp_path: Path) -> None:
+    settings = load(None, {})
+    assert ("127.0.0.1", 8080, 1024 * 1024) == (settings.host, settings.port, settings.max_body_bytes)
+    assert "sqlite:///jobtrail-data/jobtrail.db" == settings.store_url
+    assert not settings.provider("pixazo").active
+
+
+def test_the_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    config = tmp_path / "jobtrail.toml"
+    config.write_text(
+        'port = 9000\nhost = "127.0.0.1"\n'
+        '[providers.oxen]\napi_key = "from-file"\nbase_url = "http://127.0.0.1:9999"\n'
+        '[notify]\nslack_webhook_url = "https://hooks.slack.com/services/T/B/X"\n'
+    )
+    settings = load(config, {"JOBTRAIL_PORT": "9100", "OXEN_API_KEY": "from-env"})
+    assert 9100 == settings.port
+    assert ("from-env", "http://127.0.0.1:9999") == (
+        settings.provider("oxen").api_key,
+        settings.provider("oxen").base_url,
+    )
+    assert ("slack",) == settings.notify.sinks()
+
+
+def test_jobtrail_config_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("port = 8181\n")
+    assert 8181 == load(None, {"JOBTRAIL_CONFIG": str(config)}).port
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"JOBTRAIL_PORT": "eighty"}, "JOBTRAIL_PORT"),
+        ({"JOBTRAIL_PORT": "70000"}, "JOBTRAIL_PORT"),
+        ({"JOBTRAIL_PORT": "0"}, "JOBTRAIL_PORT"),
+        ({"JOBTRAIL_HOST": "0.0.0.0"}, "JOBTRAIL_API_TOKEN"),
+        ({"JOBTRAIL_HOST": "10.1.2.3"}, "JOBTRAIL_API_TOKEN"),
+        ({"JOBTRAIL_API_TOKEN": "short"}, "JOBTRAIL_API_TOKEN"),
+        ({"JOBTRAIL_WEBHOOK_TOKEN": "has space in it 123"}, "JOBTRAIL_WEBHOOK_TOKEN"),
+        ({"JOBTRAIL_STORE_URL": "mysql://x"}, "JOBTRAIL_STORE_URL"),
+        ({"JOBTRAIL_STORE_URL": "sqlite://"}, "JOBTRAIL_STORE_URL"),
+        ({"JOBTRAIL_MAX_BODY_BYTES": "10"}, "JOBTRAIL_MAX_BODY_BYTES"),
+        ({"JOBTRAIL_MAX_BODY_BYTES": "1e6"}, "JOBTRAIL_MAX_BODY_BYTES"),
+        ({"JOBTRAIL_PUBLIC_URL": "ftp://example.com"}, "JOBTRAIL_PUBLIC_URL"),
+        ({"OXEN_BASE_URL": "not a url"}, "OXEN_BASE_URL"),
+        ({"JOBTRAIL_NOTIFY_WEBHOOK_SECRET": "plainsecret"}, "JOBTRAIL_NOTIFY_WEBHOOK_SECRET"),
+        ({"JOBTRAIL_NOTIFY_WEBHOOK_SECRET": "whsec_!!!notbase64"}, "JOBTRAIL_NOTIFY_WEBHOOK_SECRET"),
+        ({"JOBTRAIL_SMTP_URL": "http://mail"}, "JOBTRAIL_SMTP_URL"),
+        ({"JOBTRAIL_EMAIL_TO": "nobody"}, "JOBTRAIL_EMAIL_TO"),
+        ({"JOBTRAIL_LOG_FORMAT": "xml"}, "JOBTRAIL_LOG_FORMAT"),
+        ({"JOBTRAIL_DATA_DIR": "bad\x01dir"}, "JOBTRAIL_DATA_DIR"),
+    ],
+)
+def test_bad_values_name_the_setting(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(None, env)
+    assert setting == caught.value.setting
+
+
+def test_beyond_loopback_is_allowed_with_an_api_token() -> None:
+    settings = load(None, {"JOBTRAIL_HOST": "0.0.0.0", "JOBTRAIL_API_TOKEN": "t" * 20})
+    assert "0.0.0.0" == settings.host
+
+
+def test_a_valid_standard_webhooks_secret_is_accepted() -> None:
+    env = {
+        "JOBTRAIL_NOTIFY_WEBHOOK_URL": "https://example.com/h",
+        "JOBTRAIL_NOTIFY_WEBHOOK_SECRET": GOOD_SECRET,
+    }
+    assert GOOD_SECRET == load(None, env).notify.webhook_secret
+
+
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        ("port = [", "--config"),
+        ("prot = 80", "prot"),
+        ('[notify]\nslak = "x"', "notify.slak"),
+        ('[providers.runway]\napi_key = "x"', "providers.runway"),
+        ('[providers.oxen]\napikey = "x"', "providers.oxen.apikey"),
+        ('port = "eighty"', "port"),
+        ("port = true", "port"),
+        ("providers = 3", "providers"),
+        ("download_allow_hosts = [1, 2]", "download_allow_hosts"),
+    ],
+)
+def test_bad_files_name_the_setting(tmp_path: Path, text: str, setting: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(config, {})
+    assert setting == caught.value.setting
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "absent.toml", {})
+
+
+def test_secrets_are_collected_for_redaction() -> None:
+    settings = load(
+        None,
+        {
+            "JOBTRAIL_API_TOKEN": "api-token-xxxxxxxxxx",
+            "VENICE_API_KEY": "venice-key",
+            "JOBTRAIL_SMTP_URL": "smtps://me:mail-pass@smtp.example.com:465",
+        },
+    )
+    assert {"api-token-xxxxxxxxxx", "venice-key", "mail-pass"} <= set(settings.secrets())
+
+
+def test_the_cli_exits_2_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JOBTRAIL_PORT", "99999")
+    assert 2 == main(["serve"])
+    assert "JOBTRAIL_PORT" in capsys.readouterr().err
+
+
+def test_the_cli_refuses_an_open_listener_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JOBTRAIL_HOST", "0.0.0.0")
+    monkeypatch.delenv("JOBTRAIL_API_TOKEN", raising=False)
+    assert 2 == main(["serve"])
+    assert "JOBTRAIL_API_TOKEN" in capsys.readouterr().err
