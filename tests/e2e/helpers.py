@@ -32,7 +32,7 @@ def start_serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         if process.poll() is not None:
             raise RuntimeError(f"jobtrail serve exited: {log_path.read_text()}")
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1):
                 return process
         except OSError:
             time.sleep(0.05)

@@ -33,7 +33,7 @@ async def flood(port: int, total: int, acked: list[str], kill_after: int, proces
                         acked.append(job)
                         if len(acked) == kill_after:
                             process.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 continue
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
