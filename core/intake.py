@@ -9,7 +9,7 @@ the plan is complete before any row is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.machine import apply
@@ -101,7 +101,7 @@ def plan_batch(
                 next_seq += 1
                 events.append(event)
                 plan.events.append(PlannedEvent(event, new.fingerprint))
-            after = replace(step.job, last_seq=next_seq - 1)
+            after = step.job
             plan.outbox.extend(planner(before, after))
             current[key] = after
             plan.jobs[key] = after

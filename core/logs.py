@@ -45,7 +45,12 @@ class Redactor:
 
 
 def configure(
-    *, level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: TextIO | None = None
+    *,
+    level: str = "info",
+    fmt: str = "auto",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+    cache: bool = True,
 ) -> None:
     """Set up structlog for the whole process."""
     out = stream or sys.stderr
@@ -64,5 +69,5 @@ def configure(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )

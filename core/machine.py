@@ -71,16 +71,16 @@ def apply(job: Job | None, obs: Observation, at: datetime) -> Step:
         return Step(job, (), duplicate=True)
     events = [NewEvent(obs.provider, obs.job_id, f"job.{obs.kind}", _event_data(obs), fp)]
     status = obs.status
+    changes: dict[str, Any]
     if status is None:
-        merged = {**obs.params, **job.params}
-        job = replace(job, params=merged)
+        changes = {"params": {**obs.params, **job.params}}
     elif status.terminal:
-        job, conflicts = _apply_terminal(job, obs, status)
+        changes, conflicts = _terminal(job, obs, status)
         events.extend(conflicts)
     else:
-        job = _apply_progress(job, obs, status)
-    seen = job.seen | {fp} | {e.fingerprint for e in events if e.fingerprint}
-    return Step(replace(job, seen=seen, updated_at=at), tuple(events), duplicate=False)
+        changes = _progress(job, obs, status)
+    seen = job.seen.union([e.fingerprint for e in events if e.fingerprint])
+    return Step(replace(job, seen=seen, updated_at=at, **changes), tuple(events), duplicate=False)
 
 
 def _max_progress(a: int | None, b: int | None) -> int | None:
@@ -91,17 +91,15 @@ def _max_progress(a: int | None, b: int | None) -> int | None:
     return max(a, b)
 
 
-def _apply_progress(job: Job, obs: Observation, status: Status) -> Job:
+def _progress(job: Job, obs: Observation, status: Status) -> dict[str, Any]:
     progress = _max_progress(job.progress, obs.progress)
     if status.rank > job.status.rank:
-        return replace(job, status=status, progress=progress, provider_status=obs.provider_status)
-    return replace(job, progress=progress)
+        return {"status": status, "progress": progress, "provider_status": obs.provider_status}
+    return {"progress": progress}
 
 
-def _apply_terminal(job: Job, obs: Observation, status: Status) -> tuple[Job, list[NewEvent]]:
-    progress = _max_progress(job.progress, obs.progress)
-    if status is Status.SUCCEEDED:
-        progress = 100
+def _terminal(job: Job, obs: Observation, status: Status) -> tuple[dict[str, Any], list[NewEvent]]:
+    progress = _max_progress(job.progress, 100 if status is Status.SUCCEEDED else obs.progress)
     conflicts = [
         NewEvent(
             job.provider,
@@ -115,14 +113,12 @@ def _apply_terminal(job: Job, obs: Observation, status: Status) -> tuple[Job, li
     ]
     terminals = tuple(sorted({*job.terminals, status}))
     if job.status.terminal:
-        return replace(job, progress=progress, terminals=terminals), conflicts
-    job = replace(
-        job,
-        status=status,
-        progress=progress,
-        terminals=terminals,
-        provider_status=obs.provider_status,
-        result_urls=obs.result_urls if status is Status.SUCCEEDED else job.result_urls,
-        error=obs.error if status is not Status.SUCCEEDED else None,
-    )
-    return job, conflicts
+        return {"progress": progress, "terminals": terminals}, conflicts
+    return {
+        "status": status,
+        "progress": progress,
+        "terminals": terminals,
+        "provider_status": obs.provider_status,
+        "result_urls": obs.result_urls if status is Status.SUCCEEDED else job.result_urls,
+        "error": obs.error if status is not Status.SUCCEEDED else None,
+    }, conflicts

@@ -148,7 +148,6 @@ class Job:
     terminals: tuple[Status, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
-    last_seq: int = 0
 
     @property
     def conflict(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 
@@ -12,7 +13,7 @@ from providers import fields
 from providers.fields import PayloadError
 from receiver import bodies
 from receiver.errors import ApiError, Handler
-from receiver.keys import METRICS, SETTINGS, STORE
+from receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from receiver.views import job_view
 from store.base import BadCursor
 
@@ -22,22 +23,26 @@ HEARTBEAT_SECONDS = 15.0
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/api/jobs", list_jobs)
-    app.router.add_post("/api/jobs", track_job)
-    app.router.add_get("/api/jobs/{provider}/{job_id}", show_job)
-    app.router.add_get("/api/jobs/{provider}/{job_id}/events", job_events)
-    app.router.add_get("/api/events", event_stream)
+    app.router.add_get("/api/jobs", guarded(list_jobs))
+    app.router.add_post("/api/jobs", guarded(track_job))
+    app.router.add_get("/api/jobs/{provider}/{job_id}", guarded(show_job))
+    app.router.add_get("/api/jobs/{provider}/{job_id}/events", guarded(job_events))
+    app.router.add_get("/api/events", guarded(event_stream))
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[SETTINGS].api_token
-    if token and request.path.startswith("/api/"):
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <JOBTRAIL_API_TOKEN>")
-    return await handler(request)
+def guarded(handler: Handler) -> Handler:
+    """Require `Authorization: Bearer <JOBTRAIL_API_TOKEN>` when a token is configured."""
+
+    @functools.wraps(handler)
+    async def check(request: web.Request) -> web.StreamResponse:
+        token = request.app[SETTINGS].api_token
+        if token:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+                raise ApiError(401, "unauthorized", "send Authorization: Bearer <JOBTRAIL_API_TOKEN>")
+        return await handler(request)
+
+    return check
 
 
 def _provider(value: str | None) -> str | None:
@@ -115,7 +120,7 @@ async def track_job(request: web.Request) -> web.Response:
         source="api",
         provider=provider,
         received_at=utcnow(),
-        headers=bodies.audit_headers(request, settings.secrets()),
+        headers=request.app[SCRUB](request),
         body=body,
         job_id=job_id,
     )

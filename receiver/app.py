@@ -6,8 +6,9 @@ from aiohttp import web
 
 from core.settings import Settings
 from receiver import api, health, webhooks
+from receiver.bodies import HeaderScrubber
 from receiver.errors import error_middleware
-from receiver.keys import METRICS, SETTINGS, STORE
+from receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from receiver.metrics import Metrics
 from store.base import Store
 
@@ -15,12 +16,13 @@ from store.base import Store
 def create_app(settings: Settings, store: Store) -> web.Application:
     """Routes and middleware over an already opened store."""
     app = web.Application(
-        middlewares=[error_middleware, api.auth_middleware],
+        middlewares=[error_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[STORE] = store
     app[METRICS] = Metrics()
+    app[SCRUB] = HeaderScrubber(settings.secrets())
     webhooks.setup(app)
     api.setup(app)
     health.setup(app)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
+import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from receiver.errors import ApiError
@@ -28,6 +30,11 @@ def check_json_type(request: web.Request) -> None:
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes even without a Content-Length."""
     check_length(request, limit)
+    if request.content_length is not None:
+        try:
+            return await request.content.readexactly(request.content_length)
+        except asyncio.IncompleteReadError as exc:
+            raise ApiError(400, "incomplete_body", "the body ended before its Content-Length") from exc
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
@@ -41,21 +48,27 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 def parse_json(body: bytes) -> dict[str, Any]:
     """A JSON object from `body`; anything else is a 400 that says what is wrong."""
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        payload = orjson.loads(body)
+    except (orjson.JSONDecodeError, RecursionError) as exc:
         raise ApiError(400, "malformed_json", "the body is not valid UTF-8 JSON") from exc
     if not isinstance(payload, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")
     return payload
 
 
-def audit_headers(request: web.Request, secrets: tuple[str, ...]) -> dict[str, str]:
-    """The request's headers as kept in the delivery log: credentials removed."""
-    kept: dict[str, str] = {}
-    for name, value in request.headers.items():
-        if name.lower() in _DROPPED_HEADERS:
-            continue
-        for secret in secrets:
-            value = value.replace(secret, "[redacted]")
-        kept[name] = value[:1024]
-    return kept
+class HeaderScrubber:
+    """Makes a request's headers fit for the delivery log: credentials and secrets removed."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        ordered = sorted(secrets, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, request: web.Request) -> dict[str, str]:
+        kept: dict[str, str] = {}
+        for name, value in request.headers.items():
+            if name.lower() in _DROPPED_HEADERS:
+                continue
+            if self._secrets is not None:
+                value = self._secrets.sub("[redacted]", value)
+            kept[str(name)] = value[:1024]
+        return kept

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.settings import Settings
+from receiver.bodies import HeaderScrubber
 from receiver.metrics import Metrics
 from store.base import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
+SCRUB = web.AppKey("scrub_headers", HeaderScrubber)

@@ -21,7 +21,6 @@ def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:
         "params": dict(job.params),
         "created_at": job.created_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
-        "last_seq": job.last_seq,
         "downloads": [_download(e) for e in outbox if e.item.kind == "download"],
         "notifications": [_notification(e) for e in outbox if e.item.kind == "notify"],
     }

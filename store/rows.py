@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict
 from store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
 
 JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls, error, provider_status, terminals, "
-    "params, seen, last_seq, created_at, updated_at"
+    "params, seen, created_at, updated_at"
 )
 EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data, delivery_id"
 DELIVERY_COLUMNS = "id, source, provider, job_id, received_at, headers, body, body_size, verdict, reason"
@@ -24,7 +26,8 @@ OUTBOX_COLUMNS = (
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    """Compact, key-sorted JSON (orjson: the stdlib builds a new encoder on every call)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def job_row(job: Job) -> tuple[Any, ...]:
@@ -39,7 +42,6 @@ def job_row(job: Job) -> tuple[Any, ...]:
         dumps([s.value for s in job.terminals]),
         dumps(dict(job.params)),
         dumps(sorted(job.seen)),
-        job.last_seq,
         job.created_at.isoformat(),
         job.updated_at.isoformat(),
     )
@@ -57,9 +59,8 @@ def job_from(row: Sequence[Any]) -> Job:
         terminals=tuple(Status(s) for s in json.loads(row[7])),
         params=json.loads(row[8]),
         seen=frozenset(json.loads(row[9])),
-        last_seq=row[10],
-        created_at=_time(row[11]),
-        updated_at=_time(row[12]),
+        created_at=_time(row[10]),
+        updated_at=_time(row[11]),
     )
 
 

@@ -8,7 +8,9 @@ Reads use a second connection and never wait for writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,70 +102,74 @@ class SQLiteStore(Store):
         return result.delivery_id
 
     async def _commit(self, requests: Sequence[IntakeRequest]) -> Sequence[IntakeResult]:
+        """One transaction for a batch, in three round trips to the connection's thread.
+
+        aiosqlite runs calls in the order they are queued, so statements that do not depend
+        on each other are queued together and awaited once: under load every round trip
+        waits for a full turn of the event loop, so their number bounds throughput.
+        COMMIT is queued only after every write succeeded.
+        """
         conn = self._conn(self._writer)
-        await conn.execute("BEGIN IMMEDIATE")
+        keys = sorted({key for request in requests for key in request.job_keys()})
         try:
-            plan = await self._plan(conn, requests)
-            await self._write(conn, plan)
+            _, ids, *found = await _pipeline(
+                conn.execute("BEGIN IMMEDIATE"),
+                conn.execute_fetchall(
+                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries),"
+                    " (SELECT COALESCE(MAX(seq), 0) FROM events)"
+                ),
+                *(conn.execute_fetchall(sql, params) for sql, params in _job_queries(keys)),
+            )
+            last_delivery, last_seq = next(iter(ids))
+            jobs = {(job.provider, job.id): job for rows_ in found for job in map(rows.job_from, rows_)}
+            plan = plan_batch(requests, jobs, last_delivery + 1, last_seq + 1, self.planner, utcnow())
+            await _pipeline(*self._writes(conn, plan))
             await conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            with contextlib.suppress(aiosqlite.Error, ValueError):
+                await conn.execute("ROLLBACK")
             raise
         if plan.events:
             self._notify_appended()
         return plan.results
 
-    async def _plan(self, conn: aiosqlite.Connection, requests: Sequence[IntakeRequest]) -> Plan:
-        ids = await conn.execute_fetchall(
-            "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
-        )
-        last_delivery, last_seq = next(iter(ids))
-        keys = sorted({key for request in requests for key in request.job_keys()})
-        jobs = await self._load_jobs(conn, keys)
-        return plan_batch(requests, jobs, last_delivery + 1, last_seq + 1, self.planner, utcnow())
-
-    async def _load_jobs(self, conn: aiosqlite.Connection, keys: list[JobKey]) -> dict[JobKey, Job]:
-        jobs: dict[JobKey, Job] = {}
-        for chunk in _chunks(keys, 400):
-            values = ",".join("(?, ?)" for _ in chunk)
-            params = [part for key in chunk for part in key]
-            found = await conn.execute_fetchall(
-                f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE (provider, job_id) IN (VALUES {values})",
-                params,
+    def _writes(self, conn: aiosqlite.Connection, plan: Plan) -> list[Awaitable[Any]]:
+        writes = [
+            conn.executemany(
+                f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
             )
-            for row in found:
-                job = rows.job_from(row)
-                jobs[(job.provider, job.id)] = job
-        return jobs
-
-    async def _write(self, conn: aiosqlite.Connection, plan: Plan) -> None:
-        await conn.executemany(
-            f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
-        )
+        ]
         if plan.events:
-            await conn.executemany(
-                f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)",
-                [rows.event_row(e.event, e.fingerprint) for e in plan.events],
+            writes.append(
+                conn.executemany(
+                    f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [rows.event_row(e.event, e.fingerprint) for e in plan.events],
+                )
             )
         if plan.jobs:
-            await conn.executemany(
-                f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
-                "progress = excluded.progress, result_urls = excluded.result_urls, "
-                "error = excluded.error, provider_status = excluded.provider_status, "
-                "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
-                "last_seq = excluded.last_seq, updated_at = excluded.updated_at",
-                [rows.job_row(job) for job in plan.jobs.values()],
+            writes.append(
+                conn.executemany(
+                    f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
+                    "progress = excluded.progress, result_urls = excluded.result_urls, "
+                    "error = excluded.error, provider_status = excluded.provider_status, "
+                    "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
+                    "updated_at = excluded.updated_at",
+                    [rows.job_row(job) for job in plan.jobs.values()],
+                )
             )
         if plan.outbox:
             now = utcnow()
-            await conn.executemany(
-                "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, "
-                "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (key) DO NOTHING",
-                [rows.outbox_row(item, now) for item in plan.outbox],
+            writes.append(
+                conn.executemany(
+                    "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, "
+                    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    [rows.outbox_row(item, now) for item in plan.outbox],
+                )
             )
+        return writes
 
     # -- reads -------------------------------------------------------------------------
 
@@ -264,6 +270,29 @@ def _statements(script: str) -> Iterable[str]:
     return (part.strip() for part in body.split(";") if part.strip())
 
 
-def _chunks(items: list[JobKey], size: int) -> Iterable[list[JobKey]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _job_queries(keys: list[JobKey]) -> Iterable[tuple[str, list[str]]]:
+    """Queries loading a batch's jobs through the (provider, job_id) unique index."""
+    by_provider: dict[str, list[str]] = {}
+    for provider, job_id in keys:
+        by_provider.setdefault(provider, []).append(job_id)
+    for provider, ids in by_provider.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            yield (
+                f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
+                [
+                    provider,
+                    *chunk,
+                ],
+            )
+
+
+async def _pipeline(*calls: Awaitable[Any]) -> list[Any]:
+    """Queue every call at once (they run in order on the connection's thread); the first
+    failure is raised after all have finished, so none is left running."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

@@ -42,7 +42,6 @@ CREATE TABLE jobs (
     terminals       TEXT    NOT NULL,
     params          TEXT    NOT NULL,
     seen            TEXT    NOT NULL,
-    last_seq        INTEGER NOT NULL,
     created_at      TEXT    NOT NULL,
     updated_at      TEXT    NOT NULL,
     UNIQUE (provider, job_id)

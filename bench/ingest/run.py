@@ -1,0 +1,158 @@
+"""bench/ingest: durable webhook intake vs a bare aiohttp handler, same load generator, same run.
+
+    python -m bench.ingest.run [--seconds 10] [--connections 64]
+
+Starts the bare handler and `jobtrail serve` (SQLite, synchronous=FULL, in a temp dir) on
+loopback, drives each with wrk (64 connections, unique job ids), then again with every
+delivery sent three times. Prints both rates, the ratio, and p50/p99 latencies, and checks
+the log afterwards: one event per acknowledged unique job, nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+TOKEN = "bench-token-0123456789abcdef"
+
+
+@dataclass
+class Result:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(port: int, path: str = "/healthz") -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on {port} did not come up")
+
+
+def millis(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(port: int, seconds: int, connections: int, copies: int, prefix: str) -> Result:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(HERE / "unique.lua"),
+            f"http://127.0.0.1:{port}/webhooks/pixazo/{TOKEN}",
+            "--",
+            str(copies),
+            prefix,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = millis(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = millis(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    if socket_errors:
+        print(f"    wrk socket errors: {socket_errors.group(1)}")
+    return Result(rate, p50, p99, total, int(errors.group(1)) if errors else 0)
+
+
+def show(name: str, r: Result) -> None:
+    print(
+        f"  {name:<28} {r.rate:>9.0f} req/s   p50 {r.p50_ms:6.2f} ms   p99 {r.p99_ms:6.2f} ms"
+        f"   ({r.requests} requests, {r.errors} non-2xx)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench/ingest needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="jobtrail-bench-"))
+    bare_port, jt_port = free_port(), free_port()
+    db = work / "bench.db"
+    env = {
+        **os.environ,
+        "JOBTRAIL_PORT": str(jt_port),
+        "JOBTRAIL_DATA_DIR": str(work),
+        "JOBTRAIL_STORE_URL": f"sqlite:///{db}",
+        "JOBTRAIL_WEBHOOK_TOKEN": TOKEN,
+        "JOBTRAIL_LOG_LEVEL": "info",
+    }
+    bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
+    served = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "serve"], env=env, stderr=(work / "serve.log").open("w")
+    )
+    try:
+        wait_up(bare_port, "/"), wait_up(jt_port)
+        print(
+            f"bench/ingest: wrk -t2 -c{args.connections} -d{args.seconds}s, Pixazo callbacks, "
+            f"{os.cpu_count()} cores, SQLite synchronous=FULL at {db}"
+        )
+        wrk(bare_port, 2, args.connections, 1, "warm"), wrk(jt_port, 2, args.connections, 1, "warm")
+        rows = []
+        for copies, label in ((1, "unique deliveries"), (3, "every delivery x3")):
+            base = wrk(bare_port, args.seconds, args.connections, copies, f"b{copies}")
+            durable = wrk(jt_port, args.seconds, args.connections, copies, f"d{copies}")
+            print(f"\n{label}:")
+            show("bare aiohttp (no storage)", base)
+            show("jobtrail durable intake", durable)
+            print(
+                f"  ratio durable/bare          {durable.rate / base.rate:.2f}   (target >= 0.6; "
+                f"intake p99 target <= 20 ms)"
+            )
+            rows.append((label, durable.rate / base.rate, durable.p99_ms))
+    finally:
+        bare.terminate(), served.terminate()
+        bare.wait(10), served.wait(10)
+    with sqlite3.connect(db) as conn:
+        verdicts = dict(conn.execute("SELECT verdict, COUNT(*) FROM deliveries GROUP BY verdict"))
+        events, jobs = conn.execute("SELECT COUNT(*), COUNT(DISTINCT job_id) FROM events").fetchone()
+    print(
+        f"\nlog check: deliveries {verdicts}, events {events} over {jobs} jobs "
+        f"({'one event per job' if events == jobs else 'DUPLICATED EVENTS'})"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if events == jobs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
