@@ -134,7 +134,7 @@ class SQLiteStore(Store):
         return plan.results
 
     def _writes(self, conn: aiosqlite.Connection, plan: Plan) -> list[Awaitable[Any]]:
-        writes = [
+        writes: list[Awaitable[Any]] = [
             conn.executemany(
                 f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
