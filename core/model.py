@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 PROVIDERS: tuple[str, ...] = ("pixazo", "apiframe", "oxen", "venice")
-SOURCES: tuple[str, ...] = ("webhook", "sse", "poll", "api", "dispatch")
 
 
 def utcnow() -> datetime:
