@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from core.model import PROVIDERS, Delivery, Observation, Status, utcnow
+from core.model import PROVIDERS, Observation, Status
 from providers import fields
 from providers.fields import PayloadError
 from receiver import bodies
@@ -116,14 +116,7 @@ async def track_job(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_payload", "model must be a string of 1 to 128 characters")
     existed = await store.get_job(provider, job_id) is not None
     params = {"model": model} if model else {}
-    delivery = Delivery(
-        source="api",
-        provider=provider,
-        received_at=utcnow(),
-        headers=request.app[SCRUB](request),
-        body=body,
-        job_id=job_id,
-    )
+    delivery = request.app[SCRUB].delivery(request, "api", provider, body, job_id)
     result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
     request.app[METRICS].delivery(provider, "api", result.verdict.value, len(result.events))
     assert result.job is not None

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from core.model import Delivery, utcnow
 from receiver.errors import ApiError
 
 _DROPPED_HEADERS = frozenset(
@@ -72,3 +73,16 @@ class HeaderScrubber:
                 value = self._secrets.sub("[redacted]", value)
             kept[str(name)] = value[:1024]
         return kept
+
+    def delivery(
+        self, request: web.Request, source: str, provider: str, body: bytes, job_id: str | None
+    ) -> Delivery:
+        """The request as one raw delivery for the audit log, headers scrubbed."""
+        return Delivery(
+            source=source,
+            provider=provider,
+            received_at=utcnow(),
+            headers=self(request),
+            body=body,
+            job_id=job_id,
+        )

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from core.model import Delivery, Observation, utcnow
+from core.model import Observation
 from providers import apiframe, pixazo
 from providers.fields import PayloadError
 from receiver import bodies
@@ -73,7 +73,7 @@ async def _intake(
 ) -> web.Response:
     settings = request.app[SETTINGS]
     try:
-        bodies.check_length(request, settings.max_body_bytes)
+        bodies.check_length(request, settings.max_body_bytes)  # a huge body is 413 before 415
         bodies.check_json_type(request)
         body = await bodies.read_body(request, settings.max_body_bytes)
     except ApiError as exc:
@@ -92,7 +92,7 @@ async def _intake(
     except PayloadError as exc:
         await _reject(request, provider, body, str(exc))
         raise ApiError(400, "invalid_payload", str(exc)) from exc
-    delivery = _delivery(request, provider, body, observation.job_id)
+    delivery = request.app[SCRUB].delivery(request, "webhook", provider, body, observation.job_id)
     result = await request.app[STORE].intake(delivery, [observation])
     request.app[METRICS].delivery(provider, "webhook", result.verdict.value, len(result.events))
     log.debug(
@@ -108,19 +108,8 @@ async def _intake(
     )
 
 
-def _delivery(request: web.Request, provider: str, body: bytes, job_id: str | None) -> Delivery:
-    return Delivery(
-        source="webhook",
-        provider=provider,
-        received_at=utcnow(),
-        headers=request.app[SCRUB](request),
-        body=body,
-        job_id=job_id,
-    )
-
-
 async def _reject(request: web.Request, provider: str, body: bytes, reason: str) -> None:
-    delivery = _delivery(request, provider, body[:REJECTED_BODY_KEPT], None)
+    delivery = request.app[SCRUB].delivery(request, "webhook", provider, body[:REJECTED_BODY_KEPT], None)
     await request.app[STORE].reject(delivery, reason)
     request.app[METRICS].delivery(provider, "webhook", "rejected")
     log.info("webhook_rejected", provider=provider, reason=reason, remote=request.remote)
