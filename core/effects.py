@@ -1,6 +1,7 @@
 """Which outbox work a transition calls for. Pure: (job before, job after) -> items.
 
-- A job that becomes `succeeded` gets one download per result URL.
+- A job that becomes `succeeded` gets one download per result URL. When the result came
+  with the observation itself, already on disk (Venice), that download is recorded as done.
 - A job that reaches a terminal status for the first time notifies every configured sink.
 Keys are stable (provider, job, what), so enqueuing the same work twice is a no-op.
 """
@@ -11,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.model import Job, OutboxItem, Status
+from core.model import Job, Observation, OutboxItem, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +21,21 @@ class EffectPlanner:
 
     sinks: Sequence[str] = ()
 
-    def __call__(self, before: Job | None, after: Job) -> list[OutboxItem]:
+    def __call__(self, before: Job | None, after: Job, obs: Observation) -> list[OutboxItem]:
         items: list[OutboxItem] = []
         was = before.status if before else None
+        if after.status is Status.SUCCEEDED and was is not Status.SUCCEEDED and obs.file is not None:
+            items.append(
+                OutboxItem(
+                    key=f"download:{after.provider}:{after.id}:file",
+                    kind="download",
+                    provider=after.provider,
+                    job_id=after.id,
+                    sink="download",
+                    payload={"url": obs.file.get("url"), "index": 0, **obs.file},
+                    status="done",
+                )
+            )
         if after.status is Status.SUCCEEDED and was is not Status.SUCCEEDED:
             for index, url in enumerate(after.result_urls):
                 digest = hashlib.sha256(url.encode()).hexdigest()[:16]

@@ -24,7 +24,7 @@ from core.model import (
 )
 
 JobKey = tuple[str, str]
-Planner = Callable[[Job | None, Job], list[OutboxItem]]
+Planner = Callable[[Job | None, Job, Observation], list[OutboxItem]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def plan_batch(
                 events.append(event)
                 plan.events.append(PlannedEvent(event, new.fingerprint))
             after = step.job
-            plan.outbox.extend(planner(before, after))
+            plan.outbox.extend(planner(before, after, obs))
             current[key] = after
             plan.jobs[key] = after
             last_job = after

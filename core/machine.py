@@ -56,6 +56,8 @@ def _event_data(obs: Observation) -> dict[str, Any]:
         data["provider_at"] = obs.provider_at.isoformat()
     if obs.params:
         data["params"] = dict(obs.params)
+    if obs.file is not None:
+        data["file"] = dict(obs.file)
     return data
 
 

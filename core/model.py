@@ -57,8 +57,11 @@ class Verdict(enum.StrEnum):
 class Observation:
     """One normalized fact a source reported about a job.
 
-    `kind` is a status value (`queued` ... `cancelled`) or `tracked` (a user asked us to
-    follow the job). `provider_status` keeps the provider's own word (e.g. Pixazo `ERROR`).
+    `kind` is a status value (`queued` ... `cancelled`), `tracked` (a user asked us to
+    follow the job) or `missing` (the provider said it does not know the job).
+    `provider_status` keeps the provider's own word (e.g. Pixazo `ERROR`). `file` is set
+    when the observation came with the result itself, already on disk (Venice): its
+    `path`, `bytes` and `sha256`.
     """
 
     provider: str
@@ -70,6 +73,7 @@ class Observation:
     provider_status: str | None = None
     provider_at: datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    file: Mapping[str, Any] | None = None
 
     @property
     def status(self) -> Status | None:
@@ -163,6 +167,7 @@ class OutboxItem:
     job_id: str
     sink: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "pending"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,22 @@ class NotifySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    """The SSE listener and the pollers. Times in seconds.
+
+    A job is polled every `poll_age_factor` x its age, never more often than
+    `poll_min_interval` nor less often than `poll_max_interval`; at most
+    `poll_concurrency` status requests per provider are in flight.
+    """
+
+    sse_read_timeout: float = 60.0
+    poll_min_interval: float = 5.0
+    poll_max_interval: float = 300.0
+    poll_age_factor: float = 0.1
+    poll_concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("./jobtrail-data")
     store_url: str = ""
@@ -84,6 +100,7 @@ class Settings:
     log_level: str = "info"
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     notify: NotifySettings = NotifySettings()
+    listeners: ListenerSettings = ListenerSettings()
 
     def provider(self, name: str) -> ProviderSettings:
         return self.providers.get(name) or ProviderSettings(name, None, DEFAULT_BASE_URLS[name])
@@ -119,6 +136,11 @@ _SIMPLE = {
     "smtp_url": (("notify", "smtp_url"), "JOBTRAIL_SMTP_URL"),
     "email_from": (("notify", "email_from"), "JOBTRAIL_EMAIL_FROM"),
     "email_to": (("notify", "email_to"), "JOBTRAIL_EMAIL_TO"),
+    "sse_read_timeout": (("listeners", "sse_read_timeout"), "JOBTRAIL_SSE_READ_TIMEOUT"),
+    "poll_min_interval": (("listeners", "poll_min_interval"), "JOBTRAIL_POLL_MIN_INTERVAL"),
+    "poll_max_interval": (("listeners", "poll_max_interval"), "JOBTRAIL_POLL_MAX_INTERVAL"),
+    "poll_age_factor": (("listeners", "poll_age_factor"), "JOBTRAIL_POLL_AGE_FACTOR"),
+    "poll_concurrency": (("listeners", "poll_concurrency"), "JOBTRAIL_POLL_CONCURRENCY"),
 }
 for _name in PROVIDERS:
     _SIMPLE[f"{_name}_api_key"] = (("providers", _name, "api_key"), f"{_name.upper()}_API_KEY")
@@ -152,7 +174,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
     unknown = sorted(set(document) - _TOP_KEYS)
     if unknown:
         raise ConfigError(unknown[0], f"unknown setting in {path}")
-    for section, known in (("notify", _section_keys("notify")), ("providers", set(PROVIDERS))):
+    sections = (
+        ("notify", _section_keys("notify")),
+        ("listeners", _section_keys("listeners")),
+        ("providers", set(PROVIDERS)),
+    )
+    for section, known in sections:
         extra = sorted(set(_table(document, section)) - known)
         if extra:
             raise ConfigError(f"{section}.{extra[0]}", f"unknown setting in {path}")
@@ -215,6 +242,25 @@ def _build(raw: Mapping[str, tuple[Any, str]]) -> Settings:
         log_level=_choice(*get("log_level"), ("debug", "info", "warning", "error")) or "info",
         providers=providers,
         notify=_notify(get),
+        listeners=_listeners(get),
+    )
+
+
+def _listeners(get: Any) -> ListenerSettings:
+    defaults = ListenerSettings()
+    low, high = get("poll_min_interval"), get("poll_max_interval")
+    min_interval = _seconds(*low, low=0.05, high=3600) or defaults.poll_min_interval
+    max_interval = _seconds(*high, low=0.05, high=86400) or defaults.poll_max_interval
+    if max_interval < min_interval:
+        raise ConfigError(high[1], f"must not be below the minimum interval ({min_interval:g} s)")
+    return ListenerSettings(
+        sse_read_timeout=_seconds(*get("sse_read_timeout"), low=0.05, high=3600) or defaults.sse_read_timeout,
+        poll_min_interval=min_interval,
+        poll_max_interval=max_interval,
+        poll_age_factor=_default(
+            _seconds(*get("poll_age_factor"), low=0.0, high=10.0), defaults.poll_age_factor
+        ),
+        poll_concurrency=_int(*get("poll_concurrency"), low=1, high=256) or defaults.poll_concurrency,
     )
 
 
@@ -259,6 +305,26 @@ def _int(value: Any, name: str, *, low: int, high: int) -> int | None:
     if not low <= value <= high:
         raise ConfigError(name, f"must be a whole number from {low} to {high}, not {value}")
     return value
+
+
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _seconds(value: Any, name: str, *, low: float, high: float) -> float | None:
+    """A number of seconds (or a plain number) from `low` to `high`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ConfigError(name, f"must be a number from {low:g} to {high:g}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigError(name, f"must be a number from {low:g} to {high:g}")
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be a number from {low:g} to {high:g}, not {value:g}")
+    return float(value)
 
 
 def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str | None:

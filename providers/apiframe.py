@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from typing import Any
+from urllib.parse import quote
 
-from core.model import Observation, Status
+from core.model import Job, Observation, Status
+from core.settings import ProviderSettings
 from providers import fields
 from providers.fields import PayloadError
+from providers.replies import HttpCall
 
 NAME = "apiframe"
 SIGNATURE_HEADER = "X-Webhook-Signature"
@@ -79,3 +82,12 @@ def _result(value: Any) -> tuple[str, ...]:
         return (fields.url(value, "result"),)
     video = fields.mapping(value, "result").get("videoUrl")
     return (fields.url(video, "result.videoUrl"),) if video is not None else ()
+
+
+def status_call(settings: ProviderSettings, job: Job) -> HttpCall:
+    """`GET /v2/jobs/{id}` with the API key."""
+    return HttpCall(
+        "GET",
+        f"{settings.base_url}/v2/jobs/{quote(job.id, safe='')}",
+        {"X-API-Key": settings.api_key or ""},
+    )

@@ -8,10 +8,13 @@ Callbacks carry no signature: the receiver authenticates them by a token in the 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from core.model import Observation, Status
+from core.model import Job, Observation, Status
+from core.settings import ProviderSettings
 from providers import fields
 from providers.fields import PayloadError
+from providers.replies import HttpCall
 
 NAME = "pixazo"
 
@@ -58,3 +61,12 @@ def _media_urls(output: Any) -> tuple[str, ...]:
     if not isinstance(media, list):
         raise PayloadError("output.media_url must be a list of URLs")
     return tuple(fields.url(u, "output.media_url[]") for u in media)
+
+
+def status_call(settings: ProviderSettings, job: Job) -> HttpCall:
+    """`GET /v2/requests/status/{request_id}` with the subscription key."""
+    return HttpCall(
+        "GET",
+        f"{settings.base_url}/v2/requests/status/{quote(job.id, safe='')}",
+        {"Ocp-Apim-Subscription-Key": settings.api_key or ""},
+    )

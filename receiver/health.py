@@ -1,10 +1,15 @@
-"""`/healthz` (alive), `/readyz` (store reachable, listeners' state), `/metrics`."""
+"""`/healthz` (alive), `/readyz` (store reachable, listeners' state), `/metrics`.
+
+`/readyz` answers 503 only when the store is unreachable: then nothing can be accepted.
+A listener or poller that failed (a refused key, a stream told to stop) makes the status
+`degraded` with its reason, but webhooks are still taken, so the answer stays 200.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from receiver.keys import METRICS, STORE
+from receiver.keys import HEALTH, METRICS, STORE
 from store.base import StoreError
 
 
@@ -19,14 +24,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    board = request.app[HEALTH]
+    listeners = board.snapshot()
     try:
         await request.app[STORE].ping()
     except StoreError as exc:
-        return web.json_response(
-            {"status": "unready", "store": {"ok": False, "error": str(exc)}, "listeners": {}},
-            status=503,
-        )
-    return web.json_response({"status": "ready", "store": {"ok": True}, "listeners": {}})
+        body = {"status": "unready", "store": {"ok": False, "error": str(exc)}, "listeners": listeners}
+        return web.json_response(body, status=503)
+    status = "ready" if board.healthy() else "degraded"
+    return web.json_response({"status": status, "store": {"ok": True}, "listeners": listeners})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.settings import Settings
+from listeners.health import Health
 from receiver.bodies import HeaderScrubber
 from receiver.metrics import Metrics
 from store.base import Store
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 SCRUB = web.AppKey("scrub_headers", HeaderScrubber)
+HEALTH = web.AppKey("health", Health)

@@ -33,7 +33,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     store = store_for(settings)
     await store.open()
-    runner = web.AppRunner(create_app(settings, store), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_app(settings, store, with_listeners=True), access_log=None, handle_signals=False
+    )
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.intake import Planner
+from core.intake import IntakeRequest, Planner
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
 MAX_STORED_BODY = 64 * 1024
@@ -82,6 +82,19 @@ class Store(abc.ABC):
         all in one transaction, committed before returning. Duplicates append nothing and
         the delivery is kept with verdict `duplicate`."""
 
+    async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
+        """Several intakes (or rejections) in order, each its own delivery, committed
+        together where the backend can. A request that fails raises after the others
+        are settled; those are committed."""
+        results = []
+        for request in requests:
+            if request.rejection is not None:
+                delivery_id = await self.reject(request.delivery, request.rejection)
+                results.append(IntakeResult(delivery_id, Verdict.REJECTED, (), None))
+            else:
+                results.append(await self.intake(request.delivery, request.observations))
+        return results
+
     @abc.abstractmethod
     async def reject(self, delivery: Delivery, reason: str) -> int:
         """Keep a refused delivery for audit (verdict `rejected`); returns its id."""
@@ -100,6 +113,10 @@ class Store(abc.ABC):
         cursor: str | None = None,
     ) -> Page:
         """Jobs newest first; `cursor` from a previous page continues after it."""
+
+    @abc.abstractmethod
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        """The provider's jobs that are not terminal yet (the ones to poll), oldest first."""
 
     @abc.abstractmethod
     async def job_events(

@@ -47,6 +47,17 @@ class GroupCommitter(Generic[Req, Res]):
         self._wake.set()
         return await future
 
+    async def submit_many(self, requests: Sequence[Req]) -> list[Res]:
+        """Submit in order; results in the same order. The first failure is raised once
+        every request is settled."""
+        if self._closing or self._task is None:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Res]] = [loop.create_future() for _ in requests]
+        self._pending.extend(zip(requests, futures, strict=True))
+        self._wake.set()
+        return list(await asyncio.gather(*futures))
+
     async def close(self) -> None:
         """Commit what is pending, then stop."""
         self._closing = True

@@ -67,7 +67,7 @@ class MemoryStore(Store):
             now = utcnow()
             for item in plan.outbox:
                 if item.key not in self._outbox:
-                    entry = OutboxEntry(len(self._outbox) + 1, item, "pending", 0, None, now, now)
+                    entry = OutboxEntry(len(self._outbox) + 1, item, item.status, 0, None, now, now)
                     self._outbox[item.key] = entry
             if plan.events:
                 self._notify_appended()
@@ -99,6 +99,14 @@ class MemoryStore(Store):
         page = matching[:limit]
         more = len(matching) > limit
         return Page([job for _, job in page], rows.encode_cursor(page[-1][0]) if more else None)
+
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        found = sorted(
+            (position, job)
+            for position, job in self._jobs.values()
+            if job.provider == provider and not job.status.terminal
+        )
+        return [job for _, job in found[:limit]]
 
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000

@@ -129,6 +129,7 @@ def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
         item.job_id,
         item.sink,
         dumps(dict(item.payload)),
+        item.status,
         stamp,
         stamp,
         stamp,

@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 
 from core.intake import IntakeRequest, JobKey, Plan, Planner, plan_batch
-from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
+from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
 from store import migrations, rows
 from store.base import Page, SchemaTooNew, Store, StoredDelivery, StoreError
 from store.batching import GroupCommitter
@@ -97,6 +97,9 @@ class SQLiteStore(Store):
     async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
         return await self._committer.submit(IntakeRequest(delivery, tuple(observations)))
 
+    async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
+        return await self._committer.submit_many(requests)
+
     async def reject(self, delivery: Delivery, reason: str) -> int:
         result = await self._committer.submit(IntakeRequest(delivery, rejection=reason))
         return result.delivery_id
@@ -163,8 +166,8 @@ class SQLiteStore(Store):
             now = utcnow()
             writes.append(
                 conn.executemany(
-                    "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, "
-                    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                    "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, "
+                    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT (key) DO NOTHING",
                     [rows.outbox_row(item, now) for item in plan.outbox],
                 )
@@ -213,6 +216,14 @@ class SQLiteStore(Store):
         found = found[:limit]
         next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
         return Page([rows.job_from(row) for row in found], next_cursor)
+
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        found = await self._fetch(
+            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND status IN (?, ?) "
+            "ORDER BY jid LIMIT ?",
+            (provider, Status.QUEUED.value, Status.PROCESSING.value, limit),
+        )
+        return [rows.job_from(row) for row in found]
 
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000

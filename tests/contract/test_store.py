@@ -127,10 +127,10 @@ async def test_a_failing_transaction_writes_nothing(tmp_path: Path) -> None:
     """Delivery, events, job and outbox commit together or not at all."""
 
     class Exploding(EffectPlanner):
-        def __call__(self, before: Job | None, after: Job) -> list[OutboxItem]:
+        def __call__(self, before: Job | None, after: Job, o: Observation) -> list[OutboxItem]:
             if after.status.terminal:
                 raise RuntimeError("planner blew up")
-            return super().__call__(before, after)
+            return super().__call__(before, after, o)
 
     for url in (f"sqlite:///{tmp_path / 'tx.db'}", "memory://"):
         store = open_store(url, Exploding())
@@ -148,7 +148,7 @@ async def test_a_failing_transaction_writes_nothing(tmp_path: Path) -> None:
 
 async def test_one_bad_request_does_not_fail_the_rest_of_its_batch(tmp_path: Path) -> None:
     class Picky(EffectPlanner):
-        def __call__(self, before: Job | None, after: Job) -> list[OutboxItem]:
+        def __call__(self, before: Job | None, after: Job, o: Observation) -> list[OutboxItem]:
             if after.id == "poison":
                 raise RuntimeError("poison")
             return []

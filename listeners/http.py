@@ -1,0 +1,46 @@
+"""The HTTP client side of the listeners: sessions, small answers, headers worth keeping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+MAX_ANSWER = 4 * 1024 * 1024
+USER_AGENT = "jobtrail"
+
+
+class AnswerTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def new_session(limit: int) -> aiohttp.ClientSession:
+    """One session per provider: its own connection pool, capped at `limit`."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
+        headers={"User-Agent": USER_AGENT},
+        raise_for_status=False,
+        auto_decompress=True,
+    )
+
+
+async def read_small(response: aiohttp.ClientResponse) -> bytes:
+    """The body of an answer that should be small (a status document, an error)."""
+    body = await response.content.read(MAX_ANSWER + 1)
+    if len(body) > MAX_ANSWER:
+        raise AnswerTooLarge(f"the answer is larger than {MAX_ANSWER} bytes")
+    return body
+
+
+def kept_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    """The answer headers worth keeping with the raw delivery."""
+    keep = ("Content-Type", "Content-Length", "Retry-After", "Date")
+    return {name: response.headers[name] for name in keep if name in response.headers}

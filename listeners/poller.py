@@ -1,0 +1,264 @@
+"""The poller: every non-terminal job of one provider, polled on a schedule.
+
+Polls are the source of truth: push channels lose things, Venice has none. Each answer
+enters through the same intake transaction as a webhook (source `poll`), so a poll that
+sees nothing new is a duplicate delivery and no new event. At most `concurrency`
+requests are in flight. The schedule is pure (`PollSchedule`); this loop only keeps a
+heap of due times, launches what is due, and folds each reply back into the heap:
+
+- an open job: next poll by its age; a terminal one: dropped;
+- unknown to the provider (404): recorded as `job.missing`, polled again rarely;
+- unavailable (5xx, timeout, unreadable answer): this job backs off;
+- throttled (429): the whole provider pauses, at least for `Retry-After`;
+- refused (401/403): the whole provider pauses and is reported failed in `/readyz`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import random
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from core.model import Delivery, Job, Observation, utcnow
+from core.settings import ProviderSettings
+from dispatch import files
+from listeners import http
+from listeners.health import Component, State
+from listeners.schedule import PollSchedule
+from providers.polling import PollSpec
+from providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
+from store.base import Store, StoreError
+
+log = structlog.get_logger(__name__)
+
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
+CHUNK = 256 * 1024
+DEFAULT_SCHEDULE = PollSchedule()
+
+
+class Poller:
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        spec: PollSpec,
+        store: Store,
+        component: Component,
+        session: aiohttp.ClientSession,
+        *,
+        data_dir: Path,
+        schedule: PollSchedule = DEFAULT_SCHEDULE,
+        concurrency: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.provider = settings.name
+        self.settings, self.spec, self.store = settings, spec, store
+        self.component, self.session, self.data_dir = component, session, data_dir
+        self.schedule, self.concurrency = schedule, concurrency
+        self._clock, self._rand = clock, rand
+        self._refresh = min(max(schedule.min_interval, 0.05), 5.0)
+        self._jobs: dict[str, Job] = {}
+        self._due: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._failures: dict[str, int] = {}
+        self._busy: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0
+        self._throttles = 0
+        self._reload_at = 0.0
+        self._wake = asyncio.Event()
+
+    def poll_all_now(self) -> None:
+        """Poll every open job at once (after an SSE reconnect: the stream lost the gap)."""
+        self._due.clear()
+        self._reload_at = 0.0
+        self._wake.set()
+
+    async def run(self) -> None:
+        self.component.set(State.RUNNING)
+        try:
+            while True:
+                if self._clock() >= self._reload_at:
+                    await self._reload()
+                wait = self._launch(self._clock())
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _reload(self) -> None:
+        jobs = await self.store.open_jobs(self.provider)
+        now = self._clock()
+        self._jobs = {job.id: job for job in jobs}
+        self._due = {job_id: at for job_id, at in self._due.items() if job_id in self._jobs}
+        if len(self._heap) > 4 * len(self._jobs) + 64:
+            self._heap = [(at, job_id) for job_id, at in self._due.items()]
+            heapq.heapify(self._heap)
+        for job_id in self._jobs:
+            if job_id not in self._due:
+                self._plan(job_id, now)
+        self._reload_at = now + self._refresh
+
+    def _plan(self, job_id: str, at: float) -> None:
+        self._due[job_id] = at
+        heapq.heappush(self._heap, (at, job_id))
+
+    def _launch(self, now: float) -> float:
+        """Start what is due; return how long to sleep (a finished poll wakes us early)."""
+        until_reload = max(0.0, self._reload_at - now)
+        if now < self._paused_until:
+            return min(self._paused_until - now, until_reload)
+        while self._heap and len(self._busy) < self.concurrency:
+            at, job_id = self._heap[0]
+            if at > now:
+                break
+            heapq.heappop(self._heap)
+            if self._due.get(job_id) != at or job_id not in self._jobs or job_id in self._busy:
+                continue
+            self._busy.add(job_id)
+            task = asyncio.create_task(self._poll(self._jobs[job_id]), name=f"poll-{self.provider}")
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        if len(self._busy) >= self.concurrency or not self._heap:
+            return until_reload
+        return max(0.0, min(self._heap[0][0] - now, until_reload))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _poll(self, job: Job) -> None:
+        try:
+            reply, delivery = await self._ask(job)
+            if delivery is not None:
+                await self._record(job, reply, delivery)
+        except (aiohttp.ClientError, TimeoutError, OSError, http.AnswerTooLarge, files.SizeError) as exc:
+            reply = Unavailable(None, _describe(exc))
+        except StoreError as exc:
+            log.warning("poll_not_recorded", provider=self.provider, job_id=job.id, error=str(exc))
+            reply = Unavailable(None, f"the store could not record the answer: {exc}")
+        except Exception as exc:  # a bug must not stop this job from being polled again
+            log.exception("poll_crashed", provider=self.provider, job_id=job.id)
+            reply = Unavailable(None, f"internal error: {_describe(exc)}")
+        finally:
+            self._busy.discard(job.id)
+        self._reschedule(job, reply)
+        if isinstance(reply, Observed) and reply.observation.file is not None:
+            await self._clean_up(job)
+
+    async def _ask(self, job: Job) -> tuple[Reply, Delivery | None]:
+        call = self.spec.status_call(self.settings, job)
+        async with self.session.request(
+            call.method, call.url, headers=dict(call.headers), json=call.json, timeout=TIMEOUT
+        ) as response:
+            headers = http.kept_headers(response)
+            if (
+                response.status == 200
+                and self.spec.streamed
+                and self.spec.streams_result(response.content_type)
+            ):
+                saved = await files.save_stream(
+                    response.content.iter_chunked(CHUNK),
+                    files.download_path(self.data_dir, self.provider, job.id, _file_name(job, response)),
+                    expected_bytes=response.content_length,
+                )
+                observation = self.spec.streamed(job, saved.to_json())
+                return Observed(observation), self._delivery(job, headers, b"")
+            body = await http.read_small(response)
+        reply = self.spec.read(job, response.status, headers, body, utcnow())
+        if isinstance(reply, Observed) and reply.observation.job_id != job.id:
+            reply = Unreadable(f"the answer is about job {reply.observation.job_id!r}, not {job.id!r}")
+        return reply, self._delivery(job, headers, body)
+
+    def _delivery(self, job: Job, headers: dict[str, str], body: bytes) -> Delivery:
+        return Delivery("poll", self.provider, utcnow(), headers, body, job.id)
+
+    async def _record(self, job: Job, reply: Reply, delivery: Delivery) -> None:
+        if isinstance(reply, Observed):
+            await self.store.intake(delivery, [reply.observation])
+        elif isinstance(reply, Missing):
+            said = f"HTTP {reply.status}: {reply.words}"
+            await self.store.intake(delivery, [Observation(self.provider, job.id, "missing", error=said)])
+        elif isinstance(reply, Unreadable):
+            await self.store.reject(delivery, reply.reason)
+
+    def _reschedule(self, job: Job, reply: Reply) -> None:
+        now = self._clock()
+        self.component.count(type(reply).__name__.lower())
+        if isinstance(reply, Observed | Missing):
+            self._failures.pop(job.id, None)
+            self._throttles = 0
+            if self.component.state is not State.RUNNING:
+                self.component.set(State.RUNNING)
+            self.component.saw_event()
+        if isinstance(reply, Observed):
+            if reply.observation.status is not None and reply.observation.status.terminal:
+                self._jobs.pop(job.id, None)
+                self._due.pop(job.id, None)
+                return
+            age = (utcnow() - job.created_at).total_seconds()
+            self._plan(job.id, now + self.schedule.interval(age, self._rand))
+        elif isinstance(reply, Missing):
+            self._plan(job.id, now + self.schedule.max_interval)
+        elif isinstance(reply, Throttled | Refused):
+            self._pause(now, reply)
+            self._plan(job.id, self._paused_until)
+        else:
+            failures = self._failures.get(job.id, 0)
+            self._failures[job.id] = failures + 1
+            server = reply.retry_after if isinstance(reply, Unavailable) else None
+            self._plan(job.id, now + self.schedule.backoff.delay(failures, server, self._rand))
+            reason = reply.words if isinstance(reply, Unavailable) else reply.reason
+            log.info("poll_failed", provider=self.provider, job_id=job.id, reason=reason)
+
+    def _pause(self, now: float, reply: Throttled | Refused) -> None:
+        if isinstance(reply, Refused):
+            wait, state = self.schedule.refused_pause, State.FAILED
+            reason = f"the provider refused our key: HTTP {reply.status}: {reply.words}"
+        else:
+            wait = self.schedule.backoff.delay(self._throttles, reply.retry_after, self._rand)
+            self._throttles += 1
+            state, reason = State.BACKING_OFF, f"throttled (HTTP 429): {reply.words}"
+        self._paused_until = max(self._paused_until, now + wait)
+        until = utcnow() + timedelta(seconds=self._paused_until - now)
+        self.component.set(state, reason, until)
+        log.warning("provider_paused", provider=self.provider, reason=reason, seconds=round(wait, 3))
+
+    async def _clean_up(self, job: Job) -> None:
+        """Tell the provider the result is safe on disk (Venice deletes it then)."""
+        if self.spec.cleanup_call is None:
+            return
+        call = self.spec.cleanup_call(self.settings, job)
+        for attempt in range(3):
+            try:
+                async with self.session.request(
+                    call.method, call.url, headers=dict(call.headers), json=call.json, timeout=TIMEOUT
+                ) as response:
+                    if response.status < 300:
+                        log.info("provider_cleanup_done", provider=self.provider, job_id=job.id)
+                        return
+                    said = f"HTTP {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                said = _describe(exc)
+            log.warning("provider_cleanup_failed", provider=self.provider, job_id=job.id, reason=said)
+            await asyncio.sleep(self.schedule.backoff.delay(attempt, None, self._rand))
+
+
+def _file_name(job: Job, response: aiohttp.ClientResponse) -> str:
+    subtype = response.content_type.partition("/")[2]
+    return f"{job.id}.{subtype if subtype.isalnum() and len(subtype) <= 8 else 'bin'}"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,106 @@
+"""Starting and stopping every intake loop of a running service.
+
+`running(settings, store, health)` starts one poller per provider whose API key is set,
+and the Oxen SSE listener when `OXEN_API_KEY` is set (each reconnect makes the Oxen
+poller poll every open job at once). A loop that dies of a bug is logged, marked failed
+and restarted after a pause; leaving the context cancels every task and closes every
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
+
+import aiohttp
+import structlog
+
+from core.model import PROVIDERS, utcnow
+from core.settings import Settings
+from listeners import http
+from listeners.health import Component, Health, State
+from listeners.poller import Poller
+from listeners.schedule import PollSchedule
+from listeners.sse import SSEListener
+from listeners.sse_decoder import SSEEvent
+from providers import oxen
+from providers.polling import SPECS
+from store.base import Store
+
+log = structlog.get_logger(__name__)
+
+RESTART_PAUSE = 5.0
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, store: Store, health: Health) -> AsyncIterator[dict[str, Poller]]:
+    """Run the listeners and pollers while the context is open; yields the pollers."""
+    sessions: list[aiohttp.ClientSession] = []
+    loops: list[tuple[Component, Callable[[], Awaitable[None]]]] = []
+    pollers: dict[str, Poller] = {}
+    tuning = settings.listeners
+    schedule = PollSchedule(tuning.poll_min_interval, tuning.poll_max_interval, tuning.poll_age_factor)
+    for name in PROVIDERS:
+        provider = settings.provider(name)
+        if not provider.active:
+            continue
+        session = http.new_session(tuning.poll_concurrency)
+        sessions.append(session)
+        component = health.component(f"{name}.poller", "poller")
+        poller = Poller(
+            provider,
+            SPECS[name],
+            store,
+            component,
+            session,
+            data_dir=settings.data_dir,
+            schedule=schedule,
+            concurrency=tuning.poll_concurrency,
+        )
+        pollers[name] = poller
+        loops.append((component, poller.run))
+    if settings.provider(oxen.NAME).active:
+        session = http.new_session(1)
+        sessions.append(session)
+        component = health.component("oxen.sse", "sse")
+        listener = SSEListener(
+            oxen.events_call(settings.provider(oxen.NAME)),
+            _recorder(store),
+            component,
+            session,
+            on_connect=pollers[oxen.NAME].poll_all_now,
+            read_timeout=tuning.sse_read_timeout,
+        )
+        loops.append((component, listener.run))
+    tasks = [asyncio.create_task(_supervise(c, run), name=f"listener-{c.name}") for c, run in loops]
+    try:
+        yield pollers
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in sessions:
+            await session.close()
+
+
+def _recorder(store: Store) -> Callable[[Sequence[SSEEvent]], Awaitable[None]]:
+    async def record(events: Sequence[SSEEvent]) -> None:
+        at = utcnow()
+        await store.intake_many([oxen.intake_request(e.event, e.data, e.id, at) for e in events])
+
+    return record
+
+
+async def _supervise(component: Component, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a loop; if it dies of a bug, report it and start it again after a pause."""
+    while True:
+        try:
+            await run()
+            return
+        except Exception as exc:
+            log.exception("listener_crashed", component=component.name)
+            until = utcnow() + timedelta(seconds=RESTART_PAUSE)
+            component.set(State.FAILED, f"crashed: {type(exc).__name__}: {exc}", until)
+            await asyncio.sleep(RESTART_PAUSE)
