@@ -138,3 +138,58 @@ def test_the_cli_refuses_an_open_listener_without_a_token(
     monkeypatch.delenv("JOBTRAIL_API_TOKEN", raising=False)
     assert 2 == main(["serve"])
     assert "JOBTRAIL_API_TOKEN" in capsys.readouterr().err
+
+
+def test_listener_settings_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "jobtrail.toml"
+    config.write_text("[listeners]\nsse_read_timeout = 45\npoll_min_interval = 2.5\npoll_concurrency = 8\n")
+    tuning = load(config, {"JOBTRAIL_POLL_MAX_INTERVAL": "600", "JOBTRAIL_POLL_AGE_FACTOR": "0"}).listeners
+    assert (45.0, 2.5, 600.0, 0.0, 8) == (
+        tuning.sse_read_timeout,
+        tuning.poll_min_interval,
+        tuning.poll_max_interval,
+        tuning.poll_age_factor,
+        tuning.poll_concurrency,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"JOBTRAIL_SSE_READ_TIMEOUT": "soon"}, "JOBTRAIL_SSE_READ_TIMEOUT"),
+        ({"JOBTRAIL_SSE_READ_TIMEOUT": "0"}, "JOBTRAIL_SSE_READ_TIMEOUT"),
+        ({"JOBTRAIL_SSE_READ_TIMEOUT": "nan"}, "JOBTRAIL_SSE_READ_TIMEOUT"),
+        ({"JOBTRAIL_POLL_MIN_INTERVAL": "inf"}, "JOBTRAIL_POLL_MIN_INTERVAL"),
+        ({"JOBTRAIL_POLL_MIN_INTERVAL": "-1"}, "JOBTRAIL_POLL_MIN_INTERVAL"),
+        ({"JOBTRAIL_POLL_MAX_INTERVAL": "1e12"}, "JOBTRAIL_POLL_MAX_INTERVAL"),
+        (
+            {"JOBTRAIL_POLL_MIN_INTERVAL": "30", "JOBTRAIL_POLL_MAX_INTERVAL": "10"},
+            "JOBTRAIL_POLL_MAX_INTERVAL",
+        ),
+        ({"JOBTRAIL_POLL_CONCURRENCY": "0"}, "JOBTRAIL_POLL_CONCURRENCY"),
+        ({"JOBTRAIL_POLL_CONCURRENCY": "2.5"}, "JOBTRAIL_POLL_CONCURRENCY"),
+        ({"JOBTRAIL_POLL_CONCURRENCY": "100000"}, "JOBTRAIL_POLL_CONCURRENCY"),
+        ({"JOBTRAIL_POLL_AGE_FACTOR": "-0.1"}, "JOBTRAIL_POLL_AGE_FACTOR"),
+    ],
+)
+def test_bad_listener_values_name_the_setting(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(None, env)
+    assert setting == caught.value.setting
+
+
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        ("[listeners]\npoll_concurrency = true\n", "listeners.poll_concurrency"),
+        ('[listeners]\nsse_read_timeout = "fast"\n', "listeners.sse_read_timeout"),
+        ("[listeners]\npoll_every = 3\n", "listeners.poll_every"),
+        ("listeners = 5\n", "listeners"),
+    ],
+)
+def test_bad_listener_tables_name_the_setting(tmp_path: Path, text: str, setting: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(config, {})
+    assert setting == caught.value.setting
