@@ -3,8 +3,9 @@
 Polls are the source of truth: push channels lose things, Venice has none. Each answer
 enters through the same intake transaction as a webhook (source `poll`), so a poll that
 sees nothing new is a duplicate delivery and no new event. At most `concurrency`
-requests are in flight. The schedule is pure (`PollSchedule`); this loop only keeps a
-heap of due times, launches what is due, and folds each reply back into the heap:
+requests are in flight (recording an answer does not hold a slot). The schedule is pure
+(`PollSchedule`); this loop only keeps a heap of due times, launches what is due, and
+folds each reply back into the heap:
 
 - an open job: next poll by its age; a terminal one: dropped;
 - unknown to the provider (404): recorded as `job.missing`, polled again rarely;
@@ -70,6 +71,7 @@ class Poller:
         self._heap: list[tuple[float, str]] = []
         self._failures: dict[str, int] = {}
         self._busy: set[str] = set()
+        self._requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
         self._throttles = 0
@@ -90,8 +92,11 @@ class Poller:
                     await self._reload()
                 wait = self._launch(self._clock())
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                # that lands as the event fires, and the poller would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -119,7 +124,7 @@ class Poller:
         until_reload = max(0.0, self._reload_at - now)
         if now < self._paused_until:
             return min(self._paused_until - now, until_reload)
-        while self._heap and len(self._busy) < self.concurrency:
+        while self._heap and self._requests < self.concurrency:
             at, job_id = self._heap[0]
             if at > now:
                 break
@@ -127,10 +132,11 @@ class Poller:
             if self._due.get(job_id) != at or job_id not in self._jobs or job_id in self._busy:
                 continue
             self._busy.add(job_id)
+            self._requests += 1
             task = asyncio.create_task(self._poll(self._jobs[job_id]), name=f"poll-{self.provider}")
             self._tasks.add(task)
             task.add_done_callback(self._finished)
-        if len(self._busy) >= self.concurrency or not self._heap:
+        if self._requests >= self.concurrency or not self._heap:
             return until_reload
         return max(0.0, min(self._heap[0][0] - now, until_reload))
 
@@ -139,8 +145,14 @@ class Poller:
         self._wake.set()
 
     async def _poll(self, job: Job) -> None:
+        """Ask, then record. The request slot is freed as soon as the answer is read, so
+        recording (a commit) overlaps the next requests and commits are shared."""
         try:
-            reply, delivery = await self._ask(job)
+            try:
+                reply, delivery = await self._ask(job)
+            finally:
+                self._requests -= 1
+                self._wake.set()
             if delivery is not None:
                 await self._record(job, reply, delivery)
         except (aiohttp.ClientError, TimeoutError, OSError, http.AnswerTooLarge, files.SizeError) as exc:

@@ -63,7 +63,8 @@ class Store(abc.ABC):
         if self._appended is None:
             self._appended = asyncio.Event()
         try:
-            await asyncio.wait_for(self._appended.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel on 3.11
+                await self._appended.wait()
         except TimeoutError:
             return False
         return True

@@ -427,3 +427,19 @@ async def test_readyz_shows_each_listener_and_a_refused_key_as_degraded(
     assert (False, "poller") == (pixazo["healthy"], pixazo["kind"])
     assert "401" in pixazo["reason"] and pixazo["until"] is not None
     assert KEY not in await response.text() and "wrong-key" not in await response.text()
+
+
+async def test_a_cancel_that_lands_as_the_poller_wakes_still_stops_it(world: World) -> None:
+    """Regression: on Python 3.11 `asyncio.wait_for` returns instead of raising when it is
+    cancelled just as its event fires; the poller then ran on and `running()` never left."""
+    store = await world.start(("oxen",))
+    async with world.running(store) as pollers:
+        poller = pollers["oxen"]
+        for _ in range(20):
+            await asyncio.sleep(0.02)
+            task = next(t for t in asyncio.all_tasks() if t.get_name() == "listener-oxen.poller")
+            poller.poll_all_now()  # sets the wake event...
+            task.cancel()  # ...and the cancel arrives in the same turn of the loop
+            done, _ = await asyncio.wait({task}, timeout=2)
+            assert {task} == done, "the poller swallowed its cancellation"
+            break
