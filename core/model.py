@@ -45,6 +45,9 @@ _RANK = {
 }
 
 
+_BY_VALUE = {status.value: status for status in Status}
+
+
 class Verdict(enum.StrEnum):
     """What intake made of one raw delivery."""
 
@@ -77,10 +80,7 @@ class Observation:
 
     @property
     def status(self) -> Status | None:
-        try:
-            return Status(self.kind)
-        except ValueError:
-            return None
+        return _BY_VALUE.get(self.kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
         component = health.component("oxen.sse", "sse")
         listener = SSEListener(
             oxen.events_call(settings.provider(oxen.NAME)),
-            _recorder(store),
+            record_stream(store),
             component,
             session,
             on_connect=pollers[oxen.NAME].poll_all_now,
@@ -85,7 +85,9 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
             await session.close()
 
 
-def _recorder(store: Store) -> Callable[[Sequence[SSEEvent]], Awaitable[None]]:
+def record_stream(store: Store) -> Callable[[Sequence[SSEEvent]], Awaitable[None]]:
+    """The Oxen stream's handler: every event of a read, recorded in one intake batch."""
+
     async def record(events: Sequence[SSEEvent]) -> None:
         at = utcnow()
         await store.intake_many([oxen.intake_request(e.event, e.data, e.id, at) for e in events])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,7 @@ from providers.replies import HttpCall
 log = structlog.get_logger(__name__)
 
 MAX_RETRY_AFTER = 3600.0
+MAX_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +150,42 @@ class SSEListener:
             self.on_connect()
 
     async def _consume(self, response: aiohttp.ClientResponse) -> None:
+        """Decode and hand over each read's events. Up to `MAX_IN_FLIGHT` handovers run at
+        once, so the next read is decoded while the previous one commits; they are
+        awaited in order, and `last_event_id` advances only past committed events."""
         decoder = SSEDecoder(self.last_event_id)
-        async for chunk in response.content.iter_any():
-            events = decoder.feed(chunk)
-            if decoder.retry is not None:
-                self.server_retry = decoder.retry / 1000
-            if events:
-                try:
-                    await self.handle(events)
-                except Exception as exc:
-                    log.exception("sse_events_not_recorded", count=len(events))
-                    raise _HandlerFailed(str(exc) or type(exc).__name__) from exc
-                self.component.saw_event(len(events))
-            self.last_event_id = decoder.last_event_id
+        in_flight: deque[tuple[asyncio.Task[None], str, int]] = deque()
+        try:
+            async for chunk in response.content.iter_any():
+                events = decoder.feed(chunk)
+                if decoder.retry is not None:
+                    self.server_retry = decoder.retry / 1000
+                if events:
+                    if len(in_flight) >= MAX_IN_FLIGHT:
+                        await self._handed_over(in_flight.popleft())
+                    task = asyncio.create_task(self._handle(events))
+                    in_flight.append((task, decoder.last_event_id, len(events)))
+                elif not in_flight:
+                    self.last_event_id = decoder.last_event_id
+            while in_flight:
+                await self._handed_over(in_flight.popleft())
+        finally:
+            for task, _, _ in in_flight:
+                task.cancel()
+            await asyncio.gather(*(task for task, _, _ in in_flight), return_exceptions=True)
+
+    async def _handle(self, events: Sequence[SSEEvent]) -> None:
+        try:
+            await self.handle(events)
+        except Exception as exc:
+            log.exception("sse_events_not_recorded", count=len(events))
+            raise _HandlerFailed(str(exc) or type(exc).__name__) from exc
+
+    async def _handed_over(self, entry: tuple[asyncio.Task[None], str, int]) -> None:
+        task, last_event_id, count = entry
+        await task
+        self.last_event_id = last_event_id
+        self.component.saw_event(count)
 
 
 class _HandlerFailed(Exception):

@@ -7,7 +7,6 @@ polling is the source of truth (PROVIDERS.md).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -83,13 +82,16 @@ def intake_request(event: str, data: str, event_id: str, received_at: datetime) 
     only `media_generation_completed` says something about a job, and an unreadable one
     is kept as rejected with the reason."""
     headers = {"sse-event": event[:200], "sse-id": event_id[:200]}
-    delivery = Delivery("sse", NAME, received_at, headers, data.encode())
+    body = data.encode()
     if event != COMPLETED_EVENT:
-        return IntakeRequest(delivery)
+        return IntakeRequest(Delivery("sse", NAME, received_at, headers, body))
     try:
-        observation = parse_event(orjson.loads(data))
+        observation = parse_event(orjson.loads(body))
     except orjson.JSONDecodeError:
-        return IntakeRequest(delivery, rejection="the event data is not JSON")
+        reason = "the event data is not JSON"
     except PayloadError as exc:
-        return IntakeRequest(delivery, rejection=str(exc))
-    return IntakeRequest(replace(delivery, job_id=observation.job_id), (observation,))
+        reason = str(exc)
+    else:
+        delivery = Delivery("sse", NAME, received_at, headers, body, observation.job_id)
+        return IntakeRequest(delivery, (observation,))
+    return IntakeRequest(Delivery("sse", NAME, received_at, headers, body), rejection=reason)

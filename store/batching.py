@@ -1,36 +1,57 @@
-"""Group commit: many concurrent intakes share one transaction, none answered before it.
+"""Group commit in two stages: many concurrent intakes share one transaction, none is
+answered before it commits, and the next batch is planned while this one is written.
 
-Callers `submit` a request and await its result. One writer task takes everything
-pending, commits it as one batch, then resolves every caller. While a batch commits, the
-next one gathers, so throughput grows with concurrency and latency stays one commit or two.
-If a batch fails, its requests are retried one by one so a single bad request cannot fail
-its neighbours.
+Callers `submit` requests and await their results. One task takes everything pending as
+a batch and runs it through the backend's two stages:
+
+- `prepare(batch)`: plan it (the state machine, ids, rows) on the event loop;
+- `finish(prepared)`: write and commit it (on the database's thread).
+
+While batch k is being written and committed, batch k+1 is already prepared, so Python
+work and database work overlap; at most one batch is being written at a time. If a write
+fails, the backend's `abandon()` drops what it assumed about uncommitted state, the
+failed batch's requests are retried one by one (so one bad request cannot fail its
+neighbours), and a batch prepared on top of it is prepared again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import structlog
 
 Req = TypeVar("Req")
+Prep = TypeVar("Prep")
 Res = TypeVar("Res")
 
 log = structlog.get_logger(__name__)
 
 
-class GroupCommitter(Generic[Req, Res]):
+@dataclass(slots=True)
+class _Group(Generic[Req, Res]):
+    """Requests submitted together, answered together (one future, not one per request)."""
+
+    requests: Sequence[Req]
+    future: asyncio.Future[list[Res]]
+
+
+class GroupCommitter(Generic[Req, Prep, Res]):
     def __init__(
         self,
-        commit: Callable[[Sequence[Req]], Awaitable[Sequence[Res]]],
-        max_batch: int = 256,
+        prepare: Callable[[Sequence[Req]], Awaitable[Prep]],
+        finish: Callable[[Prep], Coroutine[Any, Any, Sequence[Res]]],
+        abandon: Callable[[], Awaitable[None]],
+        max_batch: int = 1024,
     ) -> None:
-        self._commit = commit
+        self._prepare, self._finish, self._abandon = prepare, finish, abandon
         self._max_batch = max_batch
-        self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
+        self._pending: deque[_Group[Req, Res]] = deque()
+        self._writing: tuple[asyncio.Task[Sequence[Res]], list[_Group[Req, Res]]] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -40,23 +61,17 @@ class GroupCommitter(Generic[Req, Res]):
         self._task = asyncio.create_task(self._run(), name="store-group-commit")
 
     async def submit(self, request: Req) -> Res:
-        if self._closing or self._task is None:
-            raise RuntimeError("the store is not open")
-        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
-        self._wake.set()
-        return await future
+        return (await self.submit_many([request]))[0]
 
     async def submit_many(self, requests: Sequence[Req]) -> list[Res]:
-        """Submit in order; results in the same order. The first failure is raised once
-        every request is settled."""
+        """Submit in order, committed in one batch where possible; results in the same
+        order. If one fails, the others are still committed and the failure is raised."""
         if self._closing or self._task is None:
             raise RuntimeError("the store is not open")
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Res]] = [loop.create_future() for _ in requests]
-        self._pending.extend(zip(requests, futures, strict=True))
+        group = _Group[Req, Res](requests, asyncio.get_running_loop().create_future())
+        self._pending.append(group)
         self._wake.set()
-        return list(await asyncio.gather(*futures))
+        return await group.future
 
     async def close(self) -> None:
         """Commit what is pending, then stop."""
@@ -68,29 +83,102 @@ class GroupCommitter(Generic[Req, Res]):
             self._task = None
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                await self._commit_batch(batch)
-            if self._closing:
-                return
-
-    async def _commit_batch(self, batch: list[tuple[Req, asyncio.Future[Res]]]) -> None:
         try:
-            results = await self._commit([request for request, _ in batch])
-        except Exception:
-            if len(batch) == 1:
-                _, future = batch[0]
-                log.exception("intake_commit_failed")
-                if not future.done():
-                    future.set_exception(RuntimeError("the store could not commit"))
+            await self._loop()
+        finally:  # never leave a caller waiting on a committer that is gone
+            self._closing = True
+            gone = RuntimeError("the store's writer stopped")
+            groups = [*self._pending, *(self._writing[1] if self._writing else [])]
+            self._pending.clear()
+            for group in groups:
+                if not group.future.done():
+                    group.future.set_exception(gone)
+
+    async def _loop(self) -> None:
+        while True:
+            if self._pending:
+                await self._pipeline(self._take())
+            elif self._writing is not None and not self._closing:
+                await self._written_or_woken()
+            elif self._closing:
+                await self._settle()
                 return
-            for one in batch:
-                await self._commit_batch([one])
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    def _take(self) -> list[_Group[Req, Res]]:
+        """Whole groups, oldest first, up to `max_batch` requests (always at least one)."""
+        batch = [self._pending.popleft()]
+        size = len(batch[0].requests)
+        while self._pending and size + len(self._pending[0].requests) <= self._max_batch:
+            size += len(self._pending[0].requests)
+            batch.append(self._pending.popleft())
+        return batch
+
+    async def _written_or_woken(self) -> None:
+        """Idle until the batch being written is done (answer it) or new work arrives."""
+        assert self._writing is not None
+        self._wake.clear()
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({self._writing[0], waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if self._writing is not None and self._writing[0].done():
+            await self._settle()
+
+    async def _pipeline(self, batch: list[_Group[Req, Res]]) -> None:
+        """Prepare `batch` while the previous batch is written, then start writing it."""
+        requests = [request for group in batch for request in group.requests]
+        try:
+            prepared = await self._prepare(requests)
+        except Exception:
+            await self._settle()
+            await self._one_by_one(batch)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        if not await self._settle():
+            try:
+                prepared = await self._prepare(requests)
+            except Exception:
+                await self._one_by_one(batch)
+                return
+        self._writing = (asyncio.create_task(self._finish(prepared)), batch)
+
+    async def _settle(self) -> bool:
+        """Wait for the batch being written and answer its callers; False if it failed."""
+        if self._writing is None:
+            return True
+        task, batch = self._writing
+        self._writing = None
+        try:
+            results = await task
+        except Exception:
+            await self._abandon()
+            await self._one_by_one(batch)
+            return False
+        start = 0
+        for group in batch:
+            end = start + len(group.requests)
+            if not group.future.done():
+                group.future.set_result(list(results[start:end]))
+            start = end
+        return True
+
+    async def _one_by_one(self, batch: list[_Group[Req, Res]]) -> None:
+        for group in batch:
+            results: list[Res] = []
+            failure: Exception | None = None
+            for request in group.requests:
+                try:
+                    results.append((await self._finish(await self._prepare([request])))[0])
+                except Exception as exc:
+                    await self._abandon()
+                    log.exception("intake_commit_failed")
+                    failure = failure or RuntimeError(f"the store could not commit: {exc}")
+            if group.future.done():
+                continue
+            if failure is not None:
+                group.future.set_exception(failure)
+            else:
+                group.future.set_result(results)

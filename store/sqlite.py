@@ -1,9 +1,10 @@
 """The embedded backend: one SQLite file in WAL mode, through aiosqlite.
 
-Writes go through one connection and a group committer: each batch is one
-`BEGIN IMMEDIATE ... COMMIT` (a handful of statements however many deliveries it holds),
-with `synchronous=FULL` by default so a commit survives power loss, not just a crash.
-Reads use a second connection and never wait for writes.
+Writes go through one connection and a two-stage group committer (store/batching.py):
+each batch is one `BEGIN IMMEDIATE ... COMMIT` (a handful of statements however many
+deliveries it holds), with `synchronous=FULL` by default so a commit survives power loss,
+not just a crash; the next batch is planned while one is written. Reads use a second
+connection and never wait for writes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import structlog
 
 from core.intake import IntakeRequest, JobKey, Plan, Planner, plan_batch
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
@@ -23,6 +26,36 @@ from store.base import Page, SchemaTooNew, Store, StoredDelivery, StoreError
 from store.batching import GroupCommitter
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
+CHECKPOINT_EVERY = 1.0
+
+log = structlog.get_logger(__name__)
+
+
+_LAST_IDS = "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
+_INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+_INSERT_EVENT = f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)"
+_UPSERT_JOB = (
+    f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
+    "progress = excluded.progress, result_urls = excluded.result_urls, "
+    "error = excluded.error, provider_status = excluded.provider_status, "
+    "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
+    "updated_at = excluded.updated_at"
+)
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, "
+    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (key) DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A planned batch, its rows, and where the log must end before it is written."""
+
+    plan: Plan
+    rows: tuple[list[Any], list[Any], list[Any], list[Any]]
+    after: tuple[int, int]
 
 
 class SQLiteStore(Store):
@@ -34,7 +67,13 @@ class SQLiteStore(Store):
         self.synchronous = synchronous
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._committer = GroupCommitter[IntakeRequest, IntakeResult](self._commit)
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+        self._tail: dict[JobKey, Job] = {}
+        self._next_ids: tuple[int, int] | None = None
+        self._committer = GroupCommitter[IntakeRequest, _Prepared, IntakeResult](
+            self._prepare, self._finish, self._abandon
+        )
 
     async def open(self) -> None:
         try:
@@ -42,6 +81,7 @@ class SQLiteStore(Store):
             self._writer = await self._connect()
             await self._migrate(self._writer)
             self._reader = await self._connect()
+            self._checkpointer = await self._connect()
         except (OSError, aiosqlite.Error) as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
@@ -49,12 +89,28 @@ class SQLiteStore(Store):
             await self.close()
             raise
         self._committer.start()
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoints")
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database every second, on a connection of its own.
+
+        The writer's automatic checkpoint is off: it would run inside a COMMIT and make
+        that intake wait for the copy. A PASSIVE checkpoint never blocks the writer.
+        """
+        conn = self._conn(self._checkpointer)
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            try:
+                await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except aiosqlite.Error as exc:
+                log.warning("sqlite_checkpoint_failed", error=str(exc))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the write path
         await conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
@@ -87,10 +143,14 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         await self._committer.close()
-        for conn in (self._writer, self._reader):
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            await asyncio.gather(self._checkpoints, return_exceptions=True)
+            self._checkpoints = None
+        for conn in (self._checkpointer, self._reader, self._writer):
             if conn is not None:
                 await conn.close()
-        self._writer = self._reader = None
+        self._writer = self._reader = self._checkpointer = None
 
     # -- writes ------------------------------------------------------------------------
 
@@ -104,75 +164,72 @@ class SQLiteStore(Store):
         result = await self._committer.submit(IntakeRequest(delivery, rejection=reason))
         return result.delivery_id
 
-    async def _commit(self, requests: Sequence[IntakeRequest]) -> Sequence[IntakeResult]:
-        """One transaction for a batch, in three round trips to the connection's thread.
+    async def _prepare(self, requests: Sequence[IntakeRequest]) -> _Prepared:
+        """Plan a batch on top of what is committed plus the batch being written (`_tail`).
 
-        aiosqlite runs calls in the order they are queued, so statements that do not depend
-        on each other are queued together and awaited once: under load every round trip
-        waits for a full turn of the event loop, so their number bounds throughput.
-        COMMIT is queued only after every write succeeded.
+        Jobs the previous batch touched come from its plan, the others from the reader
+        connection (committed state: WAL readers never wait for the writer).
+        """
+        if self._next_ids is None:
+            found = await self._fetch(_LAST_IDS)
+            self._next_ids = (found[0][0] + 1, found[0][1] + 1)
+        keys = sorted({key for request in requests for key in request.job_keys()})
+        wanted = [key for key in keys if key not in self._tail]
+        found_rows = await _pipeline(
+            *(self._conn(self._reader).execute_fetchall(q, p) for q, p in _job_queries(wanted))
+        )
+        jobs = {(job.provider, job.id): job for rows_ in found_rows for job in map(rows.job_from, rows_)}
+        jobs.update((key, self._tail[key]) for key in keys if key in self._tail)
+        first_delivery, first_seq = self._next_ids
+        plan = plan_batch(requests, jobs, first_delivery, first_seq, self.planner, utcnow())
+        prepared = _Prepared(plan, self._rows(plan), (first_delivery - 1, first_seq - 1))
+        self._tail = plan.jobs
+        self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
+        return prepared
+
+    async def _finish(self, prepared: _Prepared) -> Sequence[IntakeResult]:
+        """Write a prepared batch in one transaction: two round trips to the writer thread.
+
+        aiosqlite runs calls in the order they are queued, so the statements are queued
+        together and awaited once; COMMIT is queued only after every write succeeded and
+        the log ends where the plan assumed (no other writer slipped in).
         """
         conn = self._conn(self._writer)
-        keys = sorted({key for request in requests for key in request.job_keys()})
+        deliveries, events, jobs, outbox = prepared.rows
         try:
-            _, ids, *found = await _pipeline(
+            _, last, *_ = await _pipeline(
                 conn.execute("BEGIN IMMEDIATE"),
-                conn.execute_fetchall(
-                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries),"
-                    " (SELECT COALESCE(MAX(seq), 0) FROM events)"
-                ),
-                *(conn.execute_fetchall(sql, params) for sql, params in _job_queries(keys)),
+                conn.execute_fetchall(_LAST_IDS),
+                conn.executemany(_INSERT_DELIVERY, deliveries),
+                *([conn.executemany(_INSERT_EVENT, events)] if events else []),
+                *([conn.executemany(_UPSERT_JOB, jobs)] if jobs else []),
+                *([conn.executemany(_INSERT_OUTBOX, outbox)] if outbox else []),
             )
-            last_delivery, last_seq = next(iter(ids))
-            jobs = {(job.provider, job.id): job for rows_ in found for job in map(rows.job_from, rows_)}
-            plan = plan_batch(requests, jobs, last_delivery + 1, last_seq + 1, self.planner, utcnow())
-            await _pipeline(*self._writes(conn, plan))
+            if tuple(next(iter(last))) != prepared.after:
+                raise StoreError("another writer changed the log; the batch is planned again")
             await conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(aiosqlite.Error, ValueError):
                 await conn.execute("ROLLBACK")
             raise
-        if plan.events:
+        if events:
             self._notify_appended()
-        return plan.results
+        return prepared.plan.results
 
-    def _writes(self, conn: aiosqlite.Connection, plan: Plan) -> list[Awaitable[Any]]:
-        writes: list[Awaitable[Any]] = [
-            conn.executemany(
-                f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
-            )
-        ]
-        if plan.events:
-            writes.append(
-                conn.executemany(
-                    f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [rows.event_row(e.event, e.fingerprint) for e in plan.events],
-                )
-            )
-        if plan.jobs:
-            writes.append(
-                conn.executemany(
-                    f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
-                    "progress = excluded.progress, result_urls = excluded.result_urls, "
-                    "error = excluded.error, provider_status = excluded.provider_status, "
-                    "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
-                    "updated_at = excluded.updated_at",
-                    [rows.job_row(job) for job in plan.jobs.values()],
-                )
-            )
-        if plan.outbox:
-            now = utcnow()
-            writes.append(
-                conn.executemany(
-                    "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, "
-                    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    [rows.outbox_row(item, now) for item in plan.outbox],
-                )
-            )
-        return writes
+    async def _abandon(self) -> None:
+        """Forget the uncommitted tail: the next batch is planned from the database."""
+        self._tail = {}
+        self._next_ids = None
+
+    @staticmethod
+    def _rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        now = utcnow()
+        return (
+            [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
+            [rows.event_row(e.event, e.fingerprint) for e in plan.events],
+            [rows.job_row(job) for job in plan.jobs.values()],
+            [rows.outbox_row(item, now) for item in plan.outbox],
+        )
 
     # -- reads -------------------------------------------------------------------------
 
