@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from core.machine import apply
 from core.model import (
@@ -27,8 +28,12 @@ JobKey = tuple[str, str]
 Planner = Callable[[Job | None, Job, Observation], list[OutboxItem]]
 
 
-@dataclass(frozen=True, slots=True)
-class IntakeRequest:
+# The per-delivery planning values below are NamedTuples, not frozen dataclasses: just as
+# immutable, and about 3x cheaper to build (a frozen dataclass sets each field through
+# object.__setattr__). Intake builds several per delivery; see bench/sse.
+
+
+class IntakeRequest(NamedTuple):
     """One delivery and what it says. `rejection` set: keep it for audit, apply nothing."""
 
     delivery: Delivery
@@ -39,16 +44,14 @@ class IntakeRequest:
         return ((o.provider, o.job_id) for o in self.observations)
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedDelivery:
+class PlannedDelivery(NamedTuple):
     id: int
     delivery: Delivery
     verdict: Verdict
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedEvent:
+class PlannedEvent(NamedTuple):
     event: Event
     fingerprint: str | None
 

@@ -9,7 +9,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 PROVIDERS: tuple[str, ...] = ("pixazo", "apiframe", "oxen", "venice")
 
@@ -95,8 +95,7 @@ class Delivery:
     job_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event decided by the state machine, before the store gives it a sequence number."""
 
     provider: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import structlog
@@ -15,6 +16,23 @@ from store import open_store
 from store.base import Store
 
 log = structlog.get_logger(__name__)
+
+
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up allocated and run the young-generation collector less often.
+
+    Intake builds tens of short-lived values per delivery; with CPython's default
+    threshold (700 allocations) the collector scans each batch's values several times
+    before they die, and the start-up heap (modules, the app) on every full pass.
+    bench/sse measured about +15-25% events/s with this; memory stays bounded because
+    these values are freed by reference counting, not by the collector.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def planner_for(settings: Settings) -> EffectPlanner:
@@ -40,6 +58,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
         await site.start()
+        tune_gc()
         log.info(
             "serving",
             url=f"http://{settings.host}:{settings.port}",

@@ -6,7 +6,7 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,16 @@ def iso(at: datetime) -> str:
 
 def dumps(value: Any) -> str:
     """Compact, key-sorted JSON (orjson: the stdlib builds a new encoder on every call)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot take as is: other mappings and sequences (frozen views)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def job_row(job: Job) -> tuple[Any, ...]:
@@ -47,7 +56,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.error,
         job.provider_status,
         dumps([s.value for s in job.terminals]),
-        dumps(dict(job.params)),
+        dumps(job.params),
         dumps(sorted(job.seen)),
         iso(job.created_at),
         iso(job.updated_at),
@@ -79,7 +88,7 @@ def event_row(event: Event, fingerprint: str | None) -> tuple[Any, ...]:
         event.type,
         event.source,
         iso(event.at),
-        dumps(dict(event.data)),
+        dumps(event.data),
         event.delivery_id,
         fingerprint,
     )
@@ -107,7 +116,7 @@ def delivery_row(
         delivery.provider,
         delivery.job_id,
         iso(delivery.received_at),
-        dumps(dict(delivery.headers)),
+        dumps(delivery.headers),
         bytes(delivery.body[:MAX_STORED_BODY]),
         len(delivery.body),
         verdict.value,
@@ -135,7 +144,7 @@ def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
         item.provider,
         item.job_id,
         item.sink,
-        dumps(dict(item.payload)),
+        dumps(item.payload),
         item.status,
         stamp,
         stamp,

@@ -170,3 +170,15 @@ def test_conflicts_are_order_independent_and_the_first_terminal_stays(
     assert sorted(distinct) == sorted(s.value for s in job.terminals)
     conflict_events = [e for e in events if e[0] == "job.conflict"]
     assert len(distinct) * (len(distinct) - 1) // 2 == len(conflict_events)
+
+
+def test_the_fast_copy_of_a_job_keeps_every_field() -> None:
+    """`_evolve` spells out Job's fields for speed; a field added to Job must be added there."""
+    from dataclasses import fields
+
+    from core.machine import _evolve
+
+    markers = {f.name: object() for f in fields(Job)}
+    job = Job(**markers)  # type: ignore[arg-type]
+    copy = _evolve(job, {}, None)
+    assert markers == {f.name: getattr(copy, f.name) for f in fields(Job)}
