@@ -170,7 +170,9 @@ def main() -> int:
         stored, batches = asyncio.run(durable(base, args.events, work / "sse.db"))
         base_rate, rate = args.events / parsed, args.events / stored
         print(f"  httpx-sse parsing only       {base_rate:>10,.0f} events/s")
-        print(f"  jobtrail into the log        {rate:>10,.0f} events/s   ({batches} stream reads handed over)")
+        print(
+            f"  jobtrail into the log        {rate:>10,.0f} events/s   ({batches} stream reads handed over)"
+        )
         print(
             f"  ratio durable/parse          {rate / base_rate:10.2f}   (target: >= {TARGET:,} events/s durable)"
         )
