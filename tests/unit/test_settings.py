@@ -193,3 +193,9 @@ def test_bad_listener_tables_name_the_setting(tmp_path: Path, text: str, setting
     with pytest.raises(ConfigError) as caught:
         load(config, {})
     assert setting == caught.value.setting
+
+
+def test_the_example_config_in_deploy_loads() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "jobtrail.example.toml"
+    settings = load(example, {})
+    assert (Path("/var/lib/jobtrail"), 4) == (settings.data_dir, settings.listeners.poll_concurrency)
