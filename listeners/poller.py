@@ -107,6 +107,7 @@ class Poller:
         now = self._clock()
         self._jobs = {job.id: job for job in jobs}
         self._due = {job_id: at for job_id, at in self._due.items() if job_id in self._jobs}
+        self._failures = {job_id: n for job_id, n in self._failures.items() if job_id in self._jobs}
         if len(self._heap) > 4 * len(self._jobs) + 64:
             self._heap = [(at, job_id) for job_id, at in self._due.items()]
             heapq.heapify(self._heap)
