@@ -1,9 +1,13 @@
-"""Planning one intake transaction for a batch of deliveries. Pure.
+"""Planning one write transaction for a batch of requests. Pure.
 
 A store backend loads the jobs a batch touches and the next free ids, calls `plan_batch`,
 writes every row of the resulting `Plan` in one transaction, and only then answers the
 callers with `Plan.results`. Ids are assigned here, under the backend's write lock, so
 the plan is complete before any row is written.
+
+Two kinds of request share the log: an `IntakeRequest` (a delivery and what it says about
+jobs) and an `AttemptRecord` (the outcome of one outbox attempt: the item's new state and
+the `dispatch` event that logs it). Both go through one writer, so the log has one order.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core.machine import apply
 from core.model import (
@@ -44,6 +48,34 @@ class IntakeRequest(NamedTuple):
         return ((o.provider, o.job_id) for o in self.observations)
 
 
+class AttemptRecord(NamedTuple):
+    """What one outbox attempt (or a replay) changes, and the event that says so.
+
+    `status` is the item's new state: `pending` (try again at `next_attempt_at`), `done`
+    or `dead`. `payload` replaces the item's payload when set (a download's path and
+    sha256, a refreshed URL). `event_type` None records no event (a deferral).
+    `sink_state` = (sink, reason) disables a sink; (sink, None) enables it again.
+    """
+
+    entry_id: int
+    provider: str
+    job_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    payload: Mapping[str, Any] | None
+    event_type: str | None
+    event_data: Mapping[str, Any]
+    sink_state: tuple[str, str | None] | None = None
+
+    def job_keys(self) -> Iterable[JobKey]:
+        return ()
+
+
+WriteRequest = IntakeRequest | AttemptRecord
+
+
 class PlannedDelivery(NamedTuple):
     id: int
     delivery: Delivery
@@ -64,11 +96,12 @@ class Plan:
     events: list[PlannedEvent] = field(default_factory=list)
     jobs: dict[JobKey, Job] = field(default_factory=dict)
     outbox: list[OutboxItem] = field(default_factory=list)
-    results: list[IntakeResult] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    results: list[IntakeResult | Event | None] = field(default_factory=list)
 
 
 def plan_batch(
-    requests: Sequence[IntakeRequest],
+    requests: Sequence[WriteRequest],
     jobs: Mapping[JobKey, Job],
     next_delivery_id: int,
     next_seq: int,
@@ -79,6 +112,24 @@ def plan_batch(
     plan = Plan()
     current: dict[JobKey, Job] = dict(jobs)
     for request in requests:
+        if isinstance(request, AttemptRecord):
+            plan.attempts.append(request)
+            if request.event_type is None:
+                plan.results.append(None)
+                continue
+            event = Event(
+                next_seq,
+                request.provider,
+                request.job_id,
+                request.event_type,
+                "dispatch",
+                at,
+                request.event_data,
+            )
+            next_seq += 1
+            plan.events.append(PlannedEvent(event, None))
+            plan.results.append(event)
+            continue
         delivery_id = next_delivery_id
         next_delivery_id += 1
         events: list[Event] = []

@@ -180,6 +180,7 @@ class OutboxEntry:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,10 @@ import abc
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from core.intake import IntakeRequest, Planner
+from core.intake import AttemptRecord, IntakeRequest, Planner
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
 MAX_STORED_BODY = 64 * 1024
@@ -37,6 +39,21 @@ class StoredDelivery:
     verdict: Verdict
     reason: str | None
     body_size: int
+
+
+class Claim(NamedTuple):
+    """Take up to `limit` due items of `kind`, leased until `lease_until`.
+
+    Due: `pending`, `next_attempt_at` passed, no live lease, its sink not disabled, and,
+    with `wait_for_downloads`, not a success notification whose job still has a pending
+    download (it should say where the file is).
+    """
+
+    kind: str
+    now: datetime
+    lease_until: datetime
+    limit: int
+    wait_for_downloads: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +112,36 @@ class Store(abc.ABC):
             else:
                 results.append(await self.intake(request.delivery, request.observations))
         return results
+
+    @abc.abstractmethod
+    async def claim(self, claim: Claim) -> list[OutboxEntry]:
+        """Lease due outbox work (see `Claim`), oldest due first. A leased item is not
+        claimed again until its lease ends: a slow attempt never runs twice at once."""
+
+    @abc.abstractmethod
+    async def record_attempt(self, record: AttemptRecord) -> Event | None:
+        """Store an attempt's outcome and its `dispatch` event in one transaction, after
+        everything submitted before it; release the lease. Returns the event."""
+
+    @abc.abstractmethod
+    async def outbox(
+        self,
+        *,
+        status: str | None = None,
+        sink: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[OutboxEntry]:
+        """Outbox items oldest first, filtered by status, sink and creation time."""
+
+    @abc.abstractmethod
+    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        """One outbox item, or None."""
+
+    @abc.abstractmethod
+    async def disabled_sinks(self) -> dict[str, str]:
+        """Sinks switched off (by a 410), with the reason."""
 
     @abc.abstractmethod
     async def reject(self, delivery: Delivery, reason: str) -> int:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
-from core.intake import IntakeRequest, JobKey, Planner, plan_batch
+from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, WriteRequest, plan_batch
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
 from store import rows
-from store.base import MAX_STORED_BODY, Page, Store, StoredDelivery, StoreError
+from store.base import MAX_STORED_BODY, Claim, Page, Store, StoredDelivery, StoreError
 
 
 class MemoryStore(Store):
@@ -22,6 +23,9 @@ class MemoryStore(Store):
         self._fingerprints: set[tuple[str, str, str]] = set()
         self._jobs: dict[JobKey, tuple[int, Job]] = {}
         self._outbox: dict[str, OutboxEntry] = {}
+        self._by_id: dict[int, str] = {}
+        self._leases: dict[int, datetime] = {}
+        self._disabled: dict[str, str] = {}
 
     async def open(self) -> None:
         self._open = True
@@ -31,12 +35,72 @@ class MemoryStore(Store):
             self._open = False
 
     async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
-        return await self._commit(IntakeRequest(delivery, tuple(observations)))
+        result = await self._commit(IntakeRequest(delivery, tuple(observations)))
+        assert isinstance(result, IntakeResult)
+        return result
 
     async def reject(self, delivery: Delivery, reason: str) -> int:
-        return (await self._commit(IntakeRequest(delivery, rejection=reason))).delivery_id
+        result = await self._commit(IntakeRequest(delivery, rejection=reason))
+        assert isinstance(result, IntakeResult)
+        return result.delivery_id
 
-    async def _commit(self, request: IntakeRequest) -> IntakeResult:
+    def _apply_attempt(self, record: AttemptRecord, now: datetime) -> None:
+        key = self._by_id.get(record.entry_id)
+        if key is None:
+            return
+        entry = self._outbox[key]
+        item = entry.item if record.payload is None else replace(entry.item, payload=dict(record.payload))
+        self._outbox[key] = replace(
+            entry,
+            item=item,
+            status=record.status,
+            attempts=record.attempts,
+            last_error=record.last_error,
+            updated_at=now,
+            next_attempt_at=record.next_attempt_at,
+        )
+        self._leases.pop(record.entry_id, None)
+        if record.sink_state is not None:
+            sink, reason = record.sink_state
+            if reason is None:
+                self._disabled.pop(sink, None)
+            else:
+                self._disabled[sink] = reason
+
+    async def record_attempt(self, record: AttemptRecord) -> Event | None:
+        result = await self._commit(record)
+        assert result is None or isinstance(result, Event)
+        return result
+
+    async def claim(self, claim: Claim) -> list[OutboxEntry]:
+        async with self._lock:
+            if not self._open:
+                raise StoreError("the store is not open")
+            due = sorted(
+                (e for e in self._outbox.values() if self._claimable(e, claim)),
+                key=lambda e: (e.next_attempt_at or e.created_at, e.id),
+            )[: claim.limit]
+            for entry in due:
+                self._leases[entry.id] = claim.lease_until
+            return due
+
+    def _claimable(self, entry: OutboxEntry, claim: Claim) -> bool:
+        item = entry.item
+        if item.kind != claim.kind or entry.status != "pending" or item.sink in self._disabled:
+            return False
+        if (entry.next_attempt_at or entry.created_at) > claim.now:
+            return False
+        if self._leases.get(entry.id, claim.now) > claim.now:
+            return False
+        if claim.wait_for_downloads and item.kind == "notify" and item.payload.get("status") == "succeeded":
+            return not any(
+                e.item.kind == "download" and e.status == "pending"
+                for e in self._outbox.values()
+                if (e.item.provider, e.item.job_id) == (item.provider, item.job_id)
+            )
+        return True
+
+    async def _commit(self, request: WriteRequest) -> IntakeResult | Event | None:
         async with self._lock:
             if not self._open:
                 raise StoreError("the store is not open")
@@ -67,8 +131,11 @@ class MemoryStore(Store):
             now = utcnow()
             for item in plan.outbox:
                 if item.key not in self._outbox:
-                    entry = OutboxEntry(len(self._outbox) + 1, item, item.status, 0, None, now, now)
+                    entry = OutboxEntry(len(self._outbox) + 1, item, item.status, 0, None, now, now, now)
                     self._outbox[item.key] = entry
+                    self._by_id[entry.id] = item.key
+            for record in plan.attempts:
+                self._apply_attempt(record, now)
             if plan.events:
                 self._notify_appended()
             return plan.results[0]
@@ -119,6 +186,32 @@ class MemoryStore(Store):
 
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         return [e for e in self._outbox.values() if e.item.provider == provider and e.item.job_id == job_id]
+
+    async def outbox(
+        self,
+        *,
+        status: str | None = None,
+        sink: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[OutboxEntry]:
+        found = [
+            e
+            for e in sorted(self._outbox.values(), key=lambda e: e.id)
+            if (status is None or e.status == status)
+            and (sink is None or e.item.sink == sink)
+            and (since is None or e.created_at >= since)
+            and (until is None or e.created_at < until)
+        ]
+        return found[:limit]
+
+    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        key = self._by_id.get(entry_id)
+        return self._outbox[key] if key is not None else None
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        return dict(self._disabled)
 
     async def deliveries(
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000

@@ -7,11 +7,12 @@ import binascii
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from core.intake import AttemptRecord
 from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict
 from store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
 
@@ -22,7 +23,8 @@ JOB_COLUMNS = (
 EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data, delivery_id"
 DELIVERY_COLUMNS = "id, source, provider, job_id, received_at, headers, body, body_size, verdict, reason"
 OUTBOX_COLUMNS = (
-    "id, key, kind, provider, job_id, sink, payload, status, attempts, last_error, created_at, updated_at"
+    "id, key, kind, provider, job_id, sink, payload, status, attempts, last_error, created_at, updated_at, "
+    "next_attempt_at"
 )
 
 
@@ -136,8 +138,13 @@ def delivery_from(row: Sequence[Any]) -> StoredDelivery:
     return StoredDelivery(row[0], delivery, Verdict(row[8]), row[9], row[7])
 
 
+def stamp(at: datetime) -> str:
+    """Outbox times: UTC with microseconds always, so they compare correctly as text."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
-    stamp = iso(now)
+    now_text = stamp(now)
     return (
         item.key,
         item.kind,
@@ -146,9 +153,23 @@ def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
         item.sink,
         dumps(item.payload),
         item.status,
-        stamp,
-        stamp,
-        stamp,
+        now_text,
+        now_text,
+        now_text,
+    )
+
+
+def attempt_row(record: AttemptRecord, now: datetime) -> tuple[Any, ...]:
+    """`UPDATE outbox SET status, attempts, next_attempt_at, last_error, payload, updated_at
+    WHERE id`; the lease is released."""
+    return (
+        record.status,
+        record.attempts,
+        stamp(record.next_attempt_at),
+        record.last_error,
+        None if record.payload is None else dumps(record.payload),
+        stamp(now),
+        record.entry_id,
     )
 
 
@@ -161,7 +182,7 @@ def outbox_from(row: Sequence[Any]) -> OutboxEntry:
         sink=row[5],
         payload=json.loads(row[6]),
     )
-    return OutboxEntry(row[0], item, row[7], row[8], row[9], _time(row[10]), _time(row[11]))
+    return OutboxEntry(row[0], item, row[7], row[8], row[9], _time(row[10]), _time(row[11]), _time(row[12]))
 
 
 def encode_cursor(position: int) -> str:

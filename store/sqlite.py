@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import structlog
 
-from core.intake import IntakeRequest, JobKey, Plan, Planner, plan_batch
+from core.intake import AttemptRecord, IntakeRequest, JobKey, Plan, Planner, plan_batch
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
 from store import migrations, rows
-from store.base import Page, SchemaTooNew, Store, StoredDelivery, StoreError
+from store.base import Claim, Page, SchemaTooNew, Store, StoredDelivery, StoreError
 from store.batching import GroupCommitter
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -42,6 +43,28 @@ _UPSERT_JOB = (
     "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
     "updated_at = excluded.updated_at"
 )
+_UPDATE_ATTEMPT = (
+    "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
+    "payload = COALESCE(?, payload), lease_until = NULL, updated_at = ? WHERE id = ?"
+)
+_UPSERT_SINK = (
+    "INSERT INTO sinks (name, disabled_at, reason, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason, "
+    "updated_at = excluded.updated_at"
+)
+_CLAIM = f"""
+UPDATE outbox SET lease_until = ?, updated_at = ?
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.kind = ? AND o.status = 'pending' AND o.next_attempt_at <= ?
+      AND (o.lease_until IS NULL OR o.lease_until <= ?)
+      AND o.sink NOT IN (SELECT name FROM sinks WHERE disabled_at IS NOT NULL)
+      AND NOT (? AND o.kind = 'notify' AND json_extract(o.payload, '$.status') = 'succeeded'
+               AND EXISTS (SELECT 1 FROM outbox d WHERE d.provider = o.provider AND d.job_id = o.job_id
+                           AND d.kind = 'download' AND d.status = 'pending'))
+    ORDER BY o.next_attempt_at, o.id LIMIT ?)
+RETURNING {rows.OUTBOX_COLUMNS}
+"""
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, "
     "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
@@ -49,13 +72,50 @@ _INSERT_OUTBOX = (
 )
 
 
+_Write = IntakeRequest | AttemptRecord | Claim
+_Result = IntakeResult | Event | None | list[OutboxEntry]
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """A planned batch, its rows, and where the log must end before it is written."""
+    """A planned batch, its rows, where the log must end before it is written, and the
+    requests in order (claims among them)."""
 
     plan: Plan
-    rows: tuple[list[Any], list[Any], list[Any], list[Any]]
+    rows: tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
     after: tuple[int, int]
+    requests: Sequence[_Write]
+
+
+def _plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:
+    now = utcnow()
+    sinks = [r.sink_state for r in plan.attempts if r.sink_state is not None]
+    return (
+        [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
+        [rows.event_row(e.event, e.fingerprint) for e in plan.events],
+        [rows.job_row(job) for job in plan.jobs.values()],
+        [rows.outbox_row(item, now) for item in plan.outbox],
+        [rows.attempt_row(record, now) for record in plan.attempts],
+        [(name, rows.stamp(now) if reason else None, reason, rows.stamp(now)) for name, reason in sinks],
+    )
+
+
+def _claim_params(claim: Claim) -> tuple[Any, ...]:
+    now = rows.stamp(claim.now)
+    return (
+        rows.stamp(claim.lease_until),
+        now,
+        claim.kind,
+        now,
+        now,
+        int(claim.wait_for_downloads),
+        claim.limit,
+    )
+
+
+def _claimed(found: Any) -> list[OutboxEntry]:
+    entries = [rows.outbox_from(row) for row in found]
+    return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
 
 class SQLiteStore(Store):
@@ -71,7 +131,7 @@ class SQLiteStore(Store):
         self._checkpoints: asyncio.Task[None] | None = None
         self._tail: dict[JobKey, Job] = {}
         self._next_ids: tuple[int, int] | None = None
-        self._committer = GroupCommitter[IntakeRequest, _Prepared, IntakeResult](
+        self._committer = GroupCommitter[_Write, _Prepared, _Result](
             self._prepare, self._finish, self._abandon
         )
 
@@ -155,25 +215,39 @@ class SQLiteStore(Store):
     # -- writes ------------------------------------------------------------------------
 
     async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
-        return await self._committer.submit(IntakeRequest(delivery, tuple(observations)))
+        result = await self._committer.submit(IntakeRequest(delivery, tuple(observations)))
+        assert isinstance(result, IntakeResult)
+        return result
 
     async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
-        return await self._committer.submit_many(requests)
+        results = await self._committer.submit_many(requests)
+        return [r for r in results if isinstance(r, IntakeResult)]
 
     async def reject(self, delivery: Delivery, reason: str) -> int:
-        result = await self._committer.submit(IntakeRequest(delivery, rejection=reason))
-        return result.delivery_id
+        return (await self.intake_many([IntakeRequest(delivery, rejection=reason)]))[0].delivery_id
 
-    async def _prepare(self, requests: Sequence[IntakeRequest]) -> _Prepared:
+    async def claim(self, claim: Claim) -> list[OutboxEntry]:
+        result = await self._committer.submit(claim)
+        assert isinstance(result, list)
+        return result
+
+    async def record_attempt(self, record: AttemptRecord) -> Event | None:
+        result = await self._committer.submit(record)
+        assert result is None or isinstance(result, Event)
+        return result
+
+    async def _prepare(self, requests: Sequence[_Write]) -> _Prepared:
         """Plan a batch on top of what is committed plus the batch being written (`_tail`).
 
         Jobs the previous batch touched come from its plan, the others from the reader
-        connection (committed state: WAL readers never wait for the writer).
+        connection (committed state: WAL readers never wait for the writer). Claims are
+        not planned: they run as statements at the end of the transaction.
         """
         if self._next_ids is None:
             found = await self._fetch(_LAST_IDS)
             self._next_ids = (found[0][0] + 1, found[0][1] + 1)
-        keys = sorted({key for request in requests for key in request.job_keys()})
+        writes = [r for r in requests if not isinstance(r, Claim)]
+        keys = sorted({key for request in writes for key in request.job_keys()})
         wanted = [key for key in keys if key not in self._tail]
         found_rows = await _pipeline(
             *(self._conn(self._reader).execute_fetchall(q, p) for q, p in _job_queries(wanted))
@@ -181,13 +255,13 @@ class SQLiteStore(Store):
         jobs = {(job.provider, job.id): job for rows_ in found_rows for job in map(rows.job_from, rows_)}
         jobs.update((key, self._tail[key]) for key in keys if key in self._tail)
         first_delivery, first_seq = self._next_ids
-        plan = plan_batch(requests, jobs, first_delivery, first_seq, self.planner, utcnow())
-        prepared = _Prepared(plan, self._rows(plan), (first_delivery - 1, first_seq - 1))
+        plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
+        prepared = _Prepared(plan, _plan_rows(plan), (first_delivery - 1, first_seq - 1), requests)
         self._tail = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
 
-    async def _finish(self, prepared: _Prepared) -> Sequence[IntakeResult]:
+    async def _finish(self, prepared: _Prepared) -> Sequence[_Result]:
         """Write a prepared batch in one transaction: two round trips to the writer thread.
 
         aiosqlite runs calls in the order they are queued, so the statements are queued
@@ -195,15 +269,19 @@ class SQLiteStore(Store):
         the log ends where the plan assumed (no other writer slipped in).
         """
         conn = self._conn(self._writer)
-        deliveries, events, jobs, outbox = prepared.rows
+        deliveries, events, jobs, outbox, attempts, sinks = prepared.rows
+        claims = [r for r in prepared.requests if isinstance(r, Claim)]
         try:
-            _, last, *_ = await _pipeline(
+            _, last, *rest = await _pipeline(
                 conn.execute("BEGIN IMMEDIATE"),
                 conn.execute_fetchall(_LAST_IDS),
-                conn.executemany(_INSERT_DELIVERY, deliveries),
+                *([conn.executemany(_INSERT_DELIVERY, deliveries)] if deliveries else []),
                 *([conn.executemany(_INSERT_EVENT, events)] if events else []),
                 *([conn.executemany(_UPSERT_JOB, jobs)] if jobs else []),
                 *([conn.executemany(_INSERT_OUTBOX, outbox)] if outbox else []),
+                *([conn.executemany(_UPDATE_ATTEMPT, attempts)] if attempts else []),
+                *([conn.executemany(_UPSERT_SINK, sinks)] if sinks else []),
+                *(conn.execute_fetchall(_CLAIM, _claim_params(c)) for c in claims),
             )
             if tuple(next(iter(last))) != prepared.after:
                 raise StoreError("another writer changed the log; the batch is planned again")
@@ -214,22 +292,17 @@ class SQLiteStore(Store):
             raise
         if events:
             self._notify_appended()
-        return prepared.plan.results
+        claimed = iter(rest[len(rest) - len(claims) :])
+        planned = iter(prepared.plan.results)
+        return [
+            _claimed(next(claimed)) if isinstance(request, Claim) else next(planned)
+            for request in prepared.requests
+        ]
 
     async def _abandon(self) -> None:
         """Forget the uncommitted tail: the next batch is planned from the database."""
         self._tail = {}
         self._next_ids = None
-
-    @staticmethod
-    def _rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
-        now = utcnow()
-        return (
-            [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
-            [rows.event_row(e.event, e.fingerprint) for e in plan.events],
-            [rows.job_row(job) for job in plan.jobs.values()],
-            [rows.outbox_row(item, now) for item in plan.outbox],
-        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -305,6 +378,40 @@ class SQLiteStore(Store):
             (provider, job_id),
         )
         return [rows.outbox_from(row) for row in found]
+
+    async def outbox(
+        self,
+        *,
+        status: str | None = None,
+        sink: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[OutboxEntry]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        for clause, value in (
+            ("status = ?", status),
+            ("sink = ?", sink),
+            ("created_at >= ?", rows.stamp(since) if since else None),
+            ("created_at < ?", rows.stamp(until) if until else None),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        found = await self._fetch(
+            f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            [*params, limit],
+        )
+        return [rows.outbox_from(row) for row in found]
+
+    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        found = await self._fetch(f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
+        return rows.outbox_from(found[0]) if found else None
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        found = await self._fetch("SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL")
+        return {name: reason or "" for name, reason in found}
 
     async def deliveries(
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000

@@ -179,7 +179,9 @@ async def test_sqlite_survives_reopening_and_records_the_schema_version(tmp_path
     import sqlite3
 
     with sqlite3.connect(tmp_path / "reopen.db") as conn:
-        assert [(1, "init")] == conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+        assert [(1, "init"), (2, "dispatch")] == conn.execute(
+            "SELECT version, name FROM schema_migrations"
+        ).fetchall()
         assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]
 
 

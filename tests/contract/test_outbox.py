@@ -1,0 +1,183 @@
+"""The outbox half of the store port: claims with leases, attempt records in the log,
+sinks switched off and on, filters for replay. Run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from core.effects import EffectPlanner
+from core.intake import AttemptRecord
+from core.model import Delivery, Observation, OutboxEntry, utcnow
+from store import open_store
+from store.base import Claim, Store
+from store.migrations import load
+
+
+async def succeed(store: Store, job_id: str, urls: tuple[str, ...] = ("https://cdn.test/a.mp4",)) -> None:
+    await store.intake(
+        Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id),
+        [Observation("pixazo", job_id, "succeeded", result_urls=urls)],
+    )
+
+
+async def downloads(store: Store, job_id: str) -> list[OutboxEntry]:
+    return [e for e in await store.outbox_for_job("pixazo", job_id) if e.item.kind == "download"]
+
+
+def claim(kind: str, seconds: float = 60, wait: bool = True, limit: int = 10, later: float = 0) -> Claim:
+    now = utcnow() + timedelta(seconds=later)
+    return Claim(kind, now, now + timedelta(seconds=seconds), limit, wait)
+
+
+def record(entry: OutboxEntry, status: str, **kw: object) -> AttemptRecord:
+    fields: dict[str, object] = {
+        "entry_id": entry.id,
+        "provider": entry.item.provider,
+        "job_id": entry.item.job_id,
+        "status": status,
+        "attempts": entry.attempts + 1,
+        "next_attempt_at": utcnow(),
+        "last_error": None,
+        "payload": None,
+        "event_type": f"{entry.item.kind}.{status}",
+        "event_data": {"sink": entry.item.sink, "attempt": entry.attempts + 1},
+        **kw,
+    }
+    return AttemptRecord(**fields)  # type: ignore[arg-type]
+
+
+async def test_a_claim_leases_due_work_and_a_second_claim_does_not_take_it(store: Store) -> None:
+    await succeed(store, "j1")
+    [download] = await store.claim(claim("download"))
+    assert ("download", "pending", 0) == (download.item.kind, download.status, download.attempts)
+    assert [] == await store.claim(claim("download"))
+    assert [download.id] == [e.id for e in await store.claim(claim("download", later=61))]
+
+
+async def test_an_attempt_is_recorded_with_a_dispatch_event_and_releases_the_lease(store: Store) -> None:
+    await succeed(store, "j1")
+    [download] = await store.claim(claim("download"))
+    retry_at = utcnow() + timedelta(seconds=30)
+    event = await store.record_attempt(
+        record(
+            download, "pending", next_attempt_at=retry_at, last_error="HTTP 503", event_type="download.failed"
+        )
+    )
+    assert event is not None and ("download.failed", "dispatch") == (event.type, event.source)
+    assert event.seq == max(e.seq for e in await store.events_after(0))
+    [after] = await downloads(store, "j1")
+    assert ("pending", 1, "HTTP 503") == (after.status, after.attempts, after.last_error)
+    assert [] == await store.claim(claim("download")), "not due before next_attempt_at"
+    assert [after.id] == [e.id for e in await store.claim(claim("download", later=31))]
+
+
+async def test_a_payload_update_replaces_the_payload(store: Store) -> None:
+    await succeed(store, "j1")
+    [download] = await store.claim(claim("download"))
+    done = {**download.item.payload, "path": "/data/x.mp4", "bytes": 3, "sha256": "ab"}
+    await store.record_attempt(record(download, "done", payload=done))
+    [after] = await downloads(store, "j1")
+    assert ("done", "/data/x.mp4", 3) == (
+        after.status,
+        after.item.payload["path"],
+        after.item.payload["bytes"],
+    )
+
+
+async def test_a_deferral_writes_no_event(store: Store) -> None:
+    await succeed(store, "j1")
+    before = len(await store.events_after(0))
+    [download] = await store.claim(claim("download"))
+    assert None is await store.record_attempt(record(download, "pending", attempts=0, event_type=None))
+    assert before == len(await store.events_after(0))
+
+
+async def test_a_success_notification_waits_for_the_jobs_downloads(tmp_path: Path) -> None:
+    for url in (f"sqlite:///{tmp_path / 'w.db'}", "memory://"):
+        store = open_store(url, EffectPlanner(("slack",)))
+        await store.open()
+        await succeed(store, "j1")
+        assert [] == await store.claim(claim("notify"))
+        assert 1 == len(await store.claim(claim("notify", wait=False, seconds=0)))
+        [download] = await store.claim(claim("download"))
+        await store.record_attempt(record(download, "done"))
+        [notify] = await store.claim(claim("notify"))
+        assert ("slack", "succeeded") == (notify.item.sink, notify.item.payload["status"])
+        await store.close()
+
+
+async def test_a_disabled_sink_is_not_claimed_until_enabled(tmp_path: Path) -> None:
+    for url in (f"sqlite:///{tmp_path / 's.db'}", "memory://"):
+        store = open_store(url, EffectPlanner(("slack",)))
+        await store.open()
+        await store.intake(
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "j2"), [Observation("pixazo", "j2", "failed")]
+        )
+        [notify] = await store.claim(claim("notify", seconds=0))
+        await store.record_attempt(record(notify, "pending", sink_state=("slack", "HTTP 410 Gone")))
+        assert {"slack": "HTTP 410 Gone"} == await store.disabled_sinks()
+        assert [] == await store.claim(claim("notify"))
+        await store.record_attempt(
+            record(notify, "pending", sink_state=("slack", None), event_type="sink.enabled")
+        )
+        assert {} == await store.disabled_sinks()
+        assert 1 == len(await store.claim(claim("notify")))
+        await store.close()
+
+
+async def test_outbox_filters_by_status_sink_and_time(store: Store) -> None:
+    await succeed(store, "j1")
+    await succeed(store, "j2")
+    [first, second] = await store.claim(claim("download"))
+    await store.record_attempt(record(first, "dead", last_error="gave up"))
+    assert [first.id] == [e.id for e in await store.outbox(status="dead")]
+    assert 2 == len(await store.outbox(sink="download"))
+    assert 2 == len(await store.outbox(sink="slack"))
+    assert [] == await store.outbox(since=utcnow() + timedelta(seconds=5))
+    assert 4 == len(await store.outbox(until=utcnow() + timedelta(seconds=5)))
+    found = await store.outbox_entry(second.id)
+    assert found is not None and "pending" == found.status
+    assert None is await store.outbox_entry(10_000)
+
+
+async def test_dispatch_and_intake_events_share_one_gapless_sequence(store: Store) -> None:
+    """Attempt records go through the same writer as intake: one order, no gaps."""
+    for n in range(20):
+        await succeed(store, f"j{n}")
+    downloads = await store.claim(claim("download", limit=20))
+    await asyncio.gather(
+        *(store.record_attempt(record(d, "done")) for d in downloads),
+        *(
+            store.intake(
+                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"k{n}"),
+                [Observation("pixazo", f"k{n}", "processing")],
+            )
+            for n in range(20)
+        ),
+    )
+    seqs = [e.seq for e in await store.events_after(0)]
+    assert list(range(1, len(seqs) + 1)) == seqs
+    assert 20 == sum(1 for e in await store.events_after(0) if e.source == "dispatch")
+
+
+async def test_a_version_1_database_is_migrated_forward_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        conn.executescript(load("sqlite")[0].sql)
+        conn.execute("INSERT INTO schema_migrations VALUES (1, 'init', '2026-01-01')")
+    store = open_store(f"sqlite:///{path}", EffectPlanner())
+    await store.open()
+    await succeed(store, "j1")
+    assert 1 == len(await store.claim(claim("download")))
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert [1, 2] == [
+            v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        ]
