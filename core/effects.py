@@ -2,7 +2,9 @@
 
 - A job that becomes `succeeded` gets one download per result URL. When the result came
   with the observation itself, already on disk (Venice), that download is recorded as done.
-- A job that reaches a terminal status for the first time notifies every configured sink.
+- A job whose status changes notifies the sinks whose rules name that status (by
+  default every configured sink hears the terminal statuses); a notification about a
+  success carries `status` so the worker can let it wait for the job's downloads.
 Keys are stable (provider, job, what), so enqueuing the same work twice is a no-op.
 """
 
@@ -13,13 +15,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.model import Job, Observation, OutboxItem, Status
+from core.settings import Rule
 
 
 @dataclass(frozen=True, slots=True)
 class EffectPlanner:
-    """Plans outbox items; `sinks` are the configured notification sinks' names."""
+    """Plans outbox items. `rules` say which sinks hear which status changes; given only
+    `sinks`, they hear every terminal status."""
 
     sinks: Sequence[str] = ()
+    rules: Sequence[Rule] | None = None
+
+    def _sinks_for(self, provider: str, status: str) -> list[str]:
+        rules = self.rules if self.rules is not None else ((Rule(tuple(self.sinks)),) if self.sinks else ())
+        found: list[str] = []
+        for rule in rules:
+            if rule.matches(provider, status):
+                found.extend(s for s in rule.sinks if s not in found)
+        return found
 
     def __call__(self, before: Job | None, after: Job, obs: Observation) -> list[OutboxItem]:
         items: list[OutboxItem] = []
@@ -49,8 +62,8 @@ class EffectPlanner:
                         payload={"url": url, "index": index},
                     )
                 )
-        if after.status.terminal and not (was and was.terminal):
-            for sink in self.sinks:
+        if after.status is not was:
+            for sink in self._sinks_for(after.provider, after.status.value):
                 items.append(
                     OutboxItem(
                         key=f"notify:{sink}:{after.provider}:{after.id}:{after.status.value}",

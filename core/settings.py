@@ -12,7 +12,7 @@ import binascii
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,14 +49,42 @@ class ProviderSettings:
         return bool(self.api_key)
 
 
+SINKS = ("slack", "webhook", "email")
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "processing", *TERMINAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Which sinks hear which status changes, optionally only for some providers."""
+
+    sinks: tuple[str, ...]
+    statuses: tuple[str, ...] = TERMINAL
+    providers: tuple[str, ...] = ()
+
+    def matches(self, provider: str, status: str) -> bool:
+        return status in self.statuses and (not self.providers or provider in self.providers)
+
+
 @dataclass(frozen=True, slots=True)
 class NotifySettings:
+    """The sinks, and the rules saying who hears what (default: every configured sink hears
+    every terminal status). `webhook_secrets` are `whsec_` secrets (several while rotating);
+    `webhook_signing_keys` are Ed25519 `whsk_` keys for `v1a` signatures."""
+
     slack_webhook_url: str | None = None
     webhook_url: str | None = None
-    webhook_secret: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    webhook_signing_keys: tuple[str, ...] = ()
     smtp_url: str | None = None
     email_from: str | None = None
     email_to: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] | None = None
+    wait_for_downloads: bool = True
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.webhook_secrets[0] if self.webhook_secrets else None
 
     def sinks(self) -> tuple[str, ...]:
         found = []
@@ -67,6 +95,24 @@ class NotifySettings:
         if self.smtp_url and self.email_to:
             found.append("email")
         return tuple(found)
+
+    def effective_rules(self) -> tuple[Rule, ...]:
+        if self.rules is not None:
+            return self.rules
+        return (Rule(self.sinks()),) if self.sinks() else ()
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """The outbox worker. Times in seconds; `retry_delays` are the waits after each failed
+    attempt (the first attempt is immediate)."""
+
+    retry_delays: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    download_max_bytes: int = 20 * 1024**3
+    download_timeout: float = 3600.0
+    download_concurrency: int = 4
+    notify_timeout: float = 15.0
+    notify_concurrency: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +147,15 @@ class Settings:
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     notify: NotifySettings = NotifySettings()
     listeners: ListenerSettings = ListenerSettings()
+    dispatch: DispatchSettings = DispatchSettings()
 
     def provider(self, name: str) -> ProviderSettings:
         return self.providers.get(name) or ProviderSettings(name, None, DEFAULT_BASE_URLS[name])
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction."""
-        values = [self.api_token, self.webhook_token, self.notify.webhook_secret]
+        values = [self.api_token, self.webhook_token, *self.notify.webhook_secrets]
+        values += list(self.notify.webhook_signing_keys)
         values += [p.api_key for p in self.providers.values()]
         if self.notify.smtp_url:
             password = urlsplit(self.notify.smtp_url).password
@@ -133,6 +181,14 @@ _SIMPLE = {
     "slack_webhook_url": (("notify", "slack_webhook_url"), "JOBTRAIL_SLACK_WEBHOOK_URL"),
     "webhook_url": (("notify", "webhook_url"), "JOBTRAIL_NOTIFY_WEBHOOK_URL"),
     "webhook_secret": (("notify", "webhook_secret"), "JOBTRAIL_NOTIFY_WEBHOOK_SECRET"),
+    "webhook_signing_key": (("notify", "webhook_signing_key"), "JOBTRAIL_NOTIFY_WEBHOOK_SIGNING_KEY"),
+    "wait_for_downloads": (("notify", "wait_for_downloads"), "JOBTRAIL_NOTIFY_WAIT_FOR_DOWNLOADS"),
+    "retry_schedule": (("dispatch", "retry_schedule"), "JOBTRAIL_RETRY_SCHEDULE"),
+    "download_max_bytes": (("dispatch", "download_max_bytes"), "JOBTRAIL_DOWNLOAD_MAX_BYTES"),
+    "download_timeout": (("dispatch", "download_timeout"), "JOBTRAIL_DOWNLOAD_TIMEOUT"),
+    "download_concurrency": (("dispatch", "download_concurrency"), "JOBTRAIL_DOWNLOAD_CONCURRENCY"),
+    "notify_timeout": (("dispatch", "notify_timeout"), "JOBTRAIL_NOTIFY_TIMEOUT"),
+    "notify_concurrency": (("dispatch", "notify_concurrency"), "JOBTRAIL_NOTIFY_CONCURRENCY"),
     "smtp_url": (("notify", "smtp_url"), "JOBTRAIL_SMTP_URL"),
     "email_from": (("notify", "email_from"), "JOBTRAIL_EMAIL_FROM"),
     "email_to": (("notify", "email_to"), "JOBTRAIL_EMAIL_TO"),
@@ -161,7 +217,7 @@ def load(config: str | Path | None, environ: Mapping[str, str]) -> Settings:
             value = _dig(document, keys)
             if value is not None:
                 raw[name] = (value, ".".join(keys))
-    return _build(raw)
+    return _build(raw, _table(document, "notify").get("rules"))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -175,7 +231,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(unknown[0], f"unknown setting in {path}")
     sections = (
-        ("notify", _section_keys("notify")),
+        ("notify", _section_keys("notify") | {"rules"}),
+        ("dispatch", _section_keys("dispatch")),
         ("listeners", _section_keys("listeners")),
         ("providers", set(PROVIDERS)),
     )
@@ -210,7 +267,7 @@ def _dig(document: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     return node
 
 
-def _build(raw: Mapping[str, tuple[Any, str]]) -> Settings:
+def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
     def get(name: str) -> tuple[Any, str]:
         return raw.get(name, (None, _SIMPLE[name][1]))
 
@@ -241,9 +298,44 @@ def _build(raw: Mapping[str, tuple[Any, str]]) -> Settings:
         log_format=_choice(*get("log_format"), ("auto", "json", "console")) or "auto",
         log_level=_choice(*get("log_level"), ("debug", "info", "warning", "error")) or "info",
         providers=providers,
-        notify=_notify(get),
+        notify=_notify(get, rules),
         listeners=_listeners(get),
+        dispatch=_dispatch(get),
     )
+
+
+def _dispatch(get: Any) -> DispatchSettings:
+    defaults = DispatchSettings()
+    schedule, schedule_name = get("retry_schedule")
+    delays = defaults.retry_delays
+    if schedule is not None:
+        text = _string(schedule, schedule_name) or ""
+        try:
+            delays = _delays(text)
+        except ValueError as exc:
+            raise ConfigError(schedule_name, f"must be waits like 5s,5m,30m,2h: {exc}") from None
+    return DispatchSettings(
+        retry_delays=delays,
+        download_max_bytes=_int(*get("download_max_bytes"), low=1, high=2**50) or defaults.download_max_bytes,
+        download_timeout=_seconds(*get("download_timeout"), low=1, high=86400) or defaults.download_timeout,
+        download_concurrency=_int(*get("download_concurrency"), low=1, high=64)
+        or defaults.download_concurrency,
+        notify_timeout=_seconds(*get("notify_timeout"), low=0.1, high=600) or defaults.notify_timeout,
+        notify_concurrency=_int(*get("notify_concurrency"), low=1, high=256) or defaults.notify_concurrency,
+    )
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        number, unit = part[:-1], part[-1:]
+        if unit not in units or not number.isdigit():
+            raise ValueError(f"{part[:20]!r} is not a wait like 30s, 5m, 2h or 1d")
+        delays.append(float(int(number) * units[unit]))
+    if len(delays) > 50:
+        raise ValueError("at most 50 waits")
+    return tuple(delays)
 
 
 def _listeners(get: Any) -> ListenerSettings:
@@ -264,7 +356,7 @@ def _listeners(get: Any) -> ListenerSettings:
     )
 
 
-def _notify(get: Any) -> NotifySettings:
+def _notify(get: Any, rules: Any) -> NotifySettings:
     smtp_url, smtp_name = get("smtp_url")
     smtp = _string(smtp_url, smtp_name)
     if smtp and urlsplit(smtp).scheme not in ("smtp", "smtps"):
@@ -275,14 +367,56 @@ def _notify(get: Any) -> NotifySettings:
     for address in email_to:
         if "@" not in address:
             raise ConfigError(get("email_to")[1], f"{address!r} is not an email address")
-    return NotifySettings(
+    secret_value, secret_name = get("webhook_secret")
+    secrets = tuple(_whsec(s, secret_name) or s for s in _list(secret_value, secret_name, ", "))
+    key_value, key_name = get("webhook_signing_key")
+    keys = tuple(_whsk(k, key_name) for k in _list(key_value, key_name, ", "))
+    notify = NotifySettings(
         slack_webhook_url=_url(*get("slack_webhook_url")),
         webhook_url=_url(*get("webhook_url")),
-        webhook_secret=_whsec(*get("webhook_secret")),
+        webhook_secrets=secrets,
+        webhook_signing_keys=keys,
         smtp_url=smtp,
         email_from=_string(*get("email_from")),
         email_to=email_to,
+        wait_for_downloads=_bool(*get("wait_for_downloads"), default=True),
     )
+    if notify.webhook_url and not (secrets or keys):
+        raise ConfigError(
+            "JOBTRAIL_NOTIFY_WEBHOOK_SECRET", "is required to sign JOBTRAIL_NOTIFY_WEBHOOK_URL calls"
+        )
+    if rules is None:
+        return notify
+    return replace(notify, rules=_rules(rules, notify.sinks()))
+
+
+def _rules(value: Any, configured: tuple[str, ...]) -> tuple[Rule, ...]:
+    if not isinstance(value, list) or not all(isinstance(r, Mapping) for r in value):
+        raise ConfigError("notify.rules", "must be an array of tables: [[notify.rules]]")
+    rules = []
+    for n, table in enumerate(value):
+        name = f"notify.rules[{n}]"
+        extra = sorted(set(table) - {"sinks", "statuses", "providers"})
+        if extra:
+            raise ConfigError(f"{name}.{extra[0]}", "unknown setting")
+        sinks = _list(table.get("sinks"), f"{name}.sinks")
+        for sink in sinks:
+            if sink not in configured:
+                raise ConfigError(
+                    f"{name}.sinks", f"{sink!r} is not a configured sink ({', '.join(configured) or 'none'})"
+                )
+        statuses = _list(table.get("statuses"), f"{name}.statuses") or TERMINAL
+        for status in statuses:
+            if status not in STATUSES:
+                raise ConfigError(f"{name}.statuses", f"{status!r} is not one of {', '.join(STATUSES)}")
+        providers = _list(table.get("providers"), f"{name}.providers")
+        for provider in providers:
+            if provider not in PROVIDERS:
+                raise ConfigError(f"{name}.providers", f"{provider!r} is not one of {', '.join(PROVIDERS)}")
+        if not sinks:
+            raise ConfigError(f"{name}.sinks", "name at least one sink")
+        rules.append(Rule(sinks, statuses, providers))
+    return tuple(rules)
 
 
 def _string(value: Any, name: str) -> str | None:
@@ -368,11 +502,44 @@ def _whsec(value: Any, name: str) -> str | None:
     return text
 
 
-def _list(value: Any, name: str) -> tuple[str, ...]:
+def _bool(value: Any, name: str, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ConfigError(name, "must be true or false")
+
+
+def _whsk(value: str, name: str) -> str:
+    if not value.startswith("whsk_"):
+        raise ConfigError(name, "must be an Ed25519 signing key: whsk_<base64>")
+    try:
+        key = base64.b64decode(value[len("whsk_") :], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(name, "the part after whsk_ must be base64") from exc
+    if len(key) not in (32, 64):
+        raise ConfigError(name, "the key must be 32 bytes (or 64 with its public half)")
+    return value
+
+
+def _list(value: Any, name: str, separators: str = ",") -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")]
+        for separator in separators[1:]:
+            value = value.replace(separator, separators[0])
+        items = [v.strip() for v in value.split(separators[0])]
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         items = [v.strip() for v in value]
     else:

@@ -72,7 +72,9 @@ def decide(
     """The record of one attempt: the item's next state and the event that logs it."""
     attempt = entry.attempts + 1
     noun, success = _WORDS.get(entry.item.kind, (entry.item.kind, "done"))
-    wait = 0.0 if outcome.retry_now else schedule.after(attempt, outcome.retry_after, rand)
+    wait = schedule.after(attempt, outcome.retry_after, rand)
+    if outcome.retry_now and wait is not None:
+        wait = 0.0
     if outcome.ok:
         status, word = "done", success
     elif outcome.permanent or outcome.disable_sink or wait is None:
@@ -111,17 +113,3 @@ def decide(
         event_data=data,
         sink_state=sink_state,
     )
-
-
-def parse_delays(text: str) -> tuple[float, ...]:
-    """`"5s,5m,30m,2h"` as seconds. Raises ValueError with the bad part."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    delays = []
-    for part in (p.strip() for p in text.split(",")):
-        number, unit = part[:-1], part[-1:]
-        if unit not in units or not number.isdigit():
-            raise ValueError(f"{part!r} is not a duration like 30s, 5m, 2h or 1d")
-        delays.append(float(int(number) * units[unit]))
-    if not delays or len(delays) > 50:
-        raise ValueError("give from 1 to 50 waits")
-    return tuple(delays)

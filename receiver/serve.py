@@ -36,7 +36,7 @@ def tune_gc() -> None:
 
 
 def planner_for(settings: Settings) -> EffectPlanner:
-    return EffectPlanner(sinks=settings.notify.sinks())
+    return EffectPlanner(rules=settings.notify.effective_rules())
 
 
 def store_for(settings: Settings) -> Store:

@@ -119,6 +119,15 @@ class Store(abc.ABC):
         claimed again until its lease ends: a slow attempt never runs twice at once."""
 
     @abc.abstractmethod
+    async def has_due(self, claim: Claim) -> bool:
+        """Whether `claim` would take anything (a read: no lease, no write)."""
+
+    @abc.abstractmethod
+    async def release_leases(self) -> int:
+        """Drop every lease (at start-up: a lease held by a process that died would
+        otherwise hold its work until it ends). Returns how many were released."""
+
+    @abc.abstractmethod
     async def record_attempt(self, record: AttemptRecord) -> Event | None:
         """Store an attempt's outcome and its `dispatch` event in one transaction, after
         everything submitted before it; release the lease. Returns the event."""

@@ -84,6 +84,14 @@ class MemoryStore(Store):
                 self._leases[entry.id] = claim.lease_until
             return due
 
+    async def has_due(self, claim: Claim) -> bool:
+        return any(self._claimable(e, claim) for e in self._outbox.values())
+
+    async def release_leases(self) -> int:
+        released = len(self._leases)
+        self._leases.clear()
+        return released
+
     def _claimable(self, entry: OutboxEntry, claim: Claim) -> bool:
         item = entry.item
         if item.kind != claim.kind or entry.status != "pending" or item.sink in self._disabled:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 import structlog
@@ -52,9 +52,7 @@ _UPSERT_SINK = (
     "ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason, "
     "updated_at = excluded.updated_at"
 )
-_CLAIM = f"""
-UPDATE outbox SET lease_until = ?, updated_at = ?
-WHERE id IN (
+_DUE = """
     SELECT o.id FROM outbox o
     WHERE o.kind = ? AND o.status = 'pending' AND o.next_attempt_at <= ?
       AND (o.lease_until IS NULL OR o.lease_until <= ?)
@@ -62,9 +60,13 @@ WHERE id IN (
       AND NOT (? AND o.kind = 'notify' AND json_extract(o.payload, '$.status') = 'succeeded'
                AND EXISTS (SELECT 1 FROM outbox d WHERE d.provider = o.provider AND d.job_id = o.job_id
                            AND d.kind = 'download' AND d.status = 'pending'))
-    ORDER BY o.next_attempt_at, o.id LIMIT ?)
+    ORDER BY o.next_attempt_at, o.id LIMIT ?
+"""
+_CLAIM = f"""
+UPDATE outbox SET lease_until = ?, updated_at = ? WHERE id IN ({_DUE})
 RETURNING {rows.OUTBOX_COLUMNS}
 """
+_RELEASE = "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL RETURNING id"
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, "
     "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
@@ -72,8 +74,12 @@ _INSERT_OUTBOX = (
 )
 
 
-_Write = IntakeRequest | AttemptRecord | Claim
-_Result = IntakeResult | Event | None | list[OutboxEntry]
+class _Release(NamedTuple):
+    """Drop every lease (a statement, like a claim)."""
+
+
+_Write = IntakeRequest | AttemptRecord | Claim | _Release
+_Result = IntakeResult | Event | None | list[OutboxEntry] | list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +106,19 @@ def _plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], 
     )
 
 
-def _claim_params(claim: Claim) -> tuple[Any, ...]:
+def _due_params(claim: Claim) -> tuple[Any, ...]:
     now = rows.stamp(claim.now)
-    return (
-        rows.stamp(claim.lease_until),
-        now,
-        claim.kind,
-        now,
-        now,
-        int(claim.wait_for_downloads),
-        claim.limit,
-    )
+    return (claim.kind, now, now, int(claim.wait_for_downloads), claim.limit)
+
+
+def _claim_params(claim: Claim) -> tuple[Any, ...]:
+    return (rows.stamp(claim.lease_until), rows.stamp(claim.now), *_due_params(claim))
+
+
+def _statement(conn: aiosqlite.Connection, command: Claim | _Release) -> Awaitable[Any]:
+    if isinstance(command, Claim):
+        return conn.execute_fetchall(_CLAIM, _claim_params(command))
+    return conn.execute_fetchall(_RELEASE)
 
 
 def _claimed(found: Any) -> list[OutboxEntry]:
@@ -229,7 +237,15 @@ class SQLiteStore(Store):
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
         result = await self._committer.submit(claim)
         assert isinstance(result, list)
-        return result
+        return [entry for entry in result if isinstance(entry, OutboxEntry)]
+
+    async def has_due(self, claim: Claim) -> bool:
+        return bool(await self._fetch(_DUE, _due_params(claim._replace(limit=1))))
+
+    async def release_leases(self) -> int:
+        result = await self._committer.submit(_Release())
+        assert isinstance(result, list)
+        return len(result)
 
     async def record_attempt(self, record: AttemptRecord) -> Event | None:
         result = await self._committer.submit(record)
@@ -246,7 +262,7 @@ class SQLiteStore(Store):
         if self._next_ids is None:
             found = await self._fetch(_LAST_IDS)
             self._next_ids = (found[0][0] + 1, found[0][1] + 1)
-        writes = [r for r in requests if not isinstance(r, Claim)]
+        writes = [r for r in requests if not isinstance(r, Claim | _Release)]
         keys = sorted({key for request in writes for key in request.job_keys()})
         wanted = [key for key in keys if key not in self._tail]
         found_rows = await _pipeline(
@@ -270,7 +286,7 @@ class SQLiteStore(Store):
         """
         conn = self._conn(self._writer)
         deliveries, events, jobs, outbox, attempts, sinks = prepared.rows
-        claims = [r for r in prepared.requests if isinstance(r, Claim)]
+        claims = [r for r in prepared.requests if isinstance(r, Claim | _Release)]
         try:
             _, last, *rest = await _pipeline(
                 conn.execute("BEGIN IMMEDIATE"),
@@ -281,7 +297,7 @@ class SQLiteStore(Store):
                 *([conn.executemany(_INSERT_OUTBOX, outbox)] if outbox else []),
                 *([conn.executemany(_UPDATE_ATTEMPT, attempts)] if attempts else []),
                 *([conn.executemany(_UPSERT_SINK, sinks)] if sinks else []),
-                *(conn.execute_fetchall(_CLAIM, _claim_params(c)) for c in claims),
+                *(_statement(conn, c) for c in claims),
             )
             if tuple(next(iter(last))) != prepared.after:
                 raise StoreError("another writer changed the log; the batch is planned again")
@@ -294,10 +310,15 @@ class SQLiteStore(Store):
             self._notify_appended()
         claimed = iter(rest[len(rest) - len(claims) :])
         planned = iter(prepared.plan.results)
-        return [
-            _claimed(next(claimed)) if isinstance(request, Claim) else next(planned)
-            for request in prepared.requests
-        ]
+        results: list[_Result] = []
+        for request in prepared.requests:
+            if isinstance(request, Claim):
+                results.append(_claimed(next(claimed)))
+            elif isinstance(request, _Release):
+                results.append([row[0] for row in next(claimed)])
+            else:
+                results.append(next(planned))
+        return results
 
     async def _abandon(self) -> None:
         """Forget the uncommitted tail: the next batch is planned from the database."""

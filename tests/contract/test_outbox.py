@@ -181,3 +181,21 @@ async def test_a_version_1_database_is_migrated_forward_with_its_data(tmp_path: 
         assert [1, 2] == [
             v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
         ]
+
+
+async def test_leases_are_released_at_start_up(store: Store) -> None:
+    """A lease held by a process that died must not hold its work until the lease ends."""
+    await succeed(store, "j1")
+    assert 1 == len(await store.claim(claim("download", seconds=3600)))
+    assert not await store.has_due(claim("download"))
+    assert 1 == await store.release_leases()
+    assert await store.has_due(claim("download"))
+    assert 1 == len(await store.claim(claim("download")))
+
+
+async def test_has_due_agrees_with_claim(store: Store) -> None:
+    assert not await store.has_due(claim("download"))
+    await succeed(store, "j1")
+    assert await store.has_due(claim("download"))
+    assert not await store.has_due(claim("notify")), "the success notification waits for the download"
+    assert await store.has_due(claim("notify", wait=False))
