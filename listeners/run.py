@@ -74,7 +74,7 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
             read_timeout=tuning.sse_read_timeout,
         )
         loops.append((component, listener.run))
-    tasks = [asyncio.create_task(_supervise(c, run), name=f"listener-{c.name}") for c, run in loops]
+    tasks = [asyncio.create_task(supervise(c, run), name=f"listener-{c.name}") for c, run in loops]
     try:
         yield pollers
     finally:
@@ -95,7 +95,7 @@ def record_stream(store: Store) -> Callable[[Sequence[SSEEvent]], Awaitable[None
     return record
 
 
-async def _supervise(component: Component, run: Callable[[], Awaitable[None]]) -> None:
+async def supervise(component: Component, run: Callable[[], Awaitable[None]]) -> None:
     """Run a loop; if it dies of a bug, report it and start it again after a pause."""
     while True:
         try:

@@ -1,8 +1,8 @@
 """The application factory: `create_app(settings, store) -> web.Application`.
 
-`with_listeners` adds the intake loops (pollers, the Oxen stream) to the app's lifecycle:
-started with the app, cancelled in its cleanup. `jobtrail serve` does; tests of the HTTP
-surface alone do not.
+`background=True` adds the long-running loops to the app's lifecycle: the intake loops
+(pollers, the Oxen stream) and the outbox worker, started with the app and cancelled in
+its cleanup. `jobtrail serve` does; tests of the HTTP surface alone do not.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from core.settings import Settings
+from dispatch.run import running as dispatching
 from listeners import run
 from listeners.health import Health
 from receiver import api, health, webhooks
@@ -22,7 +23,7 @@ from receiver.metrics import Metrics
 from store.base import Store
 
 
-def create_app(settings: Settings, store: Store, *, with_listeners: bool = False) -> web.Application:
+def create_app(settings: Settings, store: Store, *, background: bool = False) -> web.Application:
     """Routes and middleware over an already opened store."""
     app = web.Application(
         middlewares=[error_middleware],
@@ -33,14 +34,15 @@ def create_app(settings: Settings, store: Store, *, with_listeners: bool = False
     app[METRICS] = Metrics()
     app[SCRUB] = HeaderScrubber(settings.secrets())
     app[HEALTH] = Health()
-    if with_listeners:
-        app.cleanup_ctx.append(_listeners)
+    if background:
+        app.cleanup_ctx.append(_background)
     webhooks.setup(app)
     api.setup(app)
     health.setup(app)
     return app
 
 
-async def _listeners(app: web.Application) -> AsyncIterator[None]:
-    async with run.running(app[SETTINGS], app[STORE], app[HEALTH]):
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    settings, store, health = app[SETTINGS], app[STORE], app[HEALTH]
+    async with run.running(settings, store, health), dispatching(settings, store, health):
         yield

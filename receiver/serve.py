@@ -52,7 +52,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     store = store_for(settings)
     await store.open()
     runner = web.AppRunner(
-        create_app(settings, store, with_listeners=True), access_log=None, handle_signals=False
+        create_app(settings, store, background=True), access_log=None, handle_signals=False
     )
     try:
         await runner.setup()

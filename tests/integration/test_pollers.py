@@ -410,7 +410,7 @@ async def test_readyz_shows_each_listener_and_a_refused_key_as_degraded(
         ("pixazo", "oxen"), PIXAZO_API_KEY="wrong-key-xxxxxxxx", JOBTRAIL_POLL_MAX_INTERVAL="60"
     )
     await world.track(store, "pixazo", "j1")
-    app = create_app(world.settings, store, with_listeners=True)
+    app = create_app(world.settings, store, background=True)
     client = await aiohttp_client(app)
 
     async def pixazo_failed() -> bool:
@@ -422,7 +422,7 @@ async def test_readyz_shows_each_listener_and_a_refused_key_as_degraded(
     body = await response.json()
     assert 200 == response.status
     assert "degraded" == body["status"]
-    assert {"oxen.poller", "oxen.sse", "pixazo.poller"} == set(body["listeners"])
+    assert {"dispatch", "oxen.poller", "oxen.sse", "pixazo.poller"} == set(body["listeners"])
     pixazo = body["listeners"]["pixazo.poller"]
     assert (False, "poller") == (pixazo["healthy"], pixazo["kind"])
     assert "401" in pixazo["reason"] and pixazo["until"] is not None
