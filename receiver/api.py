@@ -5,16 +5,18 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from core.model import PROVIDERS, Observation, Status
+from dispatch import replay
 from providers import fields
 from providers.fields import PayloadError
 from receiver import bodies
 from receiver.errors import ApiError, Handler
 from receiver.keys import METRICS, SCRUB, SETTINGS, STORE
-from receiver.views import job_view
+from receiver.views import job_view, outbox_view
 from store.base import BadCursor
 
 DEFAULT_MODELS = {"venice": "topaz-video-upscale"}
@@ -28,6 +30,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/jobs/{provider}/{job_id}", guarded(show_job))
     app.router.add_get("/api/jobs/{provider}/{job_id}/events", guarded(job_events))
     app.router.add_get("/api/events", guarded(event_stream))
+    app.router.add_get("/api/outbox", guarded(list_outbox))
+    app.router.add_post("/api/outbox/replay", guarded(replay_outbox))
+    app.router.add_post("/api/outbox/{entry_id}/replay", guarded(replay_entry))
 
 
 def guarded(handler: Handler) -> Handler:
@@ -114,8 +119,16 @@ async def track_job(request: web.Request) -> web.Response:
     model = payload.get("model", DEFAULT_MODELS.get(provider))
     if model is not None and (not isinstance(model, str) or not 0 < len(model) <= 128):
         raise ApiError(400, "invalid_payload", "model must be a string of 1 to 128 characters")
+    download_url = payload.get("download_url")
+    if download_url is not None:
+        try:
+            download_url = fields.url(download_url, "download_url")
+        except PayloadError as exc:
+            raise ApiError(400, "invalid_payload", str(exc)) from exc
     existed = await store.get_job(provider, job_id) is not None
-    params = {"model": model} if model else {}
+    params: dict[str, str] = {"model": model} if model else {}
+    if download_url:
+        params["download_url"] = download_url
     delivery = request.app[SCRUB].delivery(request, "api", provider, body, job_id)
     result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
     request.app[METRICS].delivery(provider, "api", result.verdict.value, len(result.events))
@@ -153,3 +166,64 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             continue
         if not await store.wait_for_append(HEARTBEAT_SECONDS):
             await response.write(b": keep-alive\n\n")
+
+
+OUTBOX_STATUSES = ("pending", "done", "dead")
+
+
+def _time_param(value: object, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    """`GET /api/outbox?status=&sink=&since=&until=&limit=`: downloads and notifications."""
+    status = request.query.get("status")
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+    entries = await request.app[STORE].outbox(
+        status=status,
+        sink=request.query.get("sink"),
+        since=_time_param(request.query.get("since"), "since"),
+        until=_time_param(request.query.get("until"), "until"),
+        limit=_int_param(request, "limit", 100, MAX_PAGE),
+    )
+    return web.json_response({"items": [outbox_view(e) for e in entries]})
+
+
+async def replay_entry(request: web.Request) -> web.Response:
+    """`POST /api/outbox/{id}/replay`: run one download or notification again."""
+    raw = request.match_info["entry_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "not_found", "no such outbox item")
+    try:
+        event = await replay.replay_one(request.app[STORE], int(raw))
+    except replay.NotReplayable as exc:
+        raise ApiError(409 if "pending" in str(exc) else 404, "not_replayable", str(exc)) from exc
+    return web.json_response({"replayed": 1, "event": event.to_json() if event else None})
+
+
+async def replay_outbox(request: web.Request) -> web.Response:
+    """`POST /api/outbox/replay {"sink"?, "since"?, "until"?}`: every dead item matching."""
+    doc: dict[str, object] = {}
+    if request.can_read_body:
+        bodies.check_json_type(request)
+        doc = bodies.parse_json(await bodies.read_body(request, 64 * 1024))
+    unknown = sorted(set(doc) - {"sink", "since", "until"})
+    if unknown:
+        raise ApiError(400, "invalid_payload", f"unknown field {unknown[0][:64]!r}")
+    sink = doc.get("sink")
+    if sink is not None and (not isinstance(sink, str) or len(sink) > 64):
+        raise ApiError(400, "invalid_payload", "sink must be a sink name")
+    count = await replay.replay_dead(
+        request.app[STORE],
+        sink=sink,
+        since=_time_param(doc.get("since"), "since"),
+        until=_time_param(doc.get("until"), "until"),
+    )
+    return web.json_response({"replayed": count})

@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from core import logs
 from core.model import PROVIDERS, Status
@@ -78,6 +79,56 @@ async def _jobs_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
+    from receiver.serve import store_for
+
+    store = store_for(settings)
+    await store.open()
+    try:
+        entries = await store.outbox(
+            status=args.status, sink=args.sink, since=args.since, until=args.until, limit=args.limit
+        )
+        disabled = await store.disabled_sinks()
+    finally:
+        await store.close()
+    print(timeline.outbox_table(entries))
+    for sink, reason in sorted(disabled.items()):
+        print(f"sink {sink} is disabled: {reason}")
+    return 0
+
+
+async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from dispatch import replay
+    from receiver.serve import store_for
+
+    if args.id is None and args.sink is None and args.since is None and args.until is None:
+        print("jobtrail: name an item id, or --sink / --since / --until for dead items", file=sys.stderr)
+        return 2
+    store = store_for(settings)
+    await store.open()
+    try:
+        if args.id is not None:
+            await replay.replay_one(store, args.id)
+            count = 1
+        else:
+            count = await replay.replay_dead(store, sink=args.sink, since=args.since, until=args.until)
+    except replay.NotReplayable as exc:
+        print(f"jobtrail: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"replayed {count} item{'s' if count != 1 else ''}; a running jobtrail picks them up now")
+    return 0
+
+
+def _when(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobtrail", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -99,6 +150,23 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("provider", choices=PROVIDERS)
     show.add_argument("job_id")
     show.set_defaults(run=_jobs_show)
+
+    outbox = commands.add_parser("outbox", help="downloads and notifications").add_subparsers(
+        dest="outbox_command", required=True
+    )
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--sink", help="download, slack, webhook or email")
+    filters.add_argument("--since", type=_when, help="created at or after (ISO 8601)")
+    filters.add_argument("--until", type=_when, help="created before (ISO 8601)")
+    olist = outbox.add_parser("list", parents=[common, filters], help="outbox items, oldest first")
+    olist.add_argument("--status", choices=["pending", "done", "dead"])
+    olist.add_argument("--limit", type=int, default=100)
+    olist.set_defaults(run=_outbox_list)
+    oreplay = outbox.add_parser(
+        "replay", parents=[common, filters], help="run one item again, or every dead item matching"
+    )
+    oreplay.add_argument("id", nargs="?", type=int, help="an outbox item id (from `jobtrail outbox list`)")
+    oreplay.set_defaults(run=_outbox_replay)
     return parser
 
 

@@ -34,7 +34,11 @@ def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> st
     if job.error:
         lines.append(f"  error     {job.error}")
     for entry in outbox:
-        lines.append(f"  {entry.item.kind:<9} {entry.item.sink}: {entry.status} ({entry.attempts} attempts)")
+        where = f" -> {entry.item.payload['path']}" if entry.item.payload.get("path") else ""
+        error = f"  last error: {entry.last_error}" if entry.last_error and entry.status != "done" else ""
+        lines.append(
+            f"  {entry.item.kind:<9} {entry.item.sink}: {entry.status} ({entry.attempts} attempts){where}{error}"
+        )
     lines.append("")
     rows = [("SEQ", "AT", "SOURCE", "EVENT", "DETAILS")]
     for event in events:
@@ -43,6 +47,27 @@ def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> st
         )
     lines.append(_columns(rows))
     return "\n".join(lines)
+
+
+def outbox_table(entries: Sequence[OutboxEntry]) -> str:
+    if not entries:
+        return "no outbox items"
+    rows = [("ID", "KIND", "SINK", "JOB", "STATUS", "ATTEMPTS", "NEXT", "LAST ERROR")]
+    for e in entries:
+        due = _when(e.next_attempt_at.isoformat()) if e.next_attempt_at and e.status == "pending" else ""
+        rows.append(
+            (
+                str(e.id),
+                e.item.kind,
+                e.item.sink,
+                f"{e.item.provider}/{e.item.job_id}",
+                e.status,
+                str(e.attempts),
+                due,
+                (e.last_error or "")[:80],
+            )
+        )
+    return _columns(rows)
 
 
 def _details(data: Mapping[str, Any]) -> str:

@@ -45,3 +45,26 @@ def _notification(entry: OutboxEntry) -> dict[str, Any]:
         "attempts": entry.attempts,
         "last_error": entry.last_error,
     }
+
+
+def outbox_view(entry: OutboxEntry) -> dict[str, Any]:
+    item = entry.item
+    return {
+        "id": entry.id,
+        "key": item.key,
+        "kind": item.kind,
+        "sink": item.sink,
+        "provider": item.provider,
+        "job_id": item.job_id,
+        "status": entry.status,
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "next_attempt_at": entry.next_attempt_at.isoformat() if entry.next_attempt_at else None,
+        "created_at": entry.created_at.isoformat(),
+        "updated_at": entry.updated_at.isoformat(),
+        "payload": {
+            k: v
+            for k, v in item.payload.items()
+            if k in ("url", "index", "path", "bytes", "sha256", "status")
+        },
+    }
