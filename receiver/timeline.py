@@ -36,9 +36,8 @@ def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> st
     for entry in outbox:
         where = f" -> {entry.item.payload['path']}" if entry.item.payload.get("path") else ""
         error = f"  last error: {entry.last_error}" if entry.last_error and entry.status != "done" else ""
-        lines.append(
-            f"  {entry.item.kind:<9} {entry.item.sink}: {entry.status} ({entry.attempts} attempts){where}{error}"
-        )
+        state = f"{entry.status} ({entry.attempts} attempts)"
+        lines.append(f"  {entry.item.kind:<9} {entry.item.sink}: {state}{where}{error}")
     lines.append("")
     rows = [("SEQ", "AT", "SOURCE", "EVENT", "DETAILS")]
     for event in events:
