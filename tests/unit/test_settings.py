@@ -199,3 +199,85 @@ def test_the_example_config_in_deploy_loads() -> None:
     example = Path(__file__).parents[2] / "deploy" / "jobtrail.example.toml"
     settings = load(example, {})
     assert (Path("/var/lib/jobtrail"), 4) == (settings.data_dir, settings.listeners.poll_concurrency)
+
+
+def test_notification_rules_and_dispatch_settings_from_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "jobtrail.toml"
+    config.write_text(
+        '[notify]\nslack_webhook_url = "https://hooks.slack.com/services/T/B/X"\n'
+        'webhook_url = "https://ops.example.com/in"\nwait_for_downloads = false\n'
+        '[[notify.rules]]\nsinks = ["slack"]\nstatuses = ["failed"]\n'
+        '[[notify.rules]]\nsinks = ["webhook"]\nstatuses = ["processing", "succeeded"]\nproviders = ["oxen"]\n'
+        '[dispatch]\nretry_schedule = "1s,1m,1h"\ndownload_max_bytes = 1000\n'
+    )
+    settings = load(config, {"JOBTRAIL_NOTIFY_WEBHOOK_SECRET": f"{GOOD_SECRET} whsec_" + "A" * 40})
+    rules = settings.notify.effective_rules()
+    assert [("slack",), ("webhook",)] == [r.sinks for r in rules]
+    assert ("processing", "succeeded") == rules[1].statuses and ("oxen",) == rules[1].providers
+    assert 2 == len(settings.notify.webhook_secrets)
+    assert not settings.notify.wait_for_downloads
+    assert ((1.0, 60.0, 3600.0), 1000) == (
+        settings.dispatch.retry_delays,
+        settings.dispatch.download_max_bytes,
+    )
+
+
+def test_without_rules_every_sink_hears_terminal_statuses() -> None:
+    settings = load(None, {"JOBTRAIL_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X"})
+    [rule] = settings.notify.effective_rules()
+    assert (("slack",), ("succeeded", "failed", "cancelled")) == (rule.sinks, rule.statuses)
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"JOBTRAIL_RETRY_SCHEDULE": "5s,soon"}, "JOBTRAIL_RETRY_SCHEDULE"),
+        ({"JOBTRAIL_RETRY_SCHEDULE": "-5s"}, "JOBTRAIL_RETRY_SCHEDULE"),
+        ({"JOBTRAIL_DOWNLOAD_MAX_BYTES": "0"}, "JOBTRAIL_DOWNLOAD_MAX_BYTES"),
+        ({"JOBTRAIL_DOWNLOAD_TIMEOUT": "forever"}, "JOBTRAIL_DOWNLOAD_TIMEOUT"),
+        ({"JOBTRAIL_NOTIFY_CONCURRENCY": "0"}, "JOBTRAIL_NOTIFY_CONCURRENCY"),
+        ({"JOBTRAIL_NOTIFY_WAIT_FOR_DOWNLOADS": "maybe"}, "JOBTRAIL_NOTIFY_WAIT_FOR_DOWNLOADS"),
+        ({"JOBTRAIL_NOTIFY_WEBHOOK_SIGNING_KEY": "whpk_AAAA"}, "JOBTRAIL_NOTIFY_WEBHOOK_SIGNING_KEY"),
+        ({"JOBTRAIL_NOTIFY_WEBHOOK_SIGNING_KEY": "whsk_" + "A" * 8}, "JOBTRAIL_NOTIFY_WEBHOOK_SIGNING_KEY"),
+        ({"JOBTRAIL_NOTIFY_WEBHOOK_SECRET": f"{GOOD_SECRET},nope"}, "JOBTRAIL_NOTIFY_WEBHOOK_SECRET"),
+        ({"JOBTRAIL_NOTIFY_WEBHOOK_URL": "https://ops.example.com/in"}, "JOBTRAIL_NOTIFY_WEBHOOK_SECRET"),
+    ],
+)
+def test_bad_dispatch_values_name_the_setting(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(None, env)
+    assert setting == caught.value.setting
+
+
+@pytest.mark.parametrize(
+    ("rules", "setting"),
+    [
+        ('rules = "all"\n', "notify.rules"),
+        ('[[notify.rules]]\nsinks = ["email"]\n', "notify.rules[0].sinks"),
+        ('[[notify.rules]]\nsinks = ["slack"]\nstatuses = ["done"]\n', "notify.rules[0].statuses"),
+        ('[[notify.rules]]\nsinks = ["slack"]\nproviders = ["runway"]\n', "notify.rules[0].providers"),
+        ('[[notify.rules]]\nsinks = ["slack"]\nwhen = "always"\n', "notify.rules[0].when"),
+        ("[[notify.rules]]\nsinks = []\n", "notify.rules[0].sinks"),
+    ],
+)
+def test_bad_rules_name_the_setting(tmp_path: Path, rules: str, setting: str) -> None:
+    config = tmp_path / "bad.toml"
+    head = '[notify]\nslack_webhook_url = "https://hooks.slack.com/services/T/B/X"\n'
+    config.write_text(
+        head + rules if rules.startswith("notify") is False else rules.replace("notify.", "[notify]\n", 1)
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(config, {})
+    assert setting == caught.value.setting
+
+
+def test_signing_keys_are_secrets_too() -> None:
+    key = "whsk_" + "B" * 43 + "="
+    settings = load(
+        None,
+        {
+            "JOBTRAIL_NOTIFY_WEBHOOK_URL": "https://ops.example.com/in",
+            "JOBTRAIL_NOTIFY_WEBHOOK_SIGNING_KEY": key,
+        },
+    )
+    assert key in settings.secrets()
