@@ -110,6 +110,7 @@ class DispatchSettings:
     retry_delays: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
     download_max_bytes: int = 20 * 1024**3
     download_timeout: float = 3600.0
+    download_read_timeout: float = 60.0
     download_concurrency: int = 4
     notify_timeout: float = 15.0
     notify_concurrency: int = 16
@@ -187,6 +188,7 @@ _SIMPLE = {
     "download_max_bytes": (("dispatch", "download_max_bytes"), "JOBTRAIL_DOWNLOAD_MAX_BYTES"),
     "download_timeout": (("dispatch", "download_timeout"), "JOBTRAIL_DOWNLOAD_TIMEOUT"),
     "download_concurrency": (("dispatch", "download_concurrency"), "JOBTRAIL_DOWNLOAD_CONCURRENCY"),
+    "download_read_timeout": (("dispatch", "download_read_timeout"), "JOBTRAIL_DOWNLOAD_READ_TIMEOUT"),
     "notify_timeout": (("dispatch", "notify_timeout"), "JOBTRAIL_NOTIFY_TIMEOUT"),
     "notify_concurrency": (("dispatch", "notify_concurrency"), "JOBTRAIL_NOTIFY_CONCURRENCY"),
     "smtp_url": (("notify", "smtp_url"), "JOBTRAIL_SMTP_URL"),
@@ -320,6 +322,8 @@ def _dispatch(get: Any) -> DispatchSettings:
         download_timeout=_seconds(*get("download_timeout"), low=1, high=86400) or defaults.download_timeout,
         download_concurrency=_int(*get("download_concurrency"), low=1, high=64)
         or defaults.download_concurrency,
+        download_read_timeout=_seconds(*get("download_read_timeout"), low=0.05, high=3600)
+        or defaults.download_read_timeout,
         notify_timeout=_seconds(*get("notify_timeout"), low=0.1, high=600) or defaults.notify_timeout,
         notify_concurrency=_int(*get("notify_concurrency"), low=1, high=256) or defaults.notify_concurrency,
     )

@@ -31,7 +31,6 @@ from dispatch import files
 from dispatch.guard import GuardedResolver, Refused, check_url
 from dispatch.schedule import Outcome
 
-CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 EXPIRED = (403, 404, 410)
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -60,11 +59,12 @@ class Downloader:
         *,
         max_bytes: int,
         timeout: float,
+        read_timeout: float = 60.0,
     ) -> None:
         self.session, self.data_dir = session, data_dir
         self.allow_hosts = frozenset(h.lower() for h in allow_hosts)
         self.max_bytes = max_bytes
-        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=15, sock_read=60)
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=15, sock_read=read_timeout)
 
     def path_for(self, entry: OutboxEntry) -> Path:
         payload = entry.item.payload
@@ -113,7 +113,7 @@ class Downloader:
                         f"the result ({total} bytes) is larger than the {self.max_bytes}-byte limit"
                     )
                 saved = await files.save_stream(
-                    r.content.iter_chunked(CHUNK),
+                    r.content.iter_any(),
                     dest,
                     expected_bytes=total,
                     max_bytes=self.max_bytes,

@@ -11,6 +11,7 @@ under the final name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 MAX_NAME = 120
+FLUSH_BYTES = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -70,8 +72,9 @@ async def save_stream(
     `resume_from` > 0 appends to the part file kept by an earlier attempt, after hashing
     its first `resume_from` bytes; `expected_bytes` is the whole file's length. With
     `keep_part`, a failed attempt leaves its part file for the next one to resume.
-    Hashing and writing run on a worker thread, one chunk behind the network read, so
-    both cores work and the event loop never blocks on the disk.
+    Chunks are gathered into batches of `FLUSH_BYTES`, hashed and written on a worker
+    thread one batch behind the network read, so both cores work and the event loop never
+    blocks on the disk.
     """
     loop = asyncio.get_running_loop()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -80,20 +83,37 @@ async def save_stream(
     size = resume_from
     try:
         out = await loop.run_in_executor(None, _open_part, part, digest, resume_from)
+        batch: list[bytes] = []
+        batched = 0
+        pending: asyncio.Future[None] | None = None
         try:
-            pending: asyncio.Future[None] | None = None
             async for chunk in chunks:
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise SizeError(f"the result is larger than the {max_bytes}-byte limit")
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(None, _absorb, out, digest, chunk)
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= FLUSH_BYTES:
+                    if pending is not None:
+                        await pending
+                    pending, batch, batched = loop.run_in_executor(None, _absorb, out, digest, batch), [], 0
             if pending is not None:
                 await pending
+                pending = None
+            await loop.run_in_executor(None, _absorb, out, digest, batch)
+            batch = []
             if expected_bytes is not None and size != expected_bytes:
                 raise SizeError(f"got {size} bytes where the server announced {expected_bytes}")
             await loop.run_in_executor(None, _seal, out)
+        except BaseException:
+            # Let the writer thread finish before the file closes, and keep every byte
+            # received for a resumed attempt.
+            with contextlib.suppress(Exception):
+                if pending is not None:
+                    await pending
+                if keep_part and batch:
+                    await loop.run_in_executor(None, _absorb, out, digest, batch)
+            raise
         finally:
             out.close()
         os.replace(part, dest)
@@ -123,9 +143,10 @@ def _open_part(part: Path, digest: Any, resume_from: int) -> BinaryIO:
     return out
 
 
-def _absorb(out: BinaryIO, digest: Any, chunk: bytes) -> None:
-    digest.update(chunk)
-    out.write(chunk)
+def _absorb(out: BinaryIO, digest: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
+        out.write(chunk)
 
 
 def _seal(out: BinaryIO) -> None:

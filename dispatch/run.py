@@ -81,6 +81,7 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
         settings.download_allow_hosts,
         max_bytes=tuning.download_max_bytes,
         timeout=tuning.download_timeout,
+        read_timeout=tuning.download_read_timeout,
     )
     refresher = Refresher(settings, store, polls)
     notifier = Notifier(store, settings.notify, notifications, tuning.notify_timeout)

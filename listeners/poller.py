@@ -41,7 +41,6 @@ from store.base import Store, StoreError
 log = structlog.get_logger(__name__)
 
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
-CHUNK = 256 * 1024
 DEFAULT_SCHEDULE = PollSchedule()
 
 
@@ -182,7 +181,7 @@ class Poller:
                 and self.spec.streams_result(response.content_type)
             ):
                 saved = await files.save_stream(
-                    response.content.iter_chunked(CHUNK),
+                    response.content.iter_any(),
                     files.download_path(self.data_dir, self.provider, job.id, _file_name(job, response)),
                     expected_bytes=response.content_length,
                 )

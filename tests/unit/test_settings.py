@@ -207,7 +207,8 @@ def test_notification_rules_and_dispatch_settings_from_the_file(tmp_path: Path) 
         '[notify]\nslack_webhook_url = "https://hooks.slack.com/services/T/B/X"\n'
         'webhook_url = "https://ops.example.com/in"\nwait_for_downloads = false\n'
         '[[notify.rules]]\nsinks = ["slack"]\nstatuses = ["failed"]\n'
-        '[[notify.rules]]\nsinks = ["webhook"]\nstatuses = ["processing", "succeeded"]\nproviders = ["oxen"]\n'
+        '[[notify.rules]]\nsinks = ["webhook"]\nstatuses = ["processing", "succeeded"]\n'
+        'providers = ["oxen"]\n'
         '[dispatch]\nretry_schedule = "1s,1m,1h"\ndownload_max_bytes = 1000\n'
     )
     settings = load(config, {"JOBTRAIL_NOTIFY_WEBHOOK_SECRET": f"{GOOD_SECRET} whsec_" + "A" * 40})
