@@ -226,16 +226,16 @@ async def test_a_full_disk_fails_the_attempt_and_nothing_is_presented_as_done(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rig.server.files["big.mp4"] = VIDEO
-    real = files._absorb
+    real = files._write
     calls = {"n": 0}
 
-    def absorb(out: Any, digest: Any, chunks: list[bytes]) -> None:
+    def write(out: Any, chunks: list[bytes]) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(out, digest, chunks)
+        real(out, chunks)
 
-    monkeypatch.setattr(files, "_absorb", absorb)
+    monkeypatch.setattr(files, "_write", write)
     store = await rig.start()
     await rig.succeed(store, "g9", f"{rig.files_base}/files/big.mp4")
     path = rig.settings.data_dir / "downloads" / "oxen" / "g9" / "big.mp4"
