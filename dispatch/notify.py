@@ -52,7 +52,7 @@ class Notifier:
                 self.notify.webhook_url, body, {**headers, "Content-Type": "application/json"}
             )
         if item.sink == "email" and self.notify.smtp_url:
-            return await self._email(notice)
+            return await self._email(notice, signing.webhook_id(item.key))
         return Outcome(False, error=f"the sink {item.sink!r} is not configured", permanent=True)
 
     async def _post(self, url: str, body: object, headers: Mapping[str, str]) -> Outcome:
@@ -77,9 +77,10 @@ class Notifier:
         )
         return Outcome(False, http_status=r.status, error=error, retry_after=retry_after)
 
-    async def _email(self, notice: messages.Notice) -> Outcome:
+    async def _email(self, notice: messages.Notice, msg_id: str) -> Outcome:
         smtp = smtp_options(self.notify.smtp_url or "")
         message = messages.email(notice, self.notify.email_from or "jobtrail@localhost", self.notify.email_to)
+        message["Message-ID"] = f"<{msg_id}@jobtrail>"  # the same for every retry: receivers can deduplicate
         try:
             await aiosmtplib.send(message, timeout=self.timeout, **smtp)  # type: ignore[arg-type]
         except aiosmtplib.SMTPResponseException as exc:

@@ -118,6 +118,7 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
         RetrySchedule(tuning.retry_delays),
         health.component("dispatch", "worker"),
         wait_for_downloads=settings.notify.wait_for_downloads,
+        secrets=settings.secrets(),
     )
     task = asyncio.create_task(supervise(worker.component, worker.run), name="dispatch-worker")
     try:

@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
 
+from core.logs import Redactor
 from core.model import OutboxEntry, utcnow
 from dispatch.schedule import Outcome, RetrySchedule, decide
 from listeners.health import Component, State
@@ -49,9 +50,11 @@ class Worker:
         *,
         wait_for_downloads: bool = True,
         idle: float = IDLE,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.store, self.pools, self.schedule, self.component = store, pools, schedule, component
         self.wait_for_downloads, self.idle = wait_for_downloads, idle
+        self._redactor = Redactor(secrets)
         self._running: dict[str, set[asyncio.Task[None]]] = {pool.kind: set() for pool in pools}
         self._wake = asyncio.Event()
 
@@ -114,6 +117,8 @@ class Worker:
         except Exception as exc:
             log.exception("dispatch_attempt_crashed", key=entry.item.key)
             outcome = Outcome(False, error=f"internal error: {type(exc).__name__}: {exc}")
+        if outcome.error:  # an error text may quote a URL or a header: never log a secret
+            outcome = replace(outcome, error=self._redactor.scrub(outcome.error))
         record = decide(entry, outcome, self.schedule, utcnow(), time.monotonic() - started)
         try:
             await self.store.record_attempt(record)

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from core.model import Delivery, Observation, utcnow
 from core.settings import Settings
 from dispatch import run as dispatch_run
+from dispatch import signing
 from listeners.health import Health
 from receiver.serve import store_for
 from store.base import Store
@@ -155,6 +156,9 @@ async def test_plain_smtp_sends_a_plain_text_email_saying_the_outcome(smtp: Any,
     body = message.get_payload(decode=True).decode()
     assert "Status:   failed" in body and "GPU fell over" in body
     assert ["team@example.com"] == inbox.messages[0].rcpt_tos
+    assert f"<{signing.webhook_id(entry.item.key)}@jobtrail>" == message["Message-ID"], (
+        "stable across retries"
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

@@ -1,0 +1,87 @@
+"""The outbox worker's own promises (secrets never recorded) and the outbox CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from core.effects import EffectPlanner
+from core.model import Delivery, Observation, OutboxEntry, utcnow
+from dispatch.schedule import Outcome, RetrySchedule, decide
+from dispatch.worker import Pool, Worker
+from listeners.health import Component
+from receiver.cli import main
+from store import open_store
+from store.base import Store
+
+SECRET = "sk-live-very-secret-0123456789"
+
+
+async def failed_job(store: Store, job_id: str) -> None:
+    await store.intake(
+        Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id), [Observation("pixazo", job_id, "failed")]
+    )
+
+
+async def test_an_error_quoting_a_secret_is_recorded_redacted() -> None:
+    store = open_store("memory://", EffectPlanner(("webhook",)))
+    await store.open()
+    await failed_job(store, "p1")
+
+    async def leak(entry: OutboxEntry) -> Outcome:
+        return Outcome(False, error=f"POST https://hooks.example.com/{SECRET}/in failed")
+
+    worker = Worker(
+        store, [Pool("notify", 1, 60, leak)], RetrySchedule(), Component("d", "worker"), secrets=[SECRET]
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            events = [e for e in await store.events_after(0) if e.source == "dispatch"]
+            if events:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [event] = events
+    assert "POST https://hooks.example.com/[redacted]/in failed" == event.data["error"]
+    [entry] = await store.outbox_for_job("pixazo", "p1")
+    assert entry.last_error is not None and SECRET not in entry.last_error
+    await store.close()
+
+
+def test_the_cli_lists_and_replays_dead_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JOBTRAIL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JOBTRAIL_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X")
+
+    async def prepare() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'jobtrail.db'}", EffectPlanner(("slack",)))
+        await store.open()
+        await failed_job(store, "p1")
+        [entry] = await store.outbox_for_job("pixazo", "p1")
+        gone = Outcome(False, 410, "HTTP 410: gone", disable_sink=True)
+        await store.record_attempt(decide(entry, gone, RetrySchedule(), utcnow(), 0.01))
+        await store.close()
+
+    asyncio.run(prepare())
+    assert 0 == main(["outbox", "list", "--status", "dead"])
+    listed = capsys.readouterr().out
+    assert (
+        "slack" in listed and "dead" in listed and "HTTP 410" in listed and "sink slack is disabled" in listed
+    )
+    assert 2 == main(["outbox", "replay"])
+    assert "name an item id" in capsys.readouterr().err
+    assert 1 == main(["outbox", "replay", "999"])
+    assert "no outbox item 999" in capsys.readouterr().err
+    assert 0 == main(["outbox", "replay", "--sink", "slack", "--since", "2020-01-01"])
+    assert "replayed 1 item;" in capsys.readouterr().out
+    assert 0 == main(["outbox", "list"])
+    after = capsys.readouterr().out
+    assert "pending" in after and "disabled" not in after
+    with pytest.raises(SystemExit):
+        main(["outbox", "replay", "--since", "last tuesday"])
