@@ -7,9 +7,6 @@ log redactor can remove them wherever they appear.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,7 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core import values
 from core.model import PROVIDERS
+from core.values import ConfigError as ConfigError
 
 DEFAULT_BASE_URLS = {
     "pixazo": "https://gateway.pixazo.ai",
@@ -25,17 +24,7 @@ DEFAULT_BASE_URLS = {
     "oxen": "https://hub.oxen.ai",
     "venice": "https://api.venice.ai",
 }
-MIN_TOKEN_LENGTH = 16
 MAX_BODY_LIMIT = 64 * 1024 * 1024
-
-
-class ConfigError(Exception):
-    """A setting with a bad value. `setting` is the name a user would fix."""
-
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(f"{setting}: {message}")
-        self.setting = setting
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,17 +262,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
     def get(name: str) -> tuple[Any, str]:
         return raw.get(name, (None, _SIMPLE[name][1]))
 
-    data_dir = Path(_string(*get("data_dir")) or "./jobtrail-data")
-    store_url = _store_url(*get("store_url")) or f"sqlite:///{(data_dir / 'jobtrail.db')}"
-    host = _string(*get("host")) or "127.0.0.1"
-    api_token = _token(*get("api_token"))
-    if not _is_loopback(host) and not api_token:
+    data_dir = Path(values.string(*get("data_dir")) or "./jobtrail-data")
+    store_url = values.store_url(*get("store_url")) or f"sqlite:///{(data_dir / 'jobtrail.db')}"
+    host = values.string(*get("host")) or "127.0.0.1"
+    api_token = values.token(*get("api_token"))
+    if not values.is_loopback(host) and not api_token:
         raise ConfigError("JOBTRAIL_API_TOKEN", f"is required to listen on {host}, beyond loopback")
     providers = {
         name: ProviderSettings(
             name,
-            _string(*get(f"{name}_api_key")),
-            _url(*get(f"{name}_base_url")) or DEFAULT_BASE_URLS[name],
+            values.string(*get(f"{name}_api_key")),
+            values.url(*get(f"{name}_base_url")) or DEFAULT_BASE_URLS[name],
         )
         for name in PROVIDERS
     }
@@ -291,14 +280,14 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
         data_dir=data_dir,
         store_url=store_url,
         host=host,
-        port=_int(*get("port"), low=1, high=65535) or 8080,
-        public_url=_url(*get("public_url")),
+        port=values.whole(*get("port"), low=1, high=65535) or 8080,
+        public_url=values.url(*get("public_url")),
         api_token=api_token,
-        webhook_token=_token(*get("webhook_token")),
-        max_body_bytes=_int(*get("max_body_bytes"), low=1024, high=MAX_BODY_LIMIT) or 1024 * 1024,
-        download_allow_hosts=_list(*get("download_allow_hosts")),
-        log_format=_choice(*get("log_format"), ("auto", "json", "console")) or "auto",
-        log_level=_choice(*get("log_level"), ("debug", "info", "warning", "error")) or "info",
+        webhook_token=values.token(*get("webhook_token")),
+        max_body_bytes=values.whole(*get("max_body_bytes"), low=1024, high=MAX_BODY_LIMIT) or 1024 * 1024,
+        download_allow_hosts=values.items(*get("download_allow_hosts")),
+        log_format=values.choice(*get("log_format"), ("auto", "json", "console")) or "auto",
+        log_level=values.choice(*get("log_level"), ("debug", "info", "warning", "error")) or "info",
         providers=providers,
         notify=_notify(get, rules),
         listeners=_listeners(get),
@@ -311,21 +300,24 @@ def _dispatch(get: Any) -> DispatchSettings:
     schedule, schedule_name = get("retry_schedule")
     delays = defaults.retry_delays
     if schedule is not None:
-        text = _string(schedule, schedule_name) or ""
+        text = values.string(schedule, schedule_name) or ""
         try:
             delays = _delays(text)
         except ValueError as exc:
             raise ConfigError(schedule_name, f"must be waits like 5s,5m,30m,2h: {exc}") from None
     return DispatchSettings(
         retry_delays=delays,
-        download_max_bytes=_int(*get("download_max_bytes"), low=1, high=2**50) or defaults.download_max_bytes,
-        download_timeout=_seconds(*get("download_timeout"), low=1, high=86400) or defaults.download_timeout,
-        download_concurrency=_int(*get("download_concurrency"), low=1, high=64)
+        download_max_bytes=values.whole(*get("download_max_bytes"), low=1, high=2**50)
+        or defaults.download_max_bytes,
+        download_timeout=values.seconds(*get("download_timeout"), low=1, high=86400)
+        or defaults.download_timeout,
+        download_concurrency=values.whole(*get("download_concurrency"), low=1, high=64)
         or defaults.download_concurrency,
-        download_read_timeout=_seconds(*get("download_read_timeout"), low=0.05, high=3600)
+        download_read_timeout=values.seconds(*get("download_read_timeout"), low=0.05, high=3600)
         or defaults.download_read_timeout,
-        notify_timeout=_seconds(*get("notify_timeout"), low=0.1, high=600) or defaults.notify_timeout,
-        notify_concurrency=_int(*get("notify_concurrency"), low=1, high=256) or defaults.notify_concurrency,
+        notify_timeout=values.seconds(*get("notify_timeout"), low=0.1, high=600) or defaults.notify_timeout,
+        notify_concurrency=values.whole(*get("notify_concurrency"), low=1, high=256)
+        or defaults.notify_concurrency,
     )
 
 
@@ -345,45 +337,46 @@ def _delays(text: str) -> tuple[float, ...]:
 def _listeners(get: Any) -> ListenerSettings:
     defaults = ListenerSettings()
     low, high = get("poll_min_interval"), get("poll_max_interval")
-    min_interval = _seconds(*low, low=0.05, high=3600) or defaults.poll_min_interval
-    max_interval = _seconds(*high, low=0.05, high=86400) or defaults.poll_max_interval
+    min_interval = values.seconds(*low, low=0.05, high=3600) or defaults.poll_min_interval
+    max_interval = values.seconds(*high, low=0.05, high=86400) or defaults.poll_max_interval
     if max_interval < min_interval:
         raise ConfigError(high[1], f"must not be below the minimum interval ({min_interval:g} s)")
     return ListenerSettings(
-        sse_read_timeout=_seconds(*get("sse_read_timeout"), low=0.05, high=3600) or defaults.sse_read_timeout,
+        sse_read_timeout=values.seconds(*get("sse_read_timeout"), low=0.05, high=3600)
+        or defaults.sse_read_timeout,
         poll_min_interval=min_interval,
         poll_max_interval=max_interval,
-        poll_age_factor=_default(
-            _seconds(*get("poll_age_factor"), low=0.0, high=10.0), defaults.poll_age_factor
+        poll_age_factor=values.or_default(
+            values.seconds(*get("poll_age_factor"), low=0.0, high=10.0), defaults.poll_age_factor
         ),
-        poll_concurrency=_int(*get("poll_concurrency"), low=1, high=256) or defaults.poll_concurrency,
+        poll_concurrency=values.whole(*get("poll_concurrency"), low=1, high=256) or defaults.poll_concurrency,
     )
 
 
 def _notify(get: Any, rules: Any) -> NotifySettings:
     smtp_url, smtp_name = get("smtp_url")
-    smtp = _string(smtp_url, smtp_name)
+    smtp = values.string(smtp_url, smtp_name)
     if smtp and urlsplit(smtp).scheme not in ("smtp", "smtps"):
         raise ConfigError(smtp_name, "must be an smtp:// or smtps:// URL")
     if smtp and not urlsplit(smtp).hostname:
         raise ConfigError(smtp_name, "must name a host: smtp://user:pass@host:port")
-    email_to = _list(*get("email_to"))
+    email_to = values.items(*get("email_to"))
     for address in email_to:
         if "@" not in address:
             raise ConfigError(get("email_to")[1], f"{address!r} is not an email address")
     secret_value, secret_name = get("webhook_secret")
-    secrets = tuple(_whsec(s, secret_name) or s for s in _list(secret_value, secret_name, ", "))
+    secrets = tuple(values.whsec(s, secret_name) or s for s in values.items(secret_value, secret_name, ", "))
     key_value, key_name = get("webhook_signing_key")
-    keys = tuple(_whsk(k, key_name) for k in _list(key_value, key_name, ", "))
+    keys = tuple(values.whsk(k, key_name) for k in values.items(key_value, key_name, ", "))
     notify = NotifySettings(
-        slack_webhook_url=_url(*get("slack_webhook_url")),
-        webhook_url=_url(*get("webhook_url")),
+        slack_webhook_url=values.url(*get("slack_webhook_url")),
+        webhook_url=values.url(*get("webhook_url")),
         webhook_secrets=secrets,
         webhook_signing_keys=keys,
         smtp_url=smtp,
-        email_from=_string(*get("email_from")),
+        email_from=values.string(*get("email_from")),
         email_to=email_to,
-        wait_for_downloads=_bool(*get("wait_for_downloads"), default=True),
+        wait_for_downloads=values.boolean(*get("wait_for_downloads"), default=True),
     )
     if notify.webhook_url and not (secrets or keys):
         raise ConfigError(
@@ -403,17 +396,17 @@ def _rules(value: Any, configured: tuple[str, ...]) -> tuple[Rule, ...]:
         extra = sorted(set(table) - {"sinks", "statuses", "providers"})
         if extra:
             raise ConfigError(f"{name}.{extra[0]}", "unknown setting")
-        sinks = _list(table.get("sinks"), f"{name}.sinks")
+        sinks = values.items(table.get("sinks"), f"{name}.sinks")
         for sink in sinks:
             if sink not in configured:
                 raise ConfigError(
                     f"{name}.sinks", f"{sink!r} is not a configured sink ({', '.join(configured) or 'none'})"
                 )
-        statuses = _list(table.get("statuses"), f"{name}.statuses") or TERMINAL
+        statuses = values.items(table.get("statuses"), f"{name}.statuses") or TERMINAL
         for status in statuses:
             if status not in STATUSES:
                 raise ConfigError(f"{name}.statuses", f"{status!r} is not one of {', '.join(STATUSES)}")
-        providers = _list(table.get("providers"), f"{name}.providers")
+        providers = values.items(table.get("providers"), f"{name}.providers")
         for provider in providers:
             if provider not in PROVIDERS:
                 raise ConfigError(f"{name}.providers", f"{provider!r} is not one of {', '.join(PROVIDERS)}")
@@ -421,156 +414,3 @@ def _rules(value: Any, configured: tuple[str, ...]) -> tuple[Rule, ...]:
             raise ConfigError(f"{name}.sinks", "name at least one sink")
         rules.append(Rule(sinks, statuses, providers))
     return tuple(rules)
-
-
-def _string(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(name, "must be a string")
-    if any(ord(ch) < 32 for ch in value):
-        raise ConfigError(name, "must not contain control characters")
-    return value.strip() or None
-
-
-def _int(value: Any, name: str, *, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"must be a whole number from {low} to {high}")
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be a whole number from {low} to {high}, not {value}")
-    return value
-
-
-def _default(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
-def _seconds(value: Any, name: str, *, low: float, high: float) -> float | None:
-    """A number of seconds (or a plain number) from `low` to `high`."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ConfigError(name, f"must be a number from {low:g} to {high:g}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ConfigError(name, f"must be a number from {low:g} to {high:g}")
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be a number from {low:g} to {high:g}, not {value:g}")
-    return float(value)
-
-
-def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str | None:
-    text = _string(value, name)
-    if text is not None and text.lower() not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}")
-    return text.lower() if text else None
-
-
-def _url(value: Any, name: str) -> str | None:
-    text = _string(value, name)
-    if text is None:
-        return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(name, "must be an http:// or https:// URL with a host")
-    return text.rstrip("/")
-
-
-def _token(value: Any, name: str) -> str | None:
-    text = _string(value, name)
-    if text is not None and (len(text) < MIN_TOKEN_LENGTH or not text.isascii() or " " in text):
-        raise ConfigError(
-            name, f"must be at least {MIN_TOKEN_LENGTH} printable ASCII characters without spaces"
-        )
-    return text
-
-
-def _whsec(value: Any, name: str) -> str | None:
-    text = _string(value, name)
-    if text is None:
-        return None
-    if not text.startswith("whsec_"):
-        raise ConfigError(name, "must be a Standard Webhooks secret: whsec_<base64>")
-    try:
-        key = base64.b64decode(text[len("whsec_") :], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigError(name, "the part after whsec_ must be base64") from exc
-    if len(key) < 24:
-        raise ConfigError(name, "the key must be at least 24 bytes")
-    return text
-
-
-def _bool(value: Any, name: str, *, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-        "0",
-        "false",
-        "no",
-        "off",
-    ):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    raise ConfigError(name, "must be true or false")
-
-
-def _whsk(value: str, name: str) -> str:
-    if not value.startswith("whsk_"):
-        raise ConfigError(name, "must be an Ed25519 signing key: whsk_<base64>")
-    try:
-        key = base64.b64decode(value[len("whsk_") :], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigError(name, "the part after whsk_ must be base64") from exc
-    if len(key) not in (32, 64):
-        raise ConfigError(name, "the key must be 32 bytes (or 64 with its public half)")
-    return value
-
-
-def _list(value: Any, name: str, separators: str = ",") -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        for separator in separators[1:]:
-            value = value.replace(separator, separators[0])
-        items = [v.strip() for v in value.split(separators[0])]
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        items = [v.strip() for v in value]
-    else:
-        raise ConfigError(name, "must be a comma-separated string or a list of strings")
-    return tuple(i for i in items if i)
-
-
-def _store_url(value: Any, name: str) -> str | None:
-    text = _string(value, name)
-    if text is None:
-        return None
-    scheme = urlsplit(text).scheme
-    if scheme == "sqlite":
-        if not text.startswith("sqlite:///") or len(text) <= len("sqlite:///"):
-            raise ConfigError(name, "a SQLite URL is sqlite:///PATH (relative) or sqlite:////PATH")
-        return text
-    if scheme == "memory":
-        return text
-    if scheme in ("postgresql", "postgres"):
-        raise ConfigError(name, "the PostgreSQL backend is not available in this version yet")
-    raise ConfigError(name, "must be sqlite:///PATH or postgresql://...")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiosqlite
 import structlog
 
-from core.intake import AttemptRecord, IntakeRequest, JobKey, Plan, Planner, plan_batch
+from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, plan_batch
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
 from store import migrations, rows
+from store import sqlite_writes as sql
 from store.base import Claim, Page, SchemaTooNew, Store, StoredDelivery, StoreError
 from store.batching import GroupCommitter
 
@@ -30,100 +30,6 @@ SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
 
 log = structlog.get_logger(__name__)
-
-
-_LAST_IDS = "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
-_INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-_INSERT_EVENT = f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)"
-_UPSERT_JOB = (
-    f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-    "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
-    "progress = excluded.progress, result_urls = excluded.result_urls, "
-    "error = excluded.error, provider_status = excluded.provider_status, "
-    "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
-    "updated_at = excluded.updated_at"
-)
-_UPDATE_ATTEMPT = (
-    "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
-    "payload = COALESCE(?, payload), lease_until = NULL, updated_at = ? WHERE id = ?"
-)
-_UPSERT_SINK = (
-    "INSERT INTO sinks (name, disabled_at, reason, updated_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason, "
-    "updated_at = excluded.updated_at"
-)
-_DUE = """
-    SELECT o.id FROM outbox o
-    WHERE o.kind = ? AND o.status = 'pending' AND o.next_attempt_at <= ?
-      AND (o.lease_until IS NULL OR o.lease_until <= ?)
-      AND o.sink NOT IN (SELECT name FROM sinks WHERE disabled_at IS NOT NULL)
-      AND NOT (? AND o.kind = 'notify' AND json_extract(o.payload, '$.status') = 'succeeded'
-               AND EXISTS (SELECT 1 FROM outbox d WHERE d.provider = o.provider AND d.job_id = o.job_id
-                           AND d.kind = 'download' AND d.status = 'pending'))
-    ORDER BY o.next_attempt_at, o.id LIMIT ?
-"""
-_CLAIM = f"""
-UPDATE outbox SET lease_until = ?, updated_at = ? WHERE id IN ({_DUE})
-RETURNING {rows.OUTBOX_COLUMNS}
-"""
-_RELEASE = "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL RETURNING id"
-_INSERT_OUTBOX = (
-    "INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, "
-    "next_attempt_at, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?) "
-    "ON CONFLICT (key) DO NOTHING"
-)
-
-
-class _Release(NamedTuple):
-    """Drop every lease (a statement, like a claim)."""
-
-
-_Write = IntakeRequest | AttemptRecord | Claim | _Release
-_Result = IntakeResult | Event | None | list[OutboxEntry] | list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A planned batch, its rows, where the log must end before it is written, and the
-    requests in order (claims among them)."""
-
-    plan: Plan
-    rows: tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
-    after: tuple[int, int]
-    requests: Sequence[_Write]
-
-
-def _plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:
-    now = utcnow()
-    sinks = [r.sink_state for r in plan.attempts if r.sink_state is not None]
-    return (
-        [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
-        [rows.event_row(e.event, e.fingerprint) for e in plan.events],
-        [rows.job_row(job) for job in plan.jobs.values()],
-        [rows.outbox_row(item, now) for item in plan.outbox],
-        [rows.attempt_row(record, now) for record in plan.attempts],
-        [(name, rows.stamp(now) if reason else None, reason, rows.stamp(now)) for name, reason in sinks],
-    )
-
-
-def _due_params(claim: Claim) -> tuple[Any, ...]:
-    now = rows.stamp(claim.now)
-    return (claim.kind, now, now, int(claim.wait_for_downloads), claim.limit)
-
-
-def _claim_params(claim: Claim) -> tuple[Any, ...]:
-    return (rows.stamp(claim.lease_until), rows.stamp(claim.now), *_due_params(claim))
-
-
-def _statement(conn: aiosqlite.Connection, command: Claim | _Release) -> Awaitable[Any]:
-    if isinstance(command, Claim):
-        return conn.execute_fetchall(_CLAIM, _claim_params(command))
-    return conn.execute_fetchall(_RELEASE)
-
-
-def _claimed(found: Any) -> list[OutboxEntry]:
-    entries = [rows.outbox_from(row) for row in found]
-    return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
 
 class SQLiteStore(Store):
@@ -139,7 +45,7 @@ class SQLiteStore(Store):
         self._checkpoints: asyncio.Task[None] | None = None
         self._tail: dict[JobKey, Job] = {}
         self._next_ids: tuple[int, int] | None = None
-        self._committer = GroupCommitter[_Write, _Prepared, _Result](
+        self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Result](
             self._prepare, self._finish, self._abandon
         )
 
@@ -240,10 +146,10 @@ class SQLiteStore(Store):
         return [entry for entry in result if isinstance(entry, OutboxEntry)]
 
     async def has_due(self, claim: Claim) -> bool:
-        return bool(await self._fetch(_DUE, _due_params(claim._replace(limit=1))))
+        return bool(await self._fetch(sql.DUE, sql.due_params(claim._replace(limit=1))))
 
     async def release_leases(self) -> int:
-        result = await self._committer.submit(_Release())
+        result = await self._committer.submit(sql.Release())
         assert isinstance(result, list)
         return len(result)
 
@@ -252,7 +158,7 @@ class SQLiteStore(Store):
         assert result is None or isinstance(result, Event)
         return result
 
-    async def _prepare(self, requests: Sequence[_Write]) -> _Prepared:
+    async def _prepare(self, requests: Sequence[sql.Write]) -> sql.Prepared:
         """Plan a batch on top of what is committed plus the batch being written (`_tail`).
 
         Jobs the previous batch touched come from its plan, the others from the reader
@@ -260,9 +166,9 @@ class SQLiteStore(Store):
         not planned: they run as statements at the end of the transaction.
         """
         if self._next_ids is None:
-            found = await self._fetch(_LAST_IDS)
+            found = await self._fetch(sql.LAST_IDS)
             self._next_ids = (found[0][0] + 1, found[0][1] + 1)
-        writes = [r for r in requests if not isinstance(r, Claim | _Release)]
+        writes = [r for r in requests if not isinstance(r, Claim | sql.Release)]
         keys = sorted({key for request in writes for key in request.job_keys()})
         wanted = [key for key in keys if key not in self._tail]
         found_rows = await _pipeline(
@@ -272,12 +178,12 @@ class SQLiteStore(Store):
         jobs.update((key, self._tail[key]) for key in keys if key in self._tail)
         first_delivery, first_seq = self._next_ids
         plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
-        prepared = _Prepared(plan, _plan_rows(plan), (first_delivery - 1, first_seq - 1), requests)
+        prepared = sql.Prepared(plan, sql.plan_rows(plan), (first_delivery - 1, first_seq - 1), requests)
         self._tail = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
 
-    async def _finish(self, prepared: _Prepared) -> Sequence[_Result]:
+    async def _finish(self, prepared: sql.Prepared) -> Sequence[sql.Result]:
         """Write a prepared batch in one transaction: two round trips to the writer thread.
 
         aiosqlite runs calls in the order they are queued, so the statements are queued
@@ -286,18 +192,18 @@ class SQLiteStore(Store):
         """
         conn = self._conn(self._writer)
         deliveries, events, jobs, outbox, attempts, sinks = prepared.rows
-        claims = [r for r in prepared.requests if isinstance(r, Claim | _Release)]
+        claims = [r for r in prepared.requests if isinstance(r, Claim | sql.Release)]
         try:
             _, last, *rest = await _pipeline(
                 conn.execute("BEGIN IMMEDIATE"),
-                conn.execute_fetchall(_LAST_IDS),
-                *([conn.executemany(_INSERT_DELIVERY, deliveries)] if deliveries else []),
-                *([conn.executemany(_INSERT_EVENT, events)] if events else []),
-                *([conn.executemany(_UPSERT_JOB, jobs)] if jobs else []),
-                *([conn.executemany(_INSERT_OUTBOX, outbox)] if outbox else []),
-                *([conn.executemany(_UPDATE_ATTEMPT, attempts)] if attempts else []),
-                *([conn.executemany(_UPSERT_SINK, sinks)] if sinks else []),
-                *(_statement(conn, c) for c in claims),
+                conn.execute_fetchall(sql.LAST_IDS),
+                *([conn.executemany(sql.INSERT_DELIVERY, deliveries)] if deliveries else []),
+                *([conn.executemany(sql.INSERT_EVENT, events)] if events else []),
+                *([conn.executemany(sql.UPSERT_JOB, jobs)] if jobs else []),
+                *([conn.executemany(sql.INSERT_OUTBOX, outbox)] if outbox else []),
+                *([conn.executemany(sql.UPDATE_ATTEMPT, attempts)] if attempts else []),
+                *([conn.executemany(sql.UPSERT_SINK, sinks)] if sinks else []),
+                *(sql.statement(conn, c) for c in claims),
             )
             if tuple(next(iter(last))) != prepared.after:
                 raise StoreError("another writer changed the log; the batch is planned again")
@@ -310,11 +216,11 @@ class SQLiteStore(Store):
             self._notify_appended()
         claimed = iter(rest[len(rest) - len(claims) :])
         planned = iter(prepared.plan.results)
-        results: list[_Result] = []
+        results: list[sql.Result] = []
         for request in prepared.requests:
             if isinstance(request, Claim):
-                results.append(_claimed(next(claimed)))
-            elif isinstance(request, _Release):
+                results.append(sql.claimed(next(claimed)))
+            elif isinstance(request, sql.Release):
                 results.append([row[0] for row in next(claimed)])
             else:
                 results.append(next(planned))
