@@ -27,7 +27,9 @@ class EffectPlanner:
     rules: Sequence[Rule] | None = None
 
     def _sinks_for(self, provider: str, status: str) -> list[str]:
-        rules = self.rules if self.rules is not None else ((Rule(tuple(self.sinks)),) if self.sinks else ())
+        if self.rules is None and not self.sinks:
+            return []
+        rules = self.rules if self.rules is not None else (Rule(tuple(self.sinks)),)
         found: list[str] = []
         for rule in rules:
             if rule.matches(provider, status):

@@ -138,6 +138,7 @@ def delivery_from(row: Sequence[Any]) -> StoredDelivery:
     return StoredDelivery(row[0], delivery, Verdict(row[8]), row[9], row[7])
 
 
+@functools.lru_cache(maxsize=256)
 def stamp(at: datetime) -> str:
     """Outbox times: UTC with microseconds always, so they compare correctly as text."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")

@@ -14,12 +14,12 @@ import contextlib
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import structlog
 
-from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, plan_batch
+from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, WriteRequest, plan_batch
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
 from store import migrations, rows
 from store import sqlite_writes as sql
@@ -30,6 +30,8 @@ SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
 
 log = structlog.get_logger(__name__)
+
+_COMMANDS = (Claim, sql.Release)  # statements, not planned rows
 
 
 class SQLiteStore(Store):
@@ -168,7 +170,12 @@ class SQLiteStore(Store):
         if self._next_ids is None:
             found = await self._fetch(sql.LAST_IDS)
             self._next_ids = (found[0][0] + 1, found[0][1] + 1)
-        writes = [r for r in requests if not isinstance(r, Claim | sql.Release)]
+        commands = [r for r in requests if isinstance(r, _COMMANDS)]
+        writes: Sequence[WriteRequest] = (
+            [r for r in requests if not isinstance(r, _COMMANDS)]
+            if commands
+            else cast("Sequence[WriteRequest]", requests)
+        )
         keys = sorted({key for request in writes for key in request.job_keys()})
         wanted = [key for key in keys if key not in self._tail]
         found_rows = await _pipeline(
@@ -178,7 +185,8 @@ class SQLiteStore(Store):
         jobs.update((key, self._tail[key]) for key in keys if key in self._tail)
         first_delivery, first_seq = self._next_ids
         plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
-        prepared = sql.Prepared(plan, sql.plan_rows(plan), (first_delivery - 1, first_seq - 1), requests)
+        after = (first_delivery - 1, first_seq - 1)
+        prepared = sql.Prepared(plan, sql.plan_rows(plan), after, requests, commands)
         self._tail = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
@@ -192,7 +200,7 @@ class SQLiteStore(Store):
         """
         conn = self._conn(self._writer)
         deliveries, events, jobs, outbox, attempts, sinks = prepared.rows
-        claims = [r for r in prepared.requests if isinstance(r, Claim | sql.Release)]
+        claims = prepared.commands
         try:
             _, last, *rest = await _pipeline(
                 conn.execute("BEGIN IMMEDIATE"),
@@ -214,6 +222,8 @@ class SQLiteStore(Store):
             raise
         if events:
             self._notify_appended()
+        if not claims:
+            return prepared.plan.results
         claimed = iter(rest[len(rest) - len(claims) :])
         planned = iter(prepared.plan.results)
         results: list[sql.Result] = []

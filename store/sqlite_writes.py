@@ -77,6 +77,7 @@ class Prepared:
     rows: tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
     after: tuple[int, int]
     requests: Sequence[Write]
+    commands: Sequence[Claim | Release]
 
 
 def plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:

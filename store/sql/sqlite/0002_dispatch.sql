@@ -1,5 +1,5 @@
 -- The dispatcher: sinks that were disabled (a 410 from a notification endpoint), and an
--- index for claiming due outbox work of one kind.
+-- index for claiming due outbox work of one kind, which replaces the (status, due) one.
 
 CREATE TABLE sinks (
     name        TEXT PRIMARY KEY,
@@ -9,3 +9,4 @@ CREATE TABLE sinks (
 );
 
 CREATE INDEX outbox_claim ON outbox (kind, status, next_attempt_at);
+DROP INDEX outbox_due;
