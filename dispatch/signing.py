@@ -82,3 +82,17 @@ def headers(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature(msg_id, timestamp, body, secrets, keys),
     }
+
+
+def verify(
+    headers: dict[str, str], body: bytes, secrets: Sequence[str], now: int, tolerance: int = 300
+) -> bool:
+    """Whether a `v1,` signature in `headers` signs `body` with one of `secrets`, and the
+    timestamp is within `tolerance` seconds of `now` (what a receiver checks)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
+    if not stamp.isdigit() or abs(now - int(stamp)) > tolerance:
+        return False
+    expected = {signature(msg_id, int(stamp), body, [s]) for s in secrets}
+    given = lower.get("webhook-signature", "").split(" ")
+    return any(hmac.compare_digest(g, e) for g in given for e in expected)

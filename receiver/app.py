@@ -15,7 +15,7 @@ from core.settings import Settings
 from dispatch.run import running as dispatching
 from listeners import run
 from listeners.health import Health
-from receiver import api, health, webhooks
+from receiver import api, health, submit, webhooks
 from receiver.bodies import HeaderScrubber
 from receiver.errors import error_middleware
 from receiver.keys import HEALTH, METRICS, SCRUB, SETTINGS, STORE
@@ -38,6 +38,7 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
         app.cleanup_ctx.append(_background)
     webhooks.setup(app)
     api.setup(app)
+    submit.setup(app)
     health.setup(app)
     return app
 

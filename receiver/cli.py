@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from core import logs
 from core.model import PROVIDERS, Status
@@ -121,6 +122,55 @@ async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from simulators.demo import run_demo
+
+    logs.configure(level=os.environ.get("JOBTRAIL_LOG_LEVEL", "warning"), fmt=settings.log_format)
+    return await run_demo(keep=Path(args.keep) if args.keep else None)
+
+
+async def _submit(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from providers import submission
+
+    options = {
+        "upscale_factor": args.upscale_factor,
+        "resolution": args.resolution,
+        "fps": args.fps,
+        "webhook_mode": args.webhook_mode,
+        "model": args.model,
+    }
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        submission.validate(args.provider, args.video, given)
+    except submission.InvalidSubmission as exc:
+        print(f"jobtrail: {exc}", file=sys.stderr)
+        return 2
+    api = (args.api or f"http://{settings.host}:{settings.port}").rstrip("/")
+    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    body = {"provider": args.provider, "video": args.video, **given}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{api}/api/jobs/submit", json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60)
+            ) as response,
+        ):
+            doc = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        print(
+            f"jobtrail: cannot reach jobtrail at {api}: {exc} (is `jobtrail serve` running?)", file=sys.stderr
+        )
+        return 1
+    if response.status != 201:
+        print(f"jobtrail: {doc.get('message', doc)}", file=sys.stderr)
+        return 1
+    follow = f"jobtrail jobs show {doc['provider']} {doc['id']}"
+    print(f"{doc['provider']} {doc['id']}: {doc['status']} (tracked; follow it with `{follow}`)")
+    return 0
+
+
 def _when(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -150,6 +200,23 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("provider", choices=PROVIDERS)
     show.add_argument("job_id")
     show.set_defaults(run=_jobs_show)
+
+    demo = commands.add_parser("demo", parents=[common], help="the whole flow against built-in simulators")
+    demo.add_argument("--keep", help="the data directory to use (default: a fresh temporary one)")
+    demo.set_defaults(run=_demo)
+
+    submit = commands.add_parser(
+        "submit", parents=[common], help="start a job at a provider, push channel wired"
+    )
+    submit.add_argument("provider", choices=PROVIDERS)
+    submit.add_argument("--video", required=True, help="the input video URL")
+    submit.add_argument("--upscale-factor", type=int, help="pixazo: 2 or 4; venice: 1, 2 or 4")
+    submit.add_argument("--resolution", help="apiframe: 720p, 1080p, 4k; oxen: 1080p, 2k, 4k")
+    submit.add_argument("--fps", type=int, help="apiframe: 24, 30, 60; oxen: 1-60")
+    submit.add_argument("--webhook-mode", choices=["terminal", "sync"], help="pixazo callbacks")
+    submit.add_argument("--model", help="venice model (default topaz-video-upscale)")
+    submit.add_argument("--api", help="jobtrail's URL (default http://JOBTRAIL_HOST:JOBTRAIL_PORT)")
+    submit.set_defaults(run=_submit)
 
     outbox = commands.add_parser("outbox", help="downloads and notifications").add_subparsers(
         dest="outbox_command", required=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from core.settings import Settings
@@ -15,3 +16,4 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 SCRUB = web.AppKey("scrub_headers", HeaderScrubber)
 HEALTH = web.AppKey("health", Health)
+CLIENT = web.AppKey("client", aiohttp.ClientSession)

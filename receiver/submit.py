@@ -1,0 +1,107 @@
+"""`POST /api/jobs/submit`: start a job at a provider with its push channel wired, and
+track it. The parameters are checked before any request is sent (providers/submission);
+a provider answering 429 or 503 is asked again a few times."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from core.model import Observation, utcnow
+from core.retry import retry_after_seconds
+from listeners import http
+from listeners.health import State
+from providers import submission
+from providers.replies import HttpCall
+from receiver import bodies
+from receiver.errors import ApiError
+from receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
+from receiver.views import job_view
+
+STREAM_WAIT = 10.0
+RETRIES = 5
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+def setup(app: web.Application) -> None:
+    from receiver.api import guarded
+
+    app.router.add_post("/api/jobs/submit", guarded(submit_job))
+    app.cleanup_ctx.append(_client)
+
+
+async def _client(app: web.Application) -> AsyncIterator[None]:
+    app[CLIENT] = http.new_session(16)
+    yield
+    await app[CLIENT].close()
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    bodies.check_json_type(request)
+    raw = await bodies.read_body(request, 64 * 1024)
+    doc = bodies.parse_json(raw)
+    provider, video = doc.get("provider"), doc.get("video")
+    options = {k: v for k, v in doc.items() if k not in ("provider", "video")}
+    try:
+        options = submission.validate(str(provider), str(video) if video is not None else "", options)
+        call = submission.submit_call(
+            str(provider),
+            settings.provider(str(provider)),
+            str(video),
+            options,
+            submission.Callback(settings.public_url, settings.webhook_token),
+        )
+    except submission.InvalidSubmission as exc:
+        raise ApiError(400, "invalid_parameter", str(exc)) from exc
+    name = str(provider)
+    if not settings.provider(name).active:
+        raise ApiError(400, "provider_not_configured", f"set {name.upper()}_API_KEY to submit to {name}")
+    if name == "oxen":
+        await _stream_connected(request)
+    try:
+        status, answer = await _send(request.app[CLIENT], call)
+        job_id, params = submission.read_submitted(name, status, answer, options)
+    except (aiohttp.ClientError, TimeoutError, http.AnswerTooLarge) as exc:
+        raise ApiError(
+            502, "provider_unreachable", f"{name} could not be reached: {type(exc).__name__}"
+        ) from exc
+    except submission.SubmitRefused as exc:
+        raise ApiError(502, "provider_refused", f"{name} refused the job: {exc}") from exc
+    delivery = request.app[SCRUB].delivery(request, "api", name, raw, job_id)
+    observation = Observation(
+        name, job_id, "tracked", params={**params, "submitted": {"video": video, **options}}
+    )
+    result = await store.intake(delivery, [observation])
+    request.app[METRICS].delivery(name, "api", result.verdict.value, len(result.events))
+    assert result.job is not None
+    return web.json_response(job_view(result.job, await store.outbox_for_job(name, job_id)), status=201)
+
+
+async def _send(client: aiohttp.ClientSession, call: HttpCall) -> tuple[int, bytes]:
+    """Send the submit; a 429 or 503 means it was not taken, so it is sent again (at most
+    `RETRIES` times, waiting as asked up to 5 s). Nothing else is retried: a submit that
+    may have been taken must not start a second job."""
+    for attempt in range(RETRIES + 1):
+        async with client.request(
+            call.method, call.url, headers=dict(call.headers), json=call.json, timeout=TIMEOUT
+        ) as response:
+            answer = await http.read_small(response)
+            wait = retry_after_seconds(response.headers.get("Retry-After"), utcnow())
+        if response.status not in (429, 503) or attempt == RETRIES:
+            return response.status, answer
+        await asyncio.sleep(min(5.0, wait if wait is not None else 0.5 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+async def _stream_connected(request: web.Request) -> None:
+    """Oxen's stream has no replay: submit only once it is connected."""
+    component = request.app[HEALTH].component("oxen.sse", "sse")
+    for _ in range(int(STREAM_WAIT / 0.05)):
+        if component.state is State.CONNECTED:
+            return
+        await asyncio.sleep(0.05)
+    raise ApiError(503, "stream_not_connected", "the Oxen event stream is not connected; try again shortly")

@@ -1,0 +1,73 @@
+"""The four simulators on free loopback ports, in this process."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from simulators.apiframe import Apiframe
+from simulators.base import Faults
+from simulators.oxen import Oxen
+from simulators.pixazo import Pixazo
+from simulators.venice import Venice
+
+KEYS = {
+    "pixazo": "sim-pixazo-key-0123456789",
+    "apiframe": "sim-apiframe-key-0123456789",
+    "oxen": "sim-oxen-key-0123456789",
+    "venice": "sim-venice-key-0123456789",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    pixazo: Pixazo
+    apiframe: Apiframe
+    oxen: Oxen
+    venice: Venice
+    bases: dict[str, str] = field(default_factory=dict)
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, faults: dict[str, Faults] | None = None, result_size: int = 256 * 1024) -> Cluster:
+        f = faults or {}
+        return cls(
+            Pixazo(KEYS["pixazo"], f.get("pixazo"), result_size),
+            Apiframe(KEYS["apiframe"], f.get("apiframe"), result_size),
+            Oxen(KEYS["oxen"], f.get("oxen"), result_size, heartbeat=1.0),
+            Venice(KEYS["venice"], f.get("venice"), result_size),
+        )
+
+    async def start(self) -> None:
+        for name, sim in (
+            ("pixazo", self.pixazo),
+            ("apiframe", self.apiframe),
+            ("oxen", self.oxen),
+            ("venice", self.venice),
+        ):
+            runner = web.AppRunner(sim.app(), access_log=None)
+            await runner.setup()
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            sim.base = self.bases[name] = f"http://127.0.0.1:{port}"
+            self.runners.append(runner)
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()
+
+    def environment(self) -> dict[str, str]:
+        """The settings that point jobtrail at these simulators."""
+        env = {f"{name.upper()}_API_KEY": key for name, key in KEYS.items()}
+        env.update({f"{name.upper()}_BASE_URL": base for name, base in self.bases.items()})
+        return env

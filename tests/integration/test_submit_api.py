@@ -1,0 +1,96 @@
+"""`POST /api/jobs/submit` against the simulators: checked parameters, a wired push
+channel, the job tracked; bad input and refusals answered clearly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from receiver.app import create_app
+from receiver.serve import store_for
+from simulators.cluster import Cluster
+from tests.conftest import WEBHOOK_TOKEN
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, make_settings: Callable[..., Settings]) -> AsyncIterator[Any]:
+    cluster = Cluster.build()
+    await cluster.start()
+    env = {**cluster.environment(), "JOBTRAIL_PUBLIC_URL": "http://127.0.0.1:9"}
+    env["VENICE_API_KEY"] = "wrong-venice-key-000"
+    settings = make_settings(**env)
+    store = store_for(settings)
+    await store.open()
+    client = await aiohttp_client(create_app(settings, store))
+    client.cluster = cluster
+    client.store = store
+    yield client
+    await store.close()
+    await cluster.stop()
+
+
+async def test_a_submitted_job_is_tracked_with_its_push_channel_wired(api: Any) -> None:
+    response = await api.post(
+        "/api/jobs/submit",
+        json={"provider": "pixazo", "video": "https://v/a.mp4", "upscale_factor": 4, "webhook_mode": "sync"},
+    )
+    assert 201 == response.status
+    job = await response.json()
+    assert ("pixazo", "queued") == (job["provider"], job["status"])
+    assert {"video": "https://v/a.mp4", "upscale_factor": 4, "webhook_mode": "sync"} == job["params"][
+        "submitted"
+    ]
+    sim = api.cluster.pixazo.jobs[job["id"]]
+    assert "sync" == sim.params["mode"]
+    events = await (await api.get(f"/api/jobs/pixazo/{job['id']}/events")).json()
+    assert ["job.tracked"] == [e["type"] for e in events["events"]]
+    assert WEBHOOK_TOKEN not in await response.text()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"provider": "pixazo", "video": "https://v/a.mp4", "upscale_factor": 3}, 400, "invalid_parameter"),
+        ({"provider": "apiframe", "video": "https://v/a.mp4", "resolution": "8k"}, 400, "invalid_parameter"),
+        ({"provider": "runway", "video": "https://v/a.mp4"}, 400, "invalid_parameter"),
+        ({"provider": "oxen"}, 400, "invalid_parameter"),
+        ({"provider": "venice", "video": "https://v/a.mp4", "prompt": "x"}, 400, "invalid_parameter"),
+        ({"provider": "venice", "video": "https://v/a.mp4"}, 502, "provider_refused"),
+    ],
+)
+async def test_bad_submissions_are_refused_clearly(
+    api: Any, body: dict[str, Any], status: int, error: str
+) -> None:
+    response = await api.post("/api/jobs/submit", json=body)
+    assert (status, error) == (response.status, (await response.json())["error"])
+
+
+async def test_oxen_waits_for_the_stream_which_is_not_running_here(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from receiver import submit
+
+    monkeypatch.setattr(submit, "STREAM_WAIT", 0.2)
+    response = await api.post("/api/jobs/submit", json={"provider": "oxen", "video": "https://v/a.mp4"})
+    assert (503, "stream_not_connected") == (response.status, (await response.json())["error"])
+    assert {} == api.cluster.oxen.jobs, "nothing was submitted while the stream was down"
+
+
+async def test_a_non_json_or_huge_body_is_refused(api: Any) -> None:
+    assert (
+        415 == (await api.post("/api/jobs/submit", data=b"x", headers={"Content-Type": "text/plain"})).status
+    )
+    big = b'{"provider": "' + b"x" * 70_000 + b'"}'
+    assert (
+        413
+        == (await api.post("/api/jobs/submit", data=big, headers={"Content-Type": "application/json"})).status
+    )
+    assert (
+        400
+        == (
+            await api.post("/api/jobs/submit", data=b"{nope", headers={"Content-Type": "application/json"})
+        ).status
+    )
