@@ -123,4 +123,12 @@ class Pixazo:
                 if job.state()[0] == "processing":
                     await push(self.session, self.faults, send)
         await asyncio.sleep(max(0.0, job.done_at - time.monotonic()))
+        stale = self.document(job) | {"status": "PROCESSING", "output": None, "completed_at": None}
         await push(self.session, self.faults, send)
+        if self.faults.reorder:  # a PROCESSING callback that was held up arrives after the outcome
+
+            async def late() -> None:
+                async with self.session.post(hook, json=stale) as response:
+                    await response.read()
+
+            await push(self.session, self.faults, late)

@@ -51,7 +51,7 @@ async def test_many_jobs_under_every_fault_end_right_with_one_download_and_one_n
     provider, five jobs each: every job ends as it should, each success with exactly one
     completed download, each job with exactly one notification (the run checks both)."""
     faults = {
-        "pixazo": Faults(duplicate=0.5, delay=0.3, error_burst=2, seed=1),
+        "pixazo": Faults(duplicate=0.5, delay=0.3, reorder=True, error_burst=2, seed=1),
         "apiframe": Faults(drop=0.5, duplicate=0.5, reorder=True, throttle_burst=2, seed=2),
         "oxen": Faults(drop=0.3, duplicate=0.5, disconnect_after=1.0, error_burst=2, seed=3),
         "venice": Faults(error_burst=2, throttle_burst=2, seed=4),
@@ -70,3 +70,30 @@ async def test_many_jobs_under_every_fault_end_right_with_one_download_and_one_n
     code = await run_demo(out, keep=tmp_path / "many", plans=plans, faults=faults, deadline=90)
     assert 0 == code, out.getvalue()
     assert 20 == out.getvalue().count("submitted ")
+
+
+def test_on_a_terminal_the_demo_redraws_a_live_table(tmp_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "demo", "--keep", str(tmp_path / "tty")],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "JOBTRAIL_DATA_DIR": str(tmp_path / "unused")},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert 0 == process.wait(120)
+    os.close(leader)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "\x1b[2K" in screen and "F" in screen, "lines are redrawn in place"
+    assert "demo: every job ended as it should" in screen

@@ -325,3 +325,15 @@ def test_file_names_cannot_escape_or_hide(url: str, expected: str) -> None:
 def test_download_paths_stay_under_the_data_dir(tmp_path: Path) -> None:
     path = files.download_path(tmp_path, "oxen", "../../x", "../y")
     assert path.resolve().is_relative_to((tmp_path / "downloads" / "oxen").resolve())
+
+
+def test_verify_accepts_our_signature_and_refuses_the_rest() -> None:
+    body = b'{"a": 1}'
+    now = int(time.time())
+    headers = signing.headers("msg_v", now, body, [VECTOR_SECRET])
+    assert signing.verify(headers, body, [VECTOR_SECRET], now)
+    assert not signing.verify(headers, body + b" ", [VECTOR_SECRET], now)
+    other = "whsec_" + base64.b64encode(b"o" * 32).decode()
+    assert not signing.verify(headers, body, [other], now)
+    assert not signing.verify(headers, body, [VECTOR_SECRET], now + 301), "too old"
+    assert not signing.verify({**headers, "webhook-timestamp": "soon"}, body, [VECTOR_SECRET], now)
