@@ -94,3 +94,32 @@ async def test_a_non_json_or_huge_body_is_refused(api: Any) -> None:
             await api.post("/api/jobs/submit", data=b"{nope", headers={"Content-Type": "application/json"})
         ).status
     )
+
+
+async def test_the_cli_submits_through_a_running_jobtrail(
+    api: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from receiver.cli import main
+
+    url = str(api.make_url("")).rstrip("/")
+    code = await asyncio.to_thread(
+        main, ["submit", "apiframe", "--video", "https://v/a.mp4", "--resolution", "4k", "--api", url]
+    )
+    out = capsys.readouterr().out
+    assert 0 == code, out
+    job_id = out.split()[1].rstrip(":")
+    assert job_id in api.cluster.apiframe.jobs
+    assert "4k" == api.cluster.apiframe.jobs[job_id].params["topazVideoParams"]["target_resolution"]
+
+
+def test_the_cli_checks_parameters_before_sending_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    from receiver.cli import main
+
+    assert 2 == main(
+        ["submit", "apiframe", "--video", "https://v/a.mp4", "--fps", "25", "--api", "http://127.0.0.1:9"]
+    )
+    assert "fps must be 24, 30, 60" in capsys.readouterr().err
+    assert 1 == main(["submit", "venice", "--video", "https://v/a.mp4", "--api", "http://127.0.0.1:9"])
+    assert "cannot reach jobtrail" in capsys.readouterr().err
