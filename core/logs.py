@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -44,6 +44,20 @@ class Redactor:
         return scrubbed
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is at the moment of writing, not when logging was set up
+    (a test harness or an embedding program may swap it and close the old one)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(
     *,
     level: str = "info",
@@ -53,7 +67,7 @@ def configure(
     cache: bool = True,
 ) -> None:
     """Set up structlog for the whole process."""
-    out = stream or sys.stderr
+    out: TextIO = stream or cast(TextIO, _Stderr())
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if console else structlog.processors.JSONRenderer()

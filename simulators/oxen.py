@@ -173,9 +173,10 @@ class Oxen:
                         data["error"] = doc["error_message"]
                     chunk = b"event: media_generation_completed\ndata: " + orjson.dumps(data) + b"\n\n"
                     copies = 2 if self.faults.rng.random() < self.faults.duplicate else 1
+                    delay = self.faults.rng.random() * self.faults.delay
                     for queue in list(self.streams):
                         for _ in range(copies):
-                            queue.put_nowait(chunk)
+                            asyncio.get_running_loop().call_later(delay, queue.put_nowait, chunk)
 
         task = asyncio.create_task(tick())
         yield

@@ -3,6 +3,7 @@ done, an HTTP error when failed) and complete, which deletes the video (seed 003
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from aiohttp import web
@@ -67,7 +68,7 @@ class Venice:
         self.jobs[queue_id] = SimJob.create(queue_id, video, dict(body))
         return web.json_response({"model": MODEL, "queue_id": queue_id})
 
-    async def retrieve(self, request: web.Request) -> web.Response:
+    async def retrieve(self, request: web.Request) -> web.StreamResponse:
         refused = self._auth(request) or self.faults.status_fault()
         if refused:
             return refused
@@ -92,7 +93,27 @@ class Venice:
             )
         if state in ("error", "cancelled"):
             return web.json_response({"error": "Inference failed"}, status=500)
-        return web.Response(body=video_bytes(job.id, self.result_size), content_type="video/mp4")
+        return await self._video(request, video_bytes(job.id, self.result_size))
+
+    async def _video(self, request: web.Request, data: bytes) -> web.StreamResponse:
+        """The answer that is the result: cut halfway or slowed when asked to."""
+        response = web.StreamResponse()
+        response.content_type = "video/mp4"
+        response.content_length = len(data)
+        await response.prepare(request)
+        if self.faults.cut_downloads > 0:
+            self.faults.cut_downloads -= 1
+            await response.write(data[: len(data) // 2])
+            await asyncio.sleep(0.2)
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        for offset in range(0, len(data), 65536):
+            await response.write(data[offset : offset + 65536])
+            if self.faults.slow_download:
+                await asyncio.sleep(self.faults.slow_download)
+        await response.write_eof()
+        return response
 
     async def complete(self, request: web.Request) -> web.Response:
         refused = self._auth(request)

@@ -53,8 +53,10 @@ async def test_many_jobs_under_every_fault_end_right_with_one_download_and_one_n
     faults = {
         "pixazo": Faults(duplicate=0.5, delay=0.3, reorder=True, error_burst=2, seed=1),
         "apiframe": Faults(drop=0.5, duplicate=0.5, reorder=True, throttle_burst=2, seed=2),
-        "oxen": Faults(drop=0.3, duplicate=0.5, disconnect_after=1.0, error_burst=2, seed=3),
-        "venice": Faults(error_burst=2, throttle_burst=2, seed=4),
+        "oxen": Faults(
+            drop=0.3, duplicate=0.5, delay=0.3, disconnect_after=1.0, error_burst=2, cut_downloads=2, seed=3
+        ),
+        "venice": Faults(error_burst=2, throttle_burst=2, cut_downloads=1, slow_download=0.01, seed=4),
     }
     outcomes = ["ok", "ok", "fail", "ok", "error"]
     plans = []
