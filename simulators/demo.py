@@ -244,7 +244,9 @@ def _summary(
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        say.line("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        say.line(
+            ("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))).rstrip()
+        )
     return ok
 
 
