@@ -13,7 +13,6 @@ the next start and the work runs again: at least once, with the same stable id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -107,8 +106,9 @@ class Worker:
         finally:
             for waiter in (appended, woken):
                 waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(appended, woken, return_exceptions=True)
+            # No suppress(CancelledError) here: a cancel of this task landing during this
+            # gather must propagate, or the worker would never stop.
+            await asyncio.gather(appended, woken, return_exceptions=True)
 
     async def _attempt(self, pool: Pool, entry: OutboxEntry) -> None:
         started = time.monotonic()

@@ -50,3 +50,25 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load(None, {**base, **env})
 
     return make
+
+
+def _dump_tasks(signum: int, frame: object) -> None:
+    """`kill -USR1 <pytest pid>` writes every asyncio task's stack to
+    /tmp/jobtrail-tasks-<pid>.txt: for finding what a hung test waits on."""
+    import asyncio
+    import os
+
+    with open(f"/tmp/jobtrail-tasks-{os.getpid()}.txt", "w") as out:
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            return
+        for task in asyncio.all_tasks(loop):
+            out.write(f"--- {task!r}\n")
+            task.print_stack(file=out)
+
+
+if hasattr(__import__("signal"), "SIGUSR1"):
+    import signal
+
+    signal.signal(signal.SIGUSR1, _dump_tasks)

@@ -85,3 +85,28 @@ def test_the_cli_lists_and_replays_dead_letters(
     assert "pending" in after and "disabled" not in after
     with pytest.raises(SystemExit):
         main(["outbox", "replay", "--since", "last tuesday"])
+
+
+async def test_a_cancel_landing_at_any_point_of_the_idle_wait_stops_the_worker() -> None:
+    """Regression: a suppressed CancelledError in the idle wait's cleanup let the worker
+    run on after being cancelled, and the service never finished stopping."""
+    store = open_store("memory://", EffectPlanner())
+    await store.open()
+
+    async def never(entry: OutboxEntry) -> Outcome:
+        raise AssertionError("nothing is due")
+
+    for turns in range(8):
+        worker = Worker(
+            store, [Pool("notify", 1, 60, never)], RetrySchedule(), Component("d", "worker"), idle=5
+        )
+        task = asyncio.create_task(worker.run())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        worker.wake()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert {task} == done, f"the worker ignored a cancel {turns} turns after waking"
+    await store.close()
