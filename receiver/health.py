@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from receiver.keys import HEALTH, METRICS, STORE
+from receiver.metrics import render_components
 from store.base import StoreError
 
 
@@ -37,7 +38,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(
-        text=request.app[METRICS].render(),
+        text=request.app[METRICS].render() + render_components(request.app[HEALTH].snapshot()),
         content_type="text/plain",
         charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},

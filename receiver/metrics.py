@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 
 class Metrics:
@@ -30,3 +32,25 @@ class Metrics:
             f"jobtrail_events_total {self.events}",
         ]
         return "\n".join(lines) + "\n"
+
+
+def render_components(board: Mapping[str, Mapping[str, Any]]) -> str:
+    """The listeners', pollers' and worker's state and counts (from /readyz's board)."""
+    lines = [
+        "# HELP jobtrail_component_healthy 1 when a listener, poller or worker is healthy.",
+        "# TYPE jobtrail_component_healthy gauge",
+    ]
+    for name, c in board.items():
+        lines.append(
+            f'jobtrail_component_healthy{{component="{name}",kind="{c["kind"]}",state="{c["state"]}"}} '
+            f"{1 if c['healthy'] else 0}"
+        )
+    lines += [
+        "# HELP jobtrail_component_outcomes_total What each component saw: poll replies, "
+        "stream events, dispatch attempt outcomes.",
+        "# TYPE jobtrail_component_outcomes_total counter",
+    ]
+    for name, c in board.items():
+        for what, count in sorted(c["counts"].items()):
+            lines.append(f'jobtrail_component_outcomes_total{{component="{name}",outcome="{what}"}} {count}')
+    return "\n".join(lines) + "\n"

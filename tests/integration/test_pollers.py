@@ -443,3 +443,19 @@ async def test_a_cancel_that_lands_as_the_poller_wakes_still_stops_it(world: Wor
             done, _ = await asyncio.wait({task}, timeout=2)
             assert {task} == done, "the poller swallowed its cancellation"
             break
+
+
+async def test_metrics_show_each_components_health_and_outcomes(world: World, aiohttp_client: Any) -> None:
+    store = await world.start(
+        ("pixazo",), PIXAZO_API_KEY="wrong-key-xxxxxxxx", JOBTRAIL_POLL_MAX_INTERVAL="60"
+    )
+    await world.track(store, "pixazo", "j1")
+    client = await aiohttp_client(create_app(world.settings, store, background=True))
+
+    async def refused_counted() -> bool:
+        return 'outcome="refused"} 1' in await (await client.get("/metrics")).text()
+
+    await until(refused_counted)
+    text = await (await client.get("/metrics")).text()
+    assert 'jobtrail_component_healthy{component="pixazo.poller",kind="poller",state="failed"} 0' in text
+    assert 'jobtrail_component_healthy{component="dispatch",kind="worker",state="running"} 1' in text
