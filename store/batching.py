@@ -17,7 +17,6 @@ neighbours), and a batch prepared on top of it is prepared again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -78,8 +77,9 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # asyncio.wait: neither raises what the task raised nor swallows a cancel of
+            # the caller (suppressing CancelledError here would).
+            await asyncio.wait({self._task})
             self._task = None
 
     async def _run(self) -> None:
