@@ -49,15 +49,12 @@ class Refresher:
             return None
         spec = SPECS[name]
         call = spec.status_call(provider, job)
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with self.session.request(
-            call.method, call.url, headers=dict(call.headers), json=call.json, timeout=timeout
-        ) as response:
-            headers, body = http.kept_headers(response), await http.read_small(response)
-        reply = spec.read(job, response.status, headers, body, utcnow())
+        answer = await http.send(self.session, call, aiohttp.ClientTimeout(total=30))
+        reply = spec.read(job, answer.status, answer.headers, answer.body, utcnow())
         if not isinstance(reply, Observed) or reply.observation.job_id != job.id:
             return None
-        await self.store.intake(Delivery("poll", name, utcnow(), headers, body, job.id), [reply.observation])
+        delivery = Delivery("poll", name, utcnow(), answer.headers, answer.body, job.id)
+        await self.store.intake(delivery, [reply.observation])
         urls = reply.observation.result_urls
         index = int(entry.item.payload.get("index", 0))
         return urls[index] if index < len(urls) else None

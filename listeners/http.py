@@ -1,4 +1,5 @@
-"""The HTTP client side of the listeners: sessions, small answers, headers worth keeping."""
+"""The HTTP client side: sessions, sending a provider request, small answers, headers
+worth keeping. Used by the pollers, the dispatcher's URL refresh and job submission."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+
+from providers.replies import HttpCall
 
 MAX_ANSWER = 4 * 1024 * 1024
 USER_AGENT = "jobtrail"
@@ -30,6 +33,14 @@ def new_session(limit: int) -> aiohttp.ClientSession:
         raise_for_status=False,
         auto_decompress=True,
     )
+
+
+async def send(session: aiohttp.ClientSession, call: HttpCall, limits: aiohttp.ClientTimeout) -> Answer:
+    """Send `call` and read its (small) answer; the headers kept are `kept_headers`."""
+    async with session.request(
+        call.method, call.url, headers=dict(call.headers), json=call.json, timeout=limits
+    ) as response:
+        return Answer(response.status, kept_headers(response), await read_small(response))
 
 
 async def read_small(response: aiohttp.ClientResponse) -> bytes:

@@ -254,14 +254,12 @@ class Poller:
         call = self.spec.cleanup_call(self.settings, job)
         for attempt in range(3):
             try:
-                async with self.session.request(
-                    call.method, call.url, headers=dict(call.headers), json=call.json, timeout=TIMEOUT
-                ) as response:
-                    if response.status < 300:
-                        log.info("provider_cleanup_done", provider=self.provider, job_id=job.id)
-                        return
-                    said = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                answer = await http.send(self.session, call, TIMEOUT)
+                if answer.status < 300:
+                    log.info("provider_cleanup_done", provider=self.provider, job_id=job.id)
+                    return
+                said = f"HTTP {answer.status}"
+            except (aiohttp.ClientError, TimeoutError, http.AnswerTooLarge) as exc:
                 said = _describe(exc)
             log.warning("provider_cleanup_failed", provider=self.provider, job_id=job.id, reason=said)
             await asyncio.sleep(self.schedule.backoff.delay(attempt, None, self._rand))

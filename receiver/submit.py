@@ -86,13 +86,10 @@ async def _send(client: aiohttp.ClientSession, call: HttpCall) -> tuple[int, byt
     `RETRIES` times, waiting as asked up to 5 s). Nothing else is retried: a submit that
     may have been taken must not start a second job."""
     for attempt in range(RETRIES + 1):
-        async with client.request(
-            call.method, call.url, headers=dict(call.headers), json=call.json, timeout=TIMEOUT
-        ) as response:
-            answer = await http.read_small(response)
-            wait = retry_after_seconds(response.headers.get("Retry-After"), utcnow())
-        if response.status not in (429, 503) or attempt == RETRIES:
-            return response.status, answer
+        answer = await http.send(client, call, TIMEOUT)
+        if answer.status not in (429, 503) or attempt == RETRIES:
+            return answer.status, answer.body
+        wait = retry_after_seconds(answer.headers.get("Retry-After"), utcnow())
         await asyncio.sleep(min(5.0, wait if wait is not None else 0.5 * 2**attempt))
     raise AssertionError("unreachable")
 
