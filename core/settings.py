@@ -38,7 +38,6 @@ class ProviderSettings:
         return bool(self.api_key)
 
 
-SINKS = ("slack", "webhook", "email")
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUSES = ("queued", "processing", *TERMINAL)
 
