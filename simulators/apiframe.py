@@ -8,12 +8,11 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from providers import apiframe
-from simulators.base import Faults, SimJob, push, result_routes, result_url
+from simulators.base import Faults, Pusher, SimJob, push, result_routes, result_url
 
 WORDS = {
     "queued": "QUEUED",
@@ -26,30 +25,22 @@ WORDS = {
 IDEMPOTENCY_WINDOW = 24 * 3600
 
 
-class Apiframe:
+class Apiframe(Pusher):
     def __init__(self, key: str, faults: Faults | None = None, result_size: int = 256 * 1024) -> None:
+        super().__init__()
         self.key, self.faults, self.result_size = key, faults or Faults(), result_size
         self.signing_key = apiframe.signing_key(key)
         self.jobs: dict[str, SimJob] = {}
         self.idempotency: dict[str, tuple[float, str]] = {}
         self.base = ""
-        self.tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v2/videos/upscale", self.submit)
         app.router.add_get("/v2/jobs/{id}", self.status)
         result_routes(app, self.result_size, self.faults)
-        app.cleanup_ctx.append(self._session)
+        app.cleanup_ctx.append(self.pushing)
         return app
-
-    async def _session(self, app: web.Application) -> Any:
-        self.session = aiohttp.ClientSession()
-        yield
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.session.close()
 
     def _auth(self, request: web.Request) -> web.Response | None:
         if request.headers.get("X-API-Key") != self.key:
@@ -79,9 +70,7 @@ class Apiframe:
             self.idempotency[key] = (time.time(), job_id)
         if body.get("webhookUrl"):
             events = body.get("webhookEvents") or ["completed", "failed"]
-            task = asyncio.create_task(self._webhooks(job, body["webhookUrl"], set(events)))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.spawn(self._webhooks(job, body["webhookUrl"], set(events)))
         return web.json_response({"jobId": job_id, "status": "QUEUED"}, status=202)
 
     def document(self, job: SimJob) -> dict[str, Any]:
@@ -144,11 +133,9 @@ class Apiframe:
         for at, body, event in sends:
             late = job.seconds if self.faults.reorder else 0.0  # progress arriving after the outcome
             await asyncio.sleep(max(0.0, at - time.monotonic()))
-            task = asyncio.create_task(
+            self.spawn(
                 push(self.session, self.faults, functools.partial(deliver, body, event), extra_delay=late)
             )
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
         await asyncio.sleep(max(0.0, job.done_at - time.monotonic()))
         doc = self.document(job)
         if doc["status"] == "COMPLETED" and "completed" in events:

@@ -13,11 +13,12 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 from aiohttp import web
 
 RESULT_KEY = b"simulator-result-signing-key"
@@ -159,3 +160,26 @@ async def push(
             await send()
         except Exception:  # a receiver that is down loses the push, like the real thing
             return
+
+
+class Pusher:
+    """What a simulator that pushes needs: one HTTP session and its background push tasks,
+    both ended with the app (`app.cleanup_ctx.append(self.pushing)`)."""
+
+    session: aiohttp.ClientSession
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def pushing(self, app: web.Application) -> AsyncIterator[None]:
+        self.session = aiohttp.ClientSession()
+        yield
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.session.close()

@@ -7,10 +7,9 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from simulators.base import Faults, SimJob, push, result_routes, result_url
+from simulators.base import Faults, Pusher, SimJob, push, result_routes, result_url
 
 SUBMIT = "/topaz-upscale-video-753/v1/topaz-upscale-video-request"
 WORDS = {
@@ -22,28 +21,20 @@ WORDS = {
 }
 
 
-class Pixazo:
+class Pixazo(Pusher):
     def __init__(self, key: str, faults: Faults | None = None, result_size: int = 256 * 1024) -> None:
+        super().__init__()
         self.key, self.faults, self.result_size = key, faults or Faults(), result_size
         self.jobs: dict[str, SimJob] = {}
         self.base = ""
-        self.tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(SUBMIT, self.submit)
         app.router.add_get("/v2/requests/status/{id}", self.status)
         result_routes(app, self.result_size, self.faults)
-        app.cleanup_ctx.append(self._session)
+        app.cleanup_ctx.append(self.pushing)
         return app
-
-    async def _session(self, app: web.Application) -> Any:
-        self.session = aiohttp.ClientSession()
-        yield
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.session.close()
 
     def _auth(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Ocp-Apim-Subscription-Key") != self.key:
@@ -73,9 +64,7 @@ class Pixazo:
         request_id = f"topaz-upscale-video-753_{uuid.uuid4()}"
         job = self.jobs[request_id] = SimJob.create(request_id, video, {"mode": mode})
         if hook:
-            task = asyncio.create_task(self._callbacks(job, hook, mode))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.spawn(self._callbacks(job, hook, mode))
         return web.json_response(
             {
                 "request_id": request_id,
