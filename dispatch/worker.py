@@ -65,9 +65,10 @@ class Worker:
         try:
             while True:
                 self._wake.clear()
+                changes = self.store.outbox_changes
                 for pool in self.pools:
                     await self._fill(pool)
-                await self._idle()
+                await self._idle(changes)
         finally:
             tasks = [task for running in self._running.values() for task in running]
             for task in tasks:
@@ -95,20 +96,21 @@ class Worker:
 
         return done
 
-    async def _idle(self) -> None:
-        """Until an attempt finishes, something is appended to the log, or `idle` passes."""
-        if self._wake.is_set():
+    async def _idle(self, changes: int) -> None:
+        """Until an attempt finishes, outbox work is added or changed, or `idle` passes.
+        Work added while the pools were being filled (`changes` moved on) ends it at once."""
+        if self._wake.is_set() or self.store.outbox_changes != changes:
             return
-        appended = asyncio.ensure_future(self.store.wait_for_append(self.idle))
+        changed = asyncio.ensure_future(self.store.wait_for_outbox(self.idle))
         woken = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({appended, woken}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({changed, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (appended, woken):
+            for waiter in (changed, woken):
                 waiter.cancel()
             # No suppress(CancelledError) here: a cancel of this task landing during this
             # gather must propagate, or the worker would never stop.
-            await asyncio.gather(appended, woken, return_exceptions=True)
+            await asyncio.gather(changed, woken, return_exceptions=True)
 
     async def _attempt(self, pool: Pool, entry: OutboxEntry) -> None:
         started = time.monotonic()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from core.intake import AttemptRecord, IntakeRequest, Planner
+from core.intake import AttemptRecord, IntakeRequest, Plan, Planner
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
 MAX_STORED_BODY = 64 * 1024
@@ -62,29 +62,59 @@ class Page:
     next_cursor: str | None
 
 
+class _Signal:
+    """Wakes everyone waiting at the moment it fires; costs nothing when no one waits."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self.fired = 0
+
+    def fire(self) -> None:
+        self.fired += 1
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, seconds: float) -> bool:
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        try:
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel on 3.11
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 class Store(abc.ABC):
     """One event log with its projections. Open before use; close when done."""
 
     def __init__(self, planner: Planner) -> None:
         self.planner = planner
-        self._appended: asyncio.Event | None = None
+        self._appended = _Signal()
+        self._outbox_changed = _Signal()
 
-    def _notify_appended(self) -> None:
-        """Wake everyone in `wait_for_append` (backends call this after a commit)."""
-        if self._appended is not None:
-            self._appended.set()
-            self._appended = None
+    def _committed(self, plan: Plan) -> None:
+        """Wake the waiters a committed plan concerns (backends call this after a commit)."""
+        if plan.events:
+            self._appended.fire()
+        if plan.outbox or plan.attempts:
+            self._outbox_changed.fire()
 
     async def wait_for_append(self, seconds: float) -> bool:
         """Wait until events are appended by this process, or `seconds` pass; True if woken."""
-        if self._appended is None:
-            self._appended = asyncio.Event()
-        try:
-            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel on 3.11
-                await self._appended.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._appended.wait(seconds)
+
+    @property
+    def outbox_changes(self) -> int:
+        """How often this process has added outbox work or recorded an attempt."""
+        return self._outbox_changed.fired
+
+    async def wait_for_outbox(self, seconds: float) -> bool:
+        """Wait until this process adds outbox work or records an attempt, or `seconds`
+        pass; True if woken. (Intake that queues no work wakes no one.)"""
+        return await self._outbox_changed.wait(seconds)
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -11,7 +11,9 @@ While batch k is being written and committed, batch k+1 is already prepared, so 
 work and database work overlap; at most one batch is being written at a time. If a write
 fails, the backend's `abandon()` drops what it assumed about uncommitted state, the
 failed batch's requests are retried one by one (so one bad request cannot fail its
-neighbours), and a batch prepared on top of it is prepared again.
+neighbours), and a batch prepared on top of it is prepared again. A write that raises
+`PlanAgain` (its plan rested on something the database contradicts; the backend has
+learned better) is not a failure: the same batch is prepared and written once more.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ Prep = TypeVar("Prep")
 Res = TypeVar("Res")
 
 log = structlog.get_logger(__name__)
+
+
+class PlanAgain(Exception):
+    """Raised by `finish`: nothing was written, and the batch must be prepared again."""
 
 
 @dataclass(slots=True)
@@ -146,24 +152,50 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         self._writing = (asyncio.create_task(self._finish(prepared)), batch)
 
     async def _settle(self) -> bool:
-        """Wait for the batch being written and answer its callers; False if it failed."""
+        """Wait for the batch being written and answer its callers; False if its plan
+        did not hold (so a batch prepared on top of it must be prepared again)."""
         if self._writing is None:
             return True
         task, batch = self._writing
         self._writing = None
         try:
             results = await task
+        except PlanAgain:
+            await self._abandon()
+            await self._rewrite(batch)
+            return False
         except Exception:
             await self._abandon()
             await self._one_by_one(batch)
             return False
+        self._answer(batch, results)
+        return True
+
+    async def _rewrite(self, batch: list[_Group[Req, Res]]) -> None:
+        try:
+            results = await self._write([request for group in batch for request in group.requests])
+        except Exception:
+            await self._abandon()
+            await self._one_by_one(batch)
+            return
+        self._answer(batch, results)
+
+    async def _write(self, requests: Sequence[Req]) -> Sequence[Res]:
+        """Prepare and write `requests` now, once more if the plan did not hold."""
+        try:
+            return await self._finish(await self._prepare(requests))
+        except PlanAgain:
+            await self._abandon()
+            return await self._finish(await self._prepare(requests))
+
+    @staticmethod
+    def _answer(batch: list[_Group[Req, Res]], results: Sequence[Res]) -> None:
         start = 0
         for group in batch:
             end = start + len(group.requests)
             if not group.future.done():
                 group.future.set_result(list(results[start:end]))
             start = end
-        return True
 
     async def _one_by_one(self, batch: list[_Group[Req, Res]]) -> None:
         for group in batch:
@@ -171,7 +203,7 @@ class GroupCommitter(Generic[Req, Prep, Res]):
             failure: Exception | None = None
             for request in group.requests:
                 try:
-                    results.append((await self._finish(await self._prepare([request])))[0])
+                    results.append((await self._write([request]))[0])
                 except Exception as exc:
                     await self._abandon()
                     log.exception("intake_commit_failed")

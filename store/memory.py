@@ -144,8 +144,7 @@ class MemoryStore(Store):
                     self._by_id[entry.id] = item.key
             for record in plan.attempts:
                 self._apply_attempt(record, now)
-            if plan.events:
-                self._notify_appended()
+            self._committed(plan)
             return plan.results[0]
 
     async def get_job(self, provider: str, job_id: str) -> Job | None:

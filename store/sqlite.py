@@ -1,17 +1,19 @@
-"""The embedded backend: one SQLite file in WAL mode, through aiosqlite.
+"""The embedded backend: one SQLite file in WAL mode.
 
-Writes go through one connection and a two-stage group committer (store/batching.py):
-each batch is one `BEGIN IMMEDIATE ... COMMIT` (a handful of statements however many
-deliveries it holds), with `synchronous=FULL` by default so a commit survives power loss,
-not just a crash; the next batch is planned while one is written. Reads use a second
-connection and never wait for writes.
+Writes go through one connection on a thread of its own (store/sqlite_thread.py) and a
+two-stage group committer (store/batching.py): each batch is one `BEGIN IMMEDIATE ...
+COMMIT`, handed to the thread as a single call however many deliveries it holds, with
+`synchronous=FULL` by default so a commit survives power loss, not just a crash. The next
+batch is planned while one is written, from the jobs this writer remembers
+(store/known.py), so planning never waits for a read. Reads use aiosqlite connections of
+their own and never wait for writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Iterable, Sequence
+import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -21,10 +23,12 @@ import structlog
 
 from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, WriteRequest, plan_batch
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
-from store import migrations, rows
+from store import rows
 from store import sqlite_writes as sql
-from store.base import Claim, Page, SchemaTooNew, Store, StoredDelivery, StoreError
-from store.batching import GroupCommitter
+from store.base import Claim, Page, Store, StoredDelivery, StoreError
+from store.batching import GroupCommitter, PlanAgain
+from store.known import KnownJobs
+from store.sqlite_thread import WriteThread, migrate
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
@@ -41,11 +45,12 @@ class SQLiteStore(Store):
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.path = Path(path)
         self.synchronous = synchronous
-        self._writer: aiosqlite.Connection | None = None
+        self._write = WriteThread(self.path, self._pragmas())
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self._tail: dict[JobKey, Job] = {}
+        self._known = KnownJobs()
         self._next_ids: tuple[int, int] | None = None
         self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Result](
             self._prepare, self._finish, self._abandon
@@ -54,11 +59,11 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = await self._connect()
-            await self._migrate(self._writer)
+            await self._write.open()
+            await self._write.run(migrate, self.path)
             self._reader = await self._connect()
             self._checkpointer = await self._connect()
-        except (OSError, aiosqlite.Error) as exc:
+        except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
         except BaseException:
@@ -81,41 +86,20 @@ class SQLiteStore(Store):
             except aiosqlite.Error as exc:
                 log.warning("sqlite_checkpoint_failed", error=str(exc))
 
+    def _pragmas(self) -> list[str]:
+        return [
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={self.synchronous.upper()}",
+            "PRAGMA busy_timeout=10000",
+            "PRAGMA wal_autocheckpoint=0",  # checkpoints run off the write path
+            "PRAGMA foreign_keys=ON",
+        ]
+
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        await conn.execute("PRAGMA busy_timeout=10000")
-        await conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the write path
-        await conn.execute("PRAGMA foreign_keys=ON")
+        for pragma in self._pragmas():
+            await conn.execute(pragma)
         return conn
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        rows_ = await conn.execute_fetchall("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        current = int(next(iter(rows_))[0])
-        known = migrations.load("sqlite")
-        if current > len(known):
-            raise SchemaTooNew(
-                f"database {self.path} has schema version {current}, newer than this "
-                f"jobtrail knows ({len(known)}); upgrade jobtrail"
-            )
-        for migration in known[current:]:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(migration.sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                    (migration.version, migration.name, utcnow().isoformat()),
-                )
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
 
     async def close(self) -> None:
         await self._committer.close()
@@ -123,10 +107,11 @@ class SQLiteStore(Store):
             self._checkpoints.cancel()
             await asyncio.gather(self._checkpoints, return_exceptions=True)
             self._checkpoints = None
-        for conn in (self._checkpointer, self._reader, self._writer):
+        for conn in (self._checkpointer, self._reader):
             if conn is not None:
                 await conn.close()
-        self._writer = self._reader = self._checkpointer = None
+        self._reader = self._checkpointer = None
+        await self._write.close()
 
     # -- writes ------------------------------------------------------------------------
 
@@ -163,9 +148,10 @@ class SQLiteStore(Store):
     async def _prepare(self, requests: Sequence[sql.Write]) -> sql.Prepared:
         """Plan a batch on top of what is committed plus the batch being written (`_tail`).
 
-        Jobs the previous batch touched come from its plan, the others from the reader
-        connection (committed state: WAL readers never wait for the writer). Claims are
-        not planned: they run as statements at the end of the transaction.
+        Jobs come from the previous batch's plan, then from the jobs this writer has
+        committed (`_known`); any other job is planned as new, and the write checks that
+        it is. So planning never waits for a read. Claims are not planned: they run as
+        statements at the end of the transaction.
         """
         if self._next_ids is None:
             found = await self._fetch(sql.LAST_IDS)
@@ -176,55 +162,40 @@ class SQLiteStore(Store):
             if commands
             else cast("Sequence[WriteRequest]", requests)
         )
-        keys = sorted({key for request in writes for key in request.job_keys()})
-        wanted = [key for key in keys if key not in self._tail]
-        found_rows = await _pipeline(
-            *(self._conn(self._reader).execute_fetchall(q, p) for q, p in _job_queries(wanted))
-        )
-        jobs = {(job.provider, job.id): job for rows_ in found_rows for job in map(rows.job_from, rows_)}
-        jobs.update((key, self._tail[key]) for key in keys if key in self._tail)
+        jobs: dict[JobKey, Job] = {}
+        new_jobs: list[JobKey] = []
+        tail, known = self._tail, self._known
+        for request in writes:
+            for key in request.job_keys():
+                if key not in jobs:
+                    job = tail.get(key) or known.get(key)
+                    if job is None:
+                        new_jobs.append(key)
+                    else:
+                        jobs[key] = job
         first_delivery, first_seq = self._next_ids
         plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
         after = (first_delivery - 1, first_seq - 1)
-        prepared = sql.Prepared(plan, sql.plan_rows(plan), after, requests, commands)
+        prepared = sql.Prepared(plan, sql.plan_rows(plan), after, requests, commands, new_jobs)
         self._tail = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
 
     async def _finish(self, prepared: sql.Prepared) -> Sequence[sql.Result]:
-        """Write a prepared batch in one transaction: two round trips to the writer thread.
-
-        aiosqlite runs calls in the order they are queued, so the statements are queued
-        together and awaited once; COMMIT is queued only after every write succeeded and
-        the log ends where the plan assumed (no other writer slipped in).
-        """
-        conn = self._conn(self._writer)
-        deliveries, events, jobs, outbox, attempts, sinks = prepared.rows
-        claims = prepared.commands
+        """Write a prepared batch in one transaction: one call to the writer thread."""
         try:
-            _, last, *rest = await _pipeline(
-                conn.execute("BEGIN IMMEDIATE"),
-                conn.execute_fetchall(sql.LAST_IDS),
-                *([conn.executemany(sql.INSERT_DELIVERY, deliveries)] if deliveries else []),
-                *([conn.executemany(sql.INSERT_EVENT, events)] if events else []),
-                *([conn.executemany(sql.UPSERT_JOB, jobs)] if jobs else []),
-                *([conn.executemany(sql.INSERT_OUTBOX, outbox)] if outbox else []),
-                *([conn.executemany(sql.UPDATE_ATTEMPT, attempts)] if attempts else []),
-                *([conn.executemany(sql.UPSERT_SINK, sinks)] if sinks else []),
-                *(sql.statement(conn, c) for c in claims),
-            )
-            if tuple(next(iter(last))) != prepared.after:
-                raise StoreError("another writer changed the log; the batch is planned again")
-            await conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(aiosqlite.Error, ValueError):
-                await conn.execute("ROLLBACK")
+            claimed_rows = await self._write.run(sql.write, prepared)
+        except sql.JobsExist as exc:
+            self._known.learn(((job.provider, job.id), job) for job in map(rows.job_from, exc.found))
+            raise PlanAgain(str(exc)) from exc
+        except sql.ForeignWrite:
+            self._known.forget()
             raise
-        if events:
-            self._notify_appended()
-        if not claims:
+        self._known.learn(prepared.plan.jobs)
+        self._committed(prepared.plan)
+        if not claimed_rows:
             return prepared.plan.results
-        claimed = iter(rest[len(rest) - len(claims) :])
+        claimed = iter(claimed_rows)
         planned = iter(prepared.plan.results)
         results: list[sql.Result] = []
         for request in prepared.requests:
@@ -237,7 +208,7 @@ class SQLiteStore(Store):
         return results
 
     async def _abandon(self) -> None:
-        """Forget the uncommitted tail: the next batch is planned from the database."""
+        """Forget the uncommitted tail: the next batch is planned from committed state."""
         self._tail = {}
         self._next_ids = None
 
@@ -374,37 +345,3 @@ class SQLiteStore(Store):
         if conn is None:
             raise StoreError("the store is not open")
         return conn
-
-
-def _statements(script: str) -> Iterable[str]:
-    """Split a migration into statements (our SQL files keep `;` only at statement ends)."""
-    body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
-    return (part.strip() for part in body.split(";") if part.strip())
-
-
-def _job_queries(keys: list[JobKey]) -> Iterable[tuple[str, list[str]]]:
-    """Queries loading a batch's jobs through the (provider, job_id) unique index."""
-    by_provider: dict[str, list[str]] = {}
-    for provider, job_id in keys:
-        by_provider.setdefault(provider, []).append(job_id)
-    for provider, ids in by_provider.items():
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            yield (
-                f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
-                [
-                    provider,
-                    *chunk,
-                ],
-            )
-
-
-async def _pipeline(*calls: Awaitable[Any]) -> list[Any]:
-    """Queue every call at once (they run in order on the connection's thread); the first
-    failure is raised after all have finished, so none is left running."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results

@@ -7,16 +7,16 @@ claims and lease releases, which are statements rather than planned rows.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import aiosqlite
-
-from core.intake import AttemptRecord, IntakeRequest, Plan
+from core.intake import AttemptRecord, IntakeRequest, JobKey, Plan
 from core.model import Event, IntakeResult, OutboxEntry, utcnow
 from store import rows
-from store.base import Claim
+from store.base import Claim, StoreError
+from store.sqlite_thread import transaction
 
 LAST_IDS = "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
 INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -78,6 +78,19 @@ class Prepared:
     after: tuple[int, int]
     requests: Sequence[Write]
     commands: Sequence[Claim | Release]
+    new_jobs: Sequence[JobKey] = ()  # planned as new: checked before anything is written
+
+
+class ForeignWrite(StoreError):
+    """The log does not end where the plan assumed: another process wrote to it."""
+
+
+class JobsExist(Exception):
+    """Jobs the plan took for new are stored already; nothing was written."""
+
+    def __init__(self, found: list[Any]) -> None:
+        super().__init__(f"{len(found)} jobs planned as new exist")
+        self.found = found
 
 
 def plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:
@@ -102,10 +115,49 @@ def claim_params(claim: Claim) -> tuple[Any, ...]:
     return (rows.stamp(claim.lease_until), rows.stamp(claim.now), *due_params(claim))
 
 
-def statement(conn: aiosqlite.Connection, command: Claim | Release) -> Awaitable[Any]:
+_INSERTS = (INSERT_DELIVERY, INSERT_EVENT, UPSERT_JOB, INSERT_OUTBOX, UPDATE_ATTEMPT, UPSERT_SINK)
+
+
+def write(conn: sqlite3.Connection, prepared: Prepared) -> list[list[Any]]:
+    """Write a prepared batch and run its claims in one transaction (on the writer thread);
+    return each claim's rows. Refused, with nothing written, if the log does not end where
+    the plan assumed (ForeignWrite) or a job planned as new exists (JobsExist)."""
+
+    def steps(conn: sqlite3.Connection) -> list[list[Any]]:
+        if tuple(conn.execute(LAST_IDS).fetchone()) != prepared.after:
+            raise ForeignWrite("another writer changed the log; the batch is planned again")
+        if prepared.new_jobs:
+            queries = job_queries(prepared.new_jobs)
+            found = [row for query, params in queries for row in conn.execute(query, params)]
+            if found:
+                raise JobsExist(found)
+        for query, rows_ in zip(_INSERTS, prepared.rows, strict=True):
+            if rows_:
+                conn.executemany(query, rows_)
+        return [_run(conn, command) for command in prepared.commands]
+
+    return transaction(conn, steps)
+
+
+def job_queries(keys: Iterable[JobKey]) -> Iterable[tuple[str, list[str]]]:
+    """Queries loading jobs through the (provider, job_id) unique index."""
+    by_provider: dict[str, list[str]] = {}
+    for provider, job_id in keys:
+        by_provider.setdefault(provider, []).append(job_id)
+    for provider, ids in by_provider.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            yield (
+                f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
+                [provider, *chunk],
+            )
+
+
+def _run(conn: sqlite3.Connection, command: Claim | Release) -> list[Any]:
     if isinstance(command, Claim):
-        return conn.execute_fetchall(CLAIM, claim_params(command))
-    return conn.execute_fetchall(RELEASE)
+        return conn.execute(CLAIM, claim_params(command)).fetchall()
+    return conn.execute(RELEASE).fetchall()
 
 
 def claimed(found: Any) -> list[OutboxEntry]:

@@ -1,0 +1,45 @@
+"""The writer's memory of committed jobs, so planning a batch needs no read.
+
+Only valid while this process is the database's only writer: the writer checks, in every
+transaction, that the log ends where it last left it (store/sqlite_writes.py), and the
+memory is forgotten as soon as it does not. A job not remembered here is planned as new;
+the write then checks that it really is, and if not, hands back the stored job so the
+batch can be planned again (store/batching.PlanAgain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from core.intake import JobKey
+from core.model import Job
+
+DEFAULT_CAPACITY = 20_000
+
+
+class KnownJobs:
+    """The most recently written jobs, at most `capacity` of them (least recent go first)."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._jobs: dict[JobKey, Job] = {}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def get(self, key: JobKey) -> Job | None:
+        return self._jobs.get(key)
+
+    def learn(self, jobs: Mapping[JobKey, Job] | Iterable[tuple[JobKey, Job]]) -> None:
+        """Remember these as committed, most recent last; forget the oldest beyond capacity."""
+        known = self._jobs
+        for key, job in jobs.items() if isinstance(jobs, Mapping) else jobs:
+            known.pop(key, None)
+            known[key] = job
+        while len(known) > self.capacity:
+            del known[next(iter(known))]
+
+    def forget(self) -> None:
+        self._jobs.clear()

@@ -1,0 +1,115 @@
+"""The SQLite writer plans from memory (store/known.py) and checks that memory in every
+transaction. These tests make the memory wrong in each way it can be and check that the
+log and the jobs still come out right."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.effects import EffectPlanner
+from core.model import Delivery, Observation, Status, Verdict, utcnow
+from store import open_store
+from store.base import Store
+from store.known import KnownJobs
+
+
+def delivery(job_id: str) -> Delivery:
+    return Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id)
+
+
+def processing(job_id: str, progress: int) -> Observation:
+    return Observation("pixazo", job_id, "processing", progress=progress)
+
+
+@pytest.fixture
+async def path(tmp_path: Path) -> AsyncIterator[Path]:
+    yield tmp_path / "writer.db"
+
+
+async def opened(path: Path) -> Store:
+    store = open_store(f"sqlite:///{path}", EffectPlanner())
+    await store.open()
+    return store
+
+
+async def test_jobs_written_before_a_restart_are_found_not_planned_as_new(path: Path) -> None:
+    first = await opened(path)
+    await asyncio.gather(*(first.intake(delivery(f"j{i}"), [processing(f"j{i}", 10)]) for i in range(20)))
+    await first.close()
+
+    store = await opened(path)  # remembers nothing: every old job is first planned as new
+    old = [store.intake(delivery(f"j{i}"), [processing(f"j{i}", 10 if i % 2 else 60)]) for i in range(20)]
+    new = [store.intake(delivery(f"n{i}"), [processing(f"n{i}", 5)]) for i in range(20)]
+    results = await asyncio.gather(*old, *new)  # one batch mixing both
+    await store.close()
+
+    store = await opened(path)
+    try:
+        verdicts = [r.verdict for r in results]
+        assert [Verdict.ACCEPTED, Verdict.DUPLICATE] * 10 + [Verdict.ACCEPTED] * 20 == verdicts
+        for i in range(20):
+            job = await store.get_job("pixazo", f"j{i}")
+            assert job is not None and (10 if i % 2 else 60) == job.progress
+            assert utcnow() > job.created_at  # the original job row, not a new one
+            expected = 1 if i % 2 else 2
+            assert expected == len(await store.job_events("pixazo", f"j{i}"))
+        seqs = [e.seq for e in await store.events_after(0, limit=10_000)]
+        assert list(range(1, len(seqs) + 1)) == seqs  # gapless: nothing half-written was kept
+        assert 60 == len(await store.deliveries(limit=10_000))
+    finally:
+        await store.close()
+
+
+async def test_a_second_writer_on_the_same_file_is_noticed_and_its_changes_respected(path: Path) -> None:
+    """Two processes on one file (say `jobtrail outbox replay` beside `jobtrail serve`):
+    what this writer remembers is stale once the other commits; it must not plan on it."""
+    ours, theirs = await opened(path), await opened(path)
+    try:
+        await ours.intake(delivery("j1"), [processing("j1", 10)])
+        await theirs.intake(delivery("j1"), [processing("j1", 50)])
+        again = await ours.intake(delivery("j1"), [processing("j1", 50)])
+        assert Verdict.DUPLICATE == again.verdict
+        done = await ours.intake(delivery("j1"), [Observation("pixazo", "j1", "succeeded")])
+        assert Verdict.ACCEPTED == done.verdict
+        job = await theirs.get_job("pixazo", "j1")
+        assert job is not None and (Status.SUCCEEDED, 100) == (job.status, job.progress)
+        types = [e.type for e in await theirs.job_events("pixazo", "j1")]
+        assert ["job.processing", "job.processing", "job.succeeded"] == types
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
+async def test_a_job_forgotten_for_lack_of_room_is_found_again(path: Path) -> None:
+    store = await opened(path)
+    try:
+        store._known = KnownJobs(capacity=2)  # type: ignore[attr-defined]
+        for i in range(5):
+            await store.intake(delivery(f"j{i}"), [processing(f"j{i}", 10)])
+        again = await store.intake(delivery("j0"), [processing("j0", 10)])
+        assert Verdict.DUPLICATE == again.verdict
+        assert 1 == len(await store.job_events("pixazo", "j0"))
+    finally:
+        await store.close()
+
+
+def test_known_jobs_forget_the_least_recently_written_first() -> None:
+    from datetime import UTC, datetime
+
+    from core.model import Job
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    known = KnownJobs(capacity=2)
+    a, b, c = (Job("p", name, at, at) for name in "abc")
+    known.learn({("p", "a"): a, ("p", "b"): b})
+    known.learn([(("p", "a"), a)])  # written again: now the most recent
+    known.learn({("p", "c"): c})
+    assert (a, None, c) == (known.get(("p", "a")), known.get(("p", "b")), known.get(("p", "c")))
+    known.forget()
+    assert 0 == len(known)
+    with pytest.raises(ValueError):
+        KnownJobs(capacity=0)

@@ -1,0 +1,93 @@
+"""store/batching.GroupCommitter with a fake backend: batches, failures, and PlanAgain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from store.batching import GroupCommitter, PlanAgain
+
+
+class Backend:
+    """Prepares a batch as (generation, requests); `finish` answers `generation:request`."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.prepared: list[list[str]] = []
+        self.written: list[list[str]] = []
+        self.refuse: set[str] = set()  # requests whose first write raises PlanAgain
+        self.broken: set[str] = set()  # requests whose writes always fail
+
+    async def prepare(self, requests: Sequence[str]) -> tuple[int, list[str]]:
+        self.prepared.append(list(requests))
+        return self.generation, list(requests)
+
+    async def finish(self, prepared: tuple[int, list[str]]) -> list[str]:
+        generation, requests = prepared
+        await asyncio.sleep(0.001)
+        if self.broken & set(requests):
+            raise RuntimeError("disk full")
+        refused = self.refuse & set(requests)
+        if refused:
+            self.refuse -= refused
+            self.generation += 1  # what a backend learns when its plan is refused
+            raise PlanAgain("planned on something wrong")
+        self.written.append(requests)
+        return [f"{generation}:{r}" for r in requests]
+
+    async def abandon(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def backend() -> Backend:
+    return Backend()
+
+
+async def run(backend: Backend, groups: list[list[str]]) -> list[object]:
+    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon)
+    committer.start()
+    try:
+        return await asyncio.gather(*(committer.submit_many(g) for g in groups), return_exceptions=True)
+    finally:
+        await committer.close()
+
+
+async def test_concurrent_submissions_share_batches_and_keep_their_order(backend: Backend) -> None:
+    results = await run(backend, [["a"], ["b", "c"], ["d"]])
+    assert [["0:a"], ["0:b", "0:c"], ["0:d"]] == results
+    assert ["a", "b", "c", "d"] == [r for batch in backend.written for r in batch]
+
+
+async def test_a_refused_plan_is_prepared_again_and_written_whole(backend: Backend) -> None:
+    backend.refuse = {"b"}
+    results = await run(backend, [["a"], ["b"], ["c"]])
+    # one batch: refused, prepared again after the backend learned (generation 1), written once
+    assert [["1:a"], ["1:b"], ["1:c"]] == results
+    assert [["a", "b", "c"], ["a", "b", "c"]] == backend.prepared
+    assert [["a", "b", "c"]] == backend.written
+
+
+async def test_a_batch_prepared_on_a_refused_one_is_prepared_again(backend: Backend) -> None:
+    backend.refuse = {"a"}
+    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon)
+    committer.start()
+    try:
+        first = asyncio.ensure_future(committer.submit("a"))
+        await asyncio.sleep(0)  # "a" is being written when "b" arrives
+        await asyncio.sleep(0)
+        second = await committer.submit("b")
+        assert ("1:a", "1:b") == (await first, second)
+    finally:
+        await committer.close()
+    assert ["a", "b"] == [r for batch in backend.written for r in batch]
+    assert [["a"], ["b"], ["a"], ["b"]] == backend.prepared  # "b" planned twice: on "a", then anew
+
+
+async def test_a_failing_request_fails_alone(backend: Backend) -> None:
+    backend.broken = {"b"}
+    results = await run(backend, [["a"], ["b"], ["c"]])
+    assert ["0:a"] == results[0] and ["0:c"] == results[2]
+    assert isinstance(results[1], RuntimeError)
