@@ -52,17 +52,24 @@ def job_row(job: Job) -> tuple[Any, ...]:
     return (
         job.provider,
         job.id,
-        job.status.value,
+        job.status._value_,  # not .value: an enum property costs more than the whole column
         job.progress,
-        dumps(list(job.result_urls)),
+        _frozen_json(job.result_urls),
         job.error,
         job.provider_status,
-        dumps([s.value for s in job.terminals]),
-        dumps(job.params),
-        dumps(sorted(job.seen)),
+        _frozen_json(job.terminals),
+        dumps(job.params) if job.params else "{}",
+        _frozen_json(job.seen),
         iso(job.created_at),
         iso(job.updated_at),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _frozen_json(value: tuple[str, ...] | frozenset[str]) -> str:
+    """The JSON list of an immutable value (a set sorted), remembered: most jobs share
+    the same few `seen`, `terminals` and `result_urls` values."""
+    return dumps(sorted(value) if isinstance(value, frozenset) else list(value))
 
 
 def job_from(row: Sequence[Any]) -> Job:
@@ -121,7 +128,7 @@ def delivery_row(
         dumps(delivery.headers),
         bytes(delivery.body[:MAX_STORED_BODY]),
         len(delivery.body),
-        verdict.value,
+        verdict._value_,
         reason,
     )
 
