@@ -29,6 +29,7 @@ UPSERT_JOB = (
     "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
     "updated_at = excluded.updated_at"
 )
+INSERT_JOB = UPSERT_JOB.split(" ON CONFLICT ")[0]
 UPDATE_ATTEMPT = (
     "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
     "payload = COALESCE(?, payload), lease_until = NULL, updated_at = ? WHERE id = ?"
@@ -126,17 +127,28 @@ def write(conn: sqlite3.Connection, prepared: Prepared) -> list[list[Any]]:
     def steps(conn: sqlite3.Connection) -> list[list[Any]]:
         if tuple(conn.execute(LAST_IDS).fetchone()) != prepared.after:
             raise ForeignWrite("another writer changed the log; the batch is planned again")
-        if prepared.new_jobs:
-            queries = job_queries(prepared.new_jobs)
-            found = [row for query, params in queries for row in conn.execute(query, params)]
-            if found:
-                raise JobsExist(found)
-        for query, rows_ in zip(_INSERTS, prepared.rows, strict=True):
+        deliveries, events, jobs, *rest = prepared.rows
+        new = set(prepared.new_jobs)
+        if new:  # first: a job wrongly taken for new must be the first thing to fail
+            _insert_new_jobs(conn, [row for row in jobs if (row[0], row[1]) in new], prepared.new_jobs)
+            jobs = [row for row in jobs if (row[0], row[1]) not in new]
+        for query, rows_ in zip(_INSERTS, (deliveries, events, jobs, *rest), strict=True):
             if rows_:
                 conn.executemany(query, rows_)
         return [_run(conn, command) for command in prepared.commands]
 
     return transaction(conn, steps)
+
+
+def _insert_new_jobs(conn: sqlite3.Connection, rows_: list[Any], keys: Sequence[JobKey]) -> None:
+    """A plain INSERT: the unique index it probes anyway is the check that each job is new."""
+    try:
+        conn.executemany(INSERT_JOB, rows_)
+    except sqlite3.IntegrityError:
+        found = [row for query, params in job_queries(keys) for row in conn.execute(query, params)]
+        if found:
+            raise JobsExist(found) from None
+        raise
 
 
 def job_queries(keys: Iterable[JobKey]) -> Iterable[tuple[str, list[str]]]:
