@@ -163,20 +163,20 @@ class SQLiteStore(Store):
             else cast("Sequence[WriteRequest]", requests)
         )
         jobs: dict[JobKey, Job] = {}
-        new_jobs: list[JobKey] = []
+        new_jobs: dict[JobKey, None] = {}  # ordered, each once
         tail, known = self._tail, self._known
         for request in writes:
             for key in request.job_keys():
-                if key not in jobs:
+                if key not in jobs and key not in new_jobs:
                     job = tail.get(key) or known.get(key)
                     if job is None:
-                        new_jobs.append(key)
+                        new_jobs[key] = None
                     else:
                         jobs[key] = job
         first_delivery, first_seq = self._next_ids
         plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
         after = (first_delivery - 1, first_seq - 1)
-        prepared = sql.Prepared(plan, sql.plan_rows(plan), after, requests, commands, new_jobs)
+        prepared = sql.Prepared(plan, sql.plan_rows(plan), after, requests, commands, list(new_jobs))
         self._tail = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared

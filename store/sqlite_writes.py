@@ -79,7 +79,7 @@ class Prepared:
     after: tuple[int, int]
     requests: Sequence[Write]
     commands: Sequence[Claim | Release]
-    new_jobs: Sequence[JobKey] = ()  # planned as new: checked before anything is written
+    new_jobs: Sequence[JobKey] = ()  # planned as new: inserted first, so the check comes first
 
 
 class ForeignWrite(StoreError):
