@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from core.model import utcnow
 from store import migrations
@@ -118,7 +118,3 @@ def transaction(conn: sqlite3.Connection, steps: Callable[[sqlite3.Connection], 
             conn.execute("ROLLBACK")
         raise
     return result
-
-
-def fetch(conn: sqlite3.Connection, query: str, params: Sequence[Any] = ()) -> list[Any]:
-    return conn.execute(query, params).fetchall()
