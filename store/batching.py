@@ -126,7 +126,7 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         """Idle until the batch being written is done (answer it) or new work arrives."""
         assert self._writing is not None
         self._wake.clear()
-        waiter = asyncio.ensure_future(self._wake.wait())
+        waiter = asyncio.create_task(self._wake.wait(), name="store-wake")
         try:
             await asyncio.wait({self._writing[0], waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -149,7 +149,7 @@ class GroupCommitter(Generic[Req, Prep, Res]):
             except Exception:
                 await self._one_by_one(batch)
                 return
-        self._writing = (asyncio.create_task(self._finish(prepared)), batch)
+        self._writing = (asyncio.create_task(self._finish(prepared), name="store-write"), batch)
 
     async def _settle(self) -> bool:
         """Wait for the batch being written and answer its callers; False if its plan
