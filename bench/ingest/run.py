@@ -4,8 +4,10 @@
 
 Starts the bare handler and `jobtrail serve` (SQLite, synchronous=FULL, in a temp dir) on
 loopback, drives each with wrk (64 connections, unique job ids), then again with every
-delivery sent three times. Prints both rates, the ratio, and p50/p99 latencies, and checks
-the log afterwards: one event per acknowledged unique job, nothing duplicated.
+delivery sent three times. Prints both rates, the ratio, p50/p99 latencies and the
+server's CPU time per request (all its threads, from /proc; the figure that explains the
+ratio, and steadier than the rates on a noisy machine), and checks the log afterwards:
+one event per acknowledged unique job, nothing duplicated.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    cpu_us: float | None  # server CPU seconds per request, in microseconds (None without /proc)
 
 
 def free_port() -> int:
@@ -61,7 +64,17 @@ def millis(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(port: int, seconds: int, connections: int, copies: int, prefix: str) -> Result:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all threads (None where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(server: int, port: int, seconds: int, connections: int, copies: int, prefix: str) -> Result:
+    cpu_before = cpu_seconds(server)
     out = subprocess.run(
         [
             "wrk",
@@ -80,6 +93,7 @@ def wrk(port: int, seconds: int, connections: int, copies: int, prefix: str) -> 
         capture_output=True,
         text=True,
     ).stdout
+    cpu_after = cpu_seconds(server)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = millis(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = millis(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -88,13 +102,17 @@ def wrk(port: int, seconds: int, connections: int, copies: int, prefix: str) -> 
     socket_errors = re.search(r"Socket errors: (.*)", out)
     if socket_errors:
         print(f"    wrk socket errors: {socket_errors.group(1)}")
-    return Result(rate, p50, p99, total, int(errors.group(1)) if errors else 0)
+    cpu_us = None
+    if cpu_before is not None and cpu_after is not None and total:
+        cpu_us = 1e6 * (cpu_after - cpu_before) / total
+    return Result(rate, p50, p99, total, int(errors.group(1)) if errors else 0, cpu_us)
 
 
 def show(name: str, r: Result) -> None:
+    cpu = f"{r.cpu_us:5.0f} us CPU/req" if r.cpu_us is not None else "CPU n/a"
     print(
         f"  {name:<28} {r.rate:>9.0f} req/s   p50 {r.p50_ms:6.2f} ms   p99 {r.p99_ms:6.2f} ms"
-        f"   ({r.requests} requests, {r.errors} non-2xx)"
+        f"   {cpu}   ({r.requests} requests, {r.errors} non-2xx)"
     )
 
 
@@ -127,11 +145,12 @@ def main() -> int:
             f"bench/ingest: wrk -t2 -c{args.connections} -d{args.seconds}s, Pixazo callbacks, "
             f"{os.cpu_count()} cores, SQLite synchronous=FULL at {db}"
         )
-        wrk(bare_port, 2, args.connections, 1, "warm"), wrk(jt_port, 2, args.connections, 1, "warm")
+        wrk(bare.pid, bare_port, 2, args.connections, 1, "warm")
+        wrk(served.pid, jt_port, 2, args.connections, 1, "warm")
         rows = []
         for copies, label in ((1, "unique deliveries"), (3, "every delivery x3")):
-            base = wrk(bare_port, args.seconds, args.connections, copies, f"b{copies}")
-            durable = wrk(jt_port, args.seconds, args.connections, copies, f"d{copies}")
+            base = wrk(bare.pid, bare_port, args.seconds, args.connections, copies, f"b{copies}")
+            durable = wrk(served.pid, jt_port, args.seconds, args.connections, copies, f"d{copies}")
             print(f"\n{label}:")
             show("bare aiohttp (no storage)", base)
             show("jobtrail durable intake", durable)
