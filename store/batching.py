@@ -73,7 +73,9 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         order. If one fails, the others are still committed and the failure is raised."""
         if self._closing or self._task is None:
             raise RuntimeError("the store is not open")
-        group = _Group[Req, Res](requests, asyncio.get_running_loop().create_future())
+        # Not `_Group[Req, Res](...)`: calling a subscripted generic goes through typing's
+        # machinery, 1.8 us against 0.2 us, once per submit.
+        group: _Group[Req, Res] = _Group(requests, asyncio.get_running_loop().create_future())
         self._pending.append(group)
         self._wake.set()
         return await group.future
