@@ -39,7 +39,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
-    cpu_us: float | None  # server CPU seconds per request, in microseconds (None without /proc)
+    cpu_us: float | None  # the server's CPU time per request in µs (None without /proc)
 
 
 def free_port() -> int:
@@ -124,6 +124,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="bare/durable pairs per mode")
     args = parser.parse_args()
+    for name in ("seconds", "connections", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     if shutil.which("wrk") is None:
         print("bench/ingest needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
