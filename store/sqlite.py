@@ -1,8 +1,8 @@
 """The embedded backend: one SQLite file in WAL mode.
 
-Writes go through one connection on a thread of its own (store/sqlite_thread.py) and a
+Writes go through one connection in a process of its own (store/sqlite_writer.py) and a
 two-stage group committer (store/batching.py): each batch is one `BEGIN IMMEDIATE ...
-COMMIT`, handed to the thread as a single call however many deliveries it holds, with
+COMMIT`, sent to the writer as one message however many deliveries it holds, with
 `synchronous=FULL` by default so a commit survives power loss, not just a crash. The next
 batch is planned while one is written, from the jobs this writer remembers
 (store/known.py), so planning never waits for a read. Reads use aiosqlite connections of
@@ -28,7 +28,9 @@ from store import sqlite_writes as sql
 from store.base import Claim, Page, Store, StoredDelivery, StoreError
 from store.batching import GroupCommitter, PlanAgain
 from store.known import KnownJobs
-from store.sqlite_thread import WriteThread, migrate
+from store.sqlite_process import WriterProcess
+from store.sqlite_schema import migrate
+from store.sqlite_writer import ForeignWrite, RowsExist
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
@@ -45,7 +47,7 @@ class SQLiteStore(Store):
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.path = Path(path)
         self.synchronous = synchronous
-        self._write = WriteThread(self.path, self._pragmas())
+        self._writer = WriterProcess(self.path, self._pragmas())
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
@@ -59,8 +61,8 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            await self._write.open()
-            await self._write.run(migrate, self.path)
+            await asyncio.to_thread(migrate, self.path, self._pragmas())
+            await self._writer.open()
             self._reader = await self._connect()
             self._checkpointer = await self._connect()
         except (OSError, sqlite3.Error) as exc:
@@ -111,7 +113,7 @@ class SQLiteStore(Store):
             if conn is not None:
                 await conn.close()
         self._reader = self._checkpointer = None
-        await self._write.close()
+        await self._writer.close()
 
     # -- writes ------------------------------------------------------------------------
 
@@ -176,19 +178,26 @@ class SQLiteStore(Store):
         first_delivery, first_seq = self._next_ids
         plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
         after = (first_delivery - 1, first_seq - 1)
-        prepared = sql.Prepared(plan, sql.plan_rows(plan), after, requests, commands, list(new_jobs))
+        prepared = sql.prepare(plan, after, requests, list(new_jobs))
         self._tail = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
 
     async def _finish(self, prepared: sql.Prepared) -> Sequence[sql.Result]:
-        """Write a prepared batch in one transaction: one call to the writer thread."""
+        """Write a prepared batch in one transaction: one message to the writer process."""
         try:
-            claimed_rows = await self._write.run(sql.write, prepared)
-        except sql.JobsExist as exc:
-            self._known.learn(((job.provider, job.id), job) for job in map(rows.job_from, exc.found))
-            raise PlanAgain(str(exc)) from exc
-        except sql.ForeignWrite:
+            claimed_rows = await self._writer.write(prepared.batch)
+        except RowsExist as exc:
+            found = [
+                row
+                for query, params in sql.job_queries(prepared.new_jobs)
+                for row in await self._fetch(query, params)
+            ]
+            if not found:
+                raise
+            self._known.learn(((job.provider, job.id), job) for job in map(rows.job_from, found))
+            raise PlanAgain(f"{len(found)} jobs planned as new exist") from exc
+        except ForeignWrite:
             self._known.forget()
             raise
         self._known.learn(prepared.plan.jobs)

@@ -1,13 +1,12 @@
-"""The SQLite writer's statements and the rows of a planned batch.
+"""The SQLite writer's statements, and a planned batch turned into one transaction.
 
-Everything here runs inside the one write transaction of a batch (store/sqlite.py):
+A batch's transaction (a `Batch`, run by the writer process, store/sqlite_writer.py) is
 the inserts and upserts of a `Plan`, attempt records, sink switches, and the outbox
 claims and lease releases, which are statements rather than planned rows.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -15,8 +14,8 @@ from typing import Any, NamedTuple
 from core.intake import AttemptRecord, IntakeRequest, JobKey, Plan
 from core.model import Event, IntakeResult, OutboxEntry, utcnow
 from store import rows
-from store.base import Claim, StoreError
-from store.sqlite_thread import transaction
+from store.base import Claim
+from store.sqlite_writer import Batch
 
 LAST_IDS = "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
 INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -71,27 +70,36 @@ Result = IntakeResult | Event | None | list[OutboxEntry] | list[int]
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A planned batch, its rows, where the log must end before it is written, and the
-    requests in order (claims among them)."""
+    """A planned batch, the transaction that writes it, and the requests in order
+    (claims among them)."""
 
     plan: Plan
-    rows: tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
-    after: tuple[int, int]
+    batch: Batch
     requests: Sequence[Write]
-    commands: Sequence[Claim | Release]
-    new_jobs: Sequence[JobKey] = ()  # planned as new: inserted first, so the check comes first
+    new_jobs: Sequence[JobKey] = ()  # planned as new: the write checks that they are
 
 
-class ForeignWrite(StoreError):
-    """The log does not end where the plan assumed: another process wrote to it."""
-
-
-class JobsExist(Exception):
-    """Jobs the plan took for new are stored already; nothing was written."""
-
-    def __init__(self, found: list[Any]) -> None:
-        super().__init__(f"{len(found)} jobs planned as new exist")
-        self.found = found
+def prepare(
+    plan: Plan, after: tuple[int, int], requests: Sequence[Write], new_jobs: Sequence[JobKey]
+) -> Prepared:
+    """The transaction for `plan`, refused unless the log still ends at `after`."""
+    deliveries, events, jobs, outbox, attempts, sinks = plan_rows(plan)
+    new_rows: list[Any] = []
+    if new_jobs:  # inserted on their own and first: a job wrongly taken for new fails first
+        new = set(new_jobs)
+        new_rows = [row for row in jobs if (row[0], row[1]) in new]
+        jobs = [row for row in jobs if (row[0], row[1]) not in new]
+    batch = Batch(
+        guard=(LAST_IDS, after),
+        new=(INSERT_JOB, new_rows),
+        writes=list(zip(_INSERTS, (deliveries, events, jobs, outbox, attempts, sinks), strict=True)),
+        queries=[
+            (CLAIM, claim_params(r)) if isinstance(r, Claim) else (RELEASE, ())
+            for r in requests
+            if isinstance(r, Claim | Release)
+        ],
+    )
+    return Prepared(plan, batch, requests, new_jobs)
 
 
 def plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:
@@ -119,38 +127,6 @@ def claim_params(claim: Claim) -> tuple[Any, ...]:
 _INSERTS = (INSERT_DELIVERY, INSERT_EVENT, UPSERT_JOB, INSERT_OUTBOX, UPDATE_ATTEMPT, UPSERT_SINK)
 
 
-def write(conn: sqlite3.Connection, prepared: Prepared) -> list[list[Any]]:
-    """Write a prepared batch and run its claims in one transaction (on the writer thread);
-    return each claim's rows. Refused, with nothing written, if the log does not end where
-    the plan assumed (ForeignWrite) or a job planned as new exists (JobsExist)."""
-
-    def steps(conn: sqlite3.Connection) -> list[list[Any]]:
-        if tuple(conn.execute(LAST_IDS).fetchone()) != prepared.after:
-            raise ForeignWrite("another writer changed the log; the batch is planned again")
-        deliveries, events, jobs, *rest = prepared.rows
-        new = set(prepared.new_jobs)
-        if new:  # first: a job wrongly taken for new must be the first thing to fail
-            _insert_new_jobs(conn, [row for row in jobs if (row[0], row[1]) in new], prepared.new_jobs)
-            jobs = [row for row in jobs if (row[0], row[1]) not in new]
-        for query, rows_ in zip(_INSERTS, (deliveries, events, jobs, *rest), strict=True):
-            if rows_:
-                conn.executemany(query, rows_)
-        return [_run(conn, command) for command in prepared.commands]
-
-    return transaction(conn, steps)
-
-
-def _insert_new_jobs(conn: sqlite3.Connection, rows_: list[Any], keys: Sequence[JobKey]) -> None:
-    """A plain INSERT: the unique index it probes anyway is the check that each job is new."""
-    try:
-        conn.executemany(INSERT_JOB, rows_)
-    except sqlite3.IntegrityError:
-        found = [row for query, params in job_queries(keys) for row in conn.execute(query, params)]
-        if found:
-            raise JobsExist(found) from None
-        raise
-
-
 def job_queries(keys: Iterable[JobKey]) -> Iterable[tuple[str, list[str]]]:
     """Queries loading jobs through the (provider, job_id) unique index."""
     by_provider: dict[str, list[str]] = {}
@@ -164,12 +140,6 @@ def job_queries(keys: Iterable[JobKey]) -> Iterable[tuple[str, list[str]]]:
                 f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
                 [provider, *chunk],
             )
-
-
-def _run(conn: sqlite3.Connection, command: Claim | Release) -> list[Any]:
-    if isinstance(command, Claim):
-        return conn.execute(CLAIM, claim_params(command)).fetchall()
-    return conn.execute(RELEASE).fetchall()
 
 
 def claimed(found: Any) -> list[OutboxEntry]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import aiohttp
@@ -40,6 +41,24 @@ async def flood(port: int, total: int, acked: list[str], kill_after: int, proces
         await asyncio.gather(*(worker(session) for _ in range(64)))
 
 
+def writers_exit(db: Path, within: float = 10.0) -> bool:
+    """True once no SQLite writer process for `db` is left (Linux: read from /proc)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"store.sqlite_writer" in args and str(db).encode() in args:
+                alive.append(cmdline)
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_sigkill_during_load_loses_no_acknowledged_delivery(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     port = free_port()
@@ -55,6 +74,8 @@ def test_sigkill_during_load_loses_no_acknowledged_delivery(tmp_path: Path) -> N
     process.wait(10)
     assert -signal.SIGKILL == process.returncode, "the server was not killed mid-load"
     assert 1500 <= len(acked) < 6000, "the kill did not land in the middle of the load"
+    if Path("/proc/self").exists():  # where there is no /proc, the writer cannot be seen
+        assert writers_exit(db), "the SQLite writer process outlived its server"
 
     restarted = start_serve(env, tmp_path / "serve.log")
     try:

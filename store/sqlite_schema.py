@@ -1,0 +1,55 @@
+"""The SQLite schema: numbered migrations, applied at start-up before the writer starts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from core.model import utcnow
+from store import migrations
+from store.base import SchemaTooNew
+from store.sqlite_writer import connect
+
+
+def migrate(path: Path, pragmas: Sequence[str]) -> None:
+    """Apply the migrations the database at `path` lacks, each in its own transaction;
+    refuse a database newer than this code. Blocking: run it in a thread."""
+    conn = connect(str(path), pragmas)
+    try:
+        _migrate(conn, path)
+    finally:
+        conn.close()
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    current = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+    known = migrations.load("sqlite")
+    if current > len(known):
+        raise SchemaTooNew(
+            f"database {path} has schema version {current}, newer than this "
+            f"jobtrail knows ({len(known)}); upgrade jobtrail"
+        )
+    for migration in known[current:]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                (migration.version, migration.name, utcnow().isoformat()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> Iterable[str]:
+    """Split a migration into statements (our SQL files keep `;` only at statement ends)."""
+    body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return (part.strip() for part in body.split(";") if part.strip())

@@ -1,0 +1,130 @@
+"""The SQLite writer process (store/sqlite_writer.py): killed, signalled, fed a bad
+statement, closed. A real process on a real file each time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.effects import EffectPlanner
+from core.model import Delivery, Observation, utcnow
+from store.base import StoreError
+from store.sqlite import SQLiteStore
+from store.sqlite_process import WriterProcess
+from store.sqlite_writer import Batch
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+
+
+def delivery(job_id: str) -> Delivery:
+    return Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id)
+
+
+def processing(job_id: str) -> Observation:
+    return Observation("pixazo", job_id, "processing", progress=10)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "writer.db", EffectPlanner())
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def writer_pid(store: SQLiteStore) -> int:
+    pid = store._writer.pid
+    assert pid is not None, "no writer process is running"
+    return pid
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+async def test_a_writer_killed_mid_batch_is_replaced_and_every_intake_still_lands(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    first = writer_pid(store)
+    await store.intake(delivery("before"), [processing("before")])
+    os.kill(first, signal.SIGSTOP)  # the next batch is sent and never answered...
+    pending = [
+        asyncio.ensure_future(store.intake(delivery(f"j{i}"), [processing(f"j{i}")])) for i in range(50)
+    ]
+    await asyncio.sleep(0.3)
+    assert not any(task.done() for task in pending)
+    os.kill(first, signal.SIGKILL)  # ...until the writer dies with it in hand
+    results = await asyncio.gather(*pending)
+
+    assert writer_pid(store) != first
+    assert all(result.events for result in results), "an intake was answered without its event"
+    with sqlite3.connect(tmp_path / "writer.db") as conn:
+        per_job = dict(conn.execute("SELECT job_id, COUNT(*) FROM events GROUP BY job_id").fetchall())
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM events ORDER BY seq")]
+    assert {f"j{i}" for i in range(50)} | {"before"} == set(per_job)
+    assert {1} == set(per_job.values())
+    assert list(range(1, len(seqs) + 1)) == seqs
+
+
+async def test_sigint_and_sigterm_leave_the_writer_to_its_parent(store: SQLiteStore) -> None:
+    """A Ctrl-C or a service manager's stop reaches the whole process group; the server
+    decides when its writer stops (after the last commit), not the signal."""
+    pid = writer_pid(store)
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    result = await store.intake(delivery("after-signals"), [processing("after-signals")])
+    assert result.events and pid == writer_pid(store)
+
+
+async def test_closing_the_store_ends_the_writer(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "writer.db", EffectPlanner())
+    await store.open()
+    await store.intake(delivery("j"), [processing("j")])
+    pid = writer_pid(store)
+    await store.close()
+    assert gone(pid)
+    assert store._writer.pid is None
+    with pytest.raises(StoreError):
+        await store._writer.write(Batch(("SELECT 1", (1,)), ("", []), [], []))
+
+
+async def test_a_failing_statement_is_answered_as_an_error_and_the_writer_carries_on(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x INTEGER NOT NULL)").connection.close()
+    writer = WriterProcess(path, ["PRAGMA journal_mode=WAL"])
+    await writer.open()
+    try:
+        pid = writer.pid
+        bad = Batch(
+            ("SELECT COUNT(*) FROM t", (0,)), ("", []), [("INSERT INTO t VALUES (?)", [(1,), (None,)])], []
+        )
+        with pytest.raises(StoreError, match="NOT NULL"):
+            await writer.write(bad)
+        good = Batch(
+            ("SELECT COUNT(*) FROM t", (0,)),  # the failed batch left nothing behind
+            ("", []),
+            [("INSERT INTO t VALUES (?)", [(2,)])],
+            [("SELECT x FROM t", ())],
+        )
+        assert [[(2,)]] == await writer.write(good)
+        assert pid == writer.pid
+    finally:
+        await writer.close()
+
+
+async def test_a_writer_that_cannot_open_its_file_fails_open_with_the_reason(tmp_path: Path) -> None:
+    writer = WriterProcess(tmp_path / "missing-dir" / "x.db", [])
+    with pytest.raises(StoreError, match="cannot open"):
+        await writer.open()
+    assert writer.pid is None
