@@ -17,9 +17,12 @@ _DROPPED_HEADERS = frozenset(
 )
 
 
-def check_length(request: web.Request, limit: int) -> None:
-    if request.content_length is not None and request.content_length > limit:
+def check_length(request: web.Request, limit: int) -> int | None:
+    """The Content-Length, if any (413 above `limit`)."""
+    length = request.content_length  # parsed again on every access
+    if length is not None and length > limit:
         raise ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
+    return length
 
 
 def check_json_type(request: web.Request) -> None:
@@ -28,12 +31,14 @@ def check_json_type(request: web.Request) -> None:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, refusing more than `limit` bytes even without a Content-Length."""
-    check_length(request, limit)
-    if request.content_length is not None:
+async def read_body(request: web.Request, limit: int, length: int | None = None) -> bytes:
+    """The raw body, refusing more than `limit` bytes even without a Content-Length.
+    `length`: the Content-Length as `check_length` returned it, if already checked."""
+    if length is None:
+        length = check_length(request, limit)
+    if length is not None:
         try:
-            return await request.content.readexactly(request.content_length)
+            return await request.content.readexactly(length)
         except asyncio.IncompleteReadError as exc:
             raise ApiError(400, "incomplete_body", "the body ended before its Content-Length") from exc
     chunks: list[bytes] = []
@@ -65,14 +70,15 @@ class HeaderScrubber:
         self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def __call__(self, request: web.Request) -> dict[str, str]:
-        kept: dict[str, str] = {}
-        for name, value in request.headers.items():
-            if name.lower() in _DROPPED_HEADERS:
-                continue
-            if self._secrets is not None:
-                value = self._secrets.sub("[redacted]", value)
-            kept[str(name)] = value[:1024]
-        return kept
+        secrets = self._secrets
+        items = request.headers.items()
+        if secrets is None:
+            return {str(name): value[:1024] for name, value in items if name.lower() not in _DROPPED_HEADERS}
+        return {
+            str(name): secrets.sub("[redacted]", value)[:1024]
+            for name, value in items
+            if name.lower() not in _DROPPED_HEADERS
+        }
 
     def delivery(
         self, request: web.Request, source: str, provider: str, body: bytes, job_id: str | None

@@ -59,26 +59,32 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         self._writing: tuple[asyncio.Task[Sequence[Res]], list[_Group[Req, Res]]] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
     def start(self) -> None:
         self._closing = False
+        self._event_loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="store-group-commit")
 
     async def submit(self, request: Req) -> Res:
-        return (await self.submit_many([request]))[0]
+        return (await self._submit((request,)))[0]
 
     async def submit_many(self, requests: Sequence[Req]) -> list[Res]:
         """Submit in order, committed in one batch where possible; results in the same
         order. If one fails, the others are still committed and the failure is raised."""
-        if self._closing or self._task is None:
+        return await self._submit(requests)
+
+    def _submit(self, requests: Sequence[Req]) -> asyncio.Future[list[Res]]:
+        loop = self._event_loop
+        if self._closing or self._task is None or loop is None:
             raise RuntimeError("the store is not open")
         # Not `_Group[Req, Res](...)`: calling a subscripted generic goes through typing's
         # machinery, 1.8 us against 0.2 us, once per submit.
-        group: _Group[Req, Res] = _Group(requests, asyncio.get_running_loop().create_future())
+        group: _Group[Req, Res] = _Group(requests, loop.create_future())
         self._pending.append(group)
         self._wake.set()
-        return await group.future
+        return group.future
 
     async def close(self) -> None:
         """Commit what is pending, then stop."""
