@@ -65,15 +65,16 @@ class EffectPlanner:
                     )
                 )
         if after.status is not was:
-            for sink in self._sinks_for(after.provider, after.status.value):
+            status = after.status._value_  # not .value: an enum property, on intake's hot path
+            for sink in self._sinks_for(after.provider, status):
                 items.append(
                     OutboxItem(
-                        key=f"notify:{sink}:{after.provider}:{after.id}:{after.status.value}",
+                        key=f"notify:{sink}:{after.provider}:{after.id}:{status}",
                         kind="notify",
                         provider=after.provider,
                         job_id=after.id,
                         sink=sink,
-                        payload={"status": after.status.value},
+                        payload={"status": status},
                     )
                 )
         return items
