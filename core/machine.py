@@ -90,7 +90,10 @@ def _step(
         events.extend(conflicts)
     else:
         changes = _progress(job, obs, status)
-    changes["seen"] = job.seen.union([e.fingerprint for e in events if e.fingerprint])
+    if len(events) == 1:  # the usual case, without building a list
+        changes["seen"] = job.seen.union((fp,))
+    else:
+        changes["seen"] = job.seen.union([e.fingerprint for e in events if e.fingerprint])
     changes["updated_at"] = at
     return Step(_evolve(job, changes, identity), tuple(events), duplicate=False)
 

@@ -68,17 +68,18 @@ class HeaderScrubber:
     def __init__(self, secrets: tuple[str, ...]) -> None:
         ordered = sorted(secrets, key=len, reverse=True)
         self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._shortest = len(ordered[-1]) if ordered else 0  # a shorter value holds none
 
     def __call__(self, request: web.Request) -> dict[str, str]:
-        secrets = self._secrets
-        items = request.headers.items()
-        if secrets is None:
-            return {str(name): value[:1024] for name, value in items if name.lower() not in _DROPPED_HEADERS}
-        return {
-            str(name): secrets.sub("[redacted]", value)[:1024]
-            for name, value in items
-            if name.lower() not in _DROPPED_HEADERS
-        }
+        kept: dict[str, str] = {}
+        secrets, shortest = self._secrets, self._shortest
+        for name, value in request.headers.items():
+            if name.lower() in _DROPPED_HEADERS:
+                continue
+            if secrets is not None and len(value) >= shortest:
+                value = secrets.sub("[redacted]", value)
+            kept[str(name)] = value[:1024]
+        return kept
 
     def delivery(
         self, request: web.Request, source: str, provider: str, body: bytes, job_id: str | None

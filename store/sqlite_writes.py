@@ -82,17 +82,28 @@ class Prepared:
 def prepare(
     plan: Plan, after: tuple[int, int], requests: Sequence[Write], new_jobs: Sequence[JobKey]
 ) -> Prepared:
-    """The transaction for `plan`, refused unless the log still ends at `after`."""
-    deliveries, events, jobs, outbox, attempts, sinks = plan_rows(plan)
+    """The transaction for `plan`, refused unless the log still ends at `after`. Jobs
+    planned as new are inserted on their own and first: a job wrongly taken for new
+    fails before anything else is written."""
+    now = utcnow()
+    new = set(new_jobs)
     new_rows: list[Any] = []
-    if new_jobs:  # inserted on their own and first: a job wrongly taken for new fails first
-        new = set(new_jobs)
-        new_rows = [row for row in jobs if (row[0], row[1]) in new]
-        jobs = [row for row in jobs if (row[0], row[1]) not in new]
+    job_rows: list[Any] = []
+    for key, job in plan.jobs.items():
+        (new_rows if key in new else job_rows).append(rows.job_row(job))
+    sinks = [r.sink_state for r in plan.attempts if r.sink_state is not None]
+    writes = (
+        [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
+        [rows.event_row(e.event, e.fingerprint) for e in plan.events],
+        job_rows,
+        [rows.outbox_row(item, now) for item in plan.outbox],
+        [rows.attempt_row(record, now) for record in plan.attempts],
+        [(name, rows.stamp(now) if reason else None, reason, rows.stamp(now)) for name, reason in sinks],
+    )
     batch = Batch(
         guard=(LAST_IDS, after),
         new=(INSERT_JOB, new_rows),
-        writes=list(zip(_INSERTS, (deliveries, events, jobs, outbox, attempts, sinks), strict=True)),
+        writes=list(zip(_INSERTS, writes, strict=True)),
         queries=[
             (CLAIM, claim_params(r)) if isinstance(r, Claim) else (RELEASE, ())
             for r in requests
@@ -100,19 +111,6 @@ def prepare(
         ],
     )
     return Prepared(plan, batch, requests, new_jobs)
-
-
-def plan_rows(plan: Plan) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]:
-    now = utcnow()
-    sinks = [r.sink_state for r in plan.attempts if r.sink_state is not None]
-    return (
-        [rows.delivery_row(d.id, d.delivery, d.verdict, d.reason) for d in plan.deliveries],
-        [rows.event_row(e.event, e.fingerprint) for e in plan.events],
-        [rows.job_row(job) for job in plan.jobs.values()],
-        [rows.outbox_row(item, now) for item in plan.outbox],
-        [rows.attempt_row(record, now) for record in plan.attempts],
-        [(name, rows.stamp(now) if reason else None, reason, rows.stamp(now)) for name, reason in sinks],
-    )
 
 
 def due_params(claim: Claim) -> tuple[Any, ...]:

@@ -57,6 +57,30 @@ async def test_concurrent_duplicates_enqueue_one_download(client: TestClient[Any
     assert ["download"] == [e.item.kind for e in outbox]
 
 
+async def test_stored_headers_lose_credentials_and_every_configured_secret(
+    client: TestClient[Any, Any],
+) -> None:
+    headers = {
+        **JSON,
+        "Authorization": "Bearer something-private",
+        "Cookie": "session=abc",
+        "X-Echo": f"token={WEBHOOK_TOKEN};key={APIFRAME_KEY}",
+        "X-Exact": APIFRAME_KEY,  # exactly as long as the shortest secret
+        "X-Short": APIFRAME_KEY[:-1],  # shorter than any secret: kept as sent
+        "X-Long": "v" * 5000,
+    }
+    response = await client.post(PIXAZO, data=pixazo_body(), headers=headers)
+    assert 200 == response.status
+    [kept] = await deliveries(client)
+    stored = {name.lower(): value for name, value in kept.delivery.headers.items()}
+    assert "authorization" not in stored and "cookie" not in stored
+    assert "token=[redacted];key=[redacted]" == stored["x-echo"]
+    assert "[redacted]" == stored["x-exact"]
+    assert APIFRAME_KEY[:-1] == stored["x-short"]
+    assert "v" * 1024 == stored["x-long"]
+    assert not any(secret in value for value in stored.values() for secret in (WEBHOOK_TOKEN, APIFRAME_KEY))
+
+
 @pytest.mark.parametrize("token", ["wrong-token-0123456789abcdef", WEBHOOK_TOKEN[:-1], "x"])
 async def test_a_bad_pixazo_token_is_401_and_kept_rejected(client: TestClient[Any, Any], token: str) -> None:
     response = await client.post(f"/webhooks/pixazo/{token}", data=pixazo_body(), headers=JSON)
