@@ -8,12 +8,15 @@ a batch and runs it through the backend's two stages:
 - `finish(prepared)`: write and commit it (on the database's thread).
 
 While batch k is being written and committed, batch k+1 is already prepared, so Python
-work and database work overlap; at most one batch is being written at a time. If a write
-fails, the backend's `abandon()` drops what it assumed about uncommitted state, the
-failed batch's requests are retried one by one (so one bad request cannot fail its
-neighbours), and a batch prepared on top of it is prepared again. A write that raises
-`PlanAgain` (its plan rested on something the database contradicts; the backend has
-learned better) is not a failure: the same batch is prepared and written once more.
+work and database work overlap; up to `in_flight` batches are being written at a time
+(the backend commits them in order, each planned on top of those before it). If a write
+fails, every batch in flight behind it is waited out (planned on a write that did not
+happen, the backend refuses them unwritten), the backend's `abandon()` drops what it
+assumed about uncommitted state, and their requests are retried one by one (so one bad
+request cannot fail its neighbours); a batch prepared on top of them is prepared again.
+A write that raises `PlanAgain` (its plan rested on something the database contradicts;
+the backend has learned better) is not a failure: the same batch is prepared and written
+once more.
 """
 
 from __future__ import annotations
@@ -52,11 +55,14 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         finish: Callable[[Prep], Coroutine[Any, Any, Sequence[Res]]],
         abandon: Callable[[], Awaitable[None]],
         max_batch: int = 1024,
+        in_flight: int = 1,
     ) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         self._prepare, self._finish, self._abandon = prepare, finish, abandon
-        self._max_batch = max_batch
+        self._max_batch, self._in_flight = max_batch, in_flight
         self._pending: deque[_Group[Req, Res]] = deque()
-        self._writing: tuple[asyncio.Task[Sequence[Res]], list[_Group[Req, Res]]] | None = None
+        self._writing: deque[tuple[asyncio.Task[Sequence[Res]], list[_Group[Req, Res]]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -102,8 +108,9 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         finally:  # never leave a caller waiting on a committer that is gone
             self._closing = True
             gone = RuntimeError("the store's writer stopped")
-            groups = [*self._pending, *(self._writing[1] if self._writing else [])]
+            groups = [*self._pending, *(group for _, batch in self._writing for group in batch)]
             self._pending.clear()
+            self._writing.clear()
             for group in groups:
                 if not group.future.done():
                     group.future.set_exception(gone)
@@ -112,10 +119,11 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         while True:
             if self._pending:
                 await self._pipeline(self._take())
-            elif self._writing is not None and not self._closing:
+            elif self._writing and not self._closing:
                 await self._written_or_woken()
             elif self._closing:
-                await self._settle()
+                while self._writing:
+                    await self._settle()
                 return
             else:
                 self._wake.clear()
@@ -131,53 +139,71 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         return batch
 
     async def _written_or_woken(self) -> None:
-        """Idle until the batch being written is done (answer it) or new work arrives."""
-        assert self._writing is not None
+        """Idle until the oldest batch in flight is done (answer it) or new work arrives."""
         self._wake.clear()
         waiter = asyncio.create_task(self._wake.wait(), name="store-wake")
         try:
-            await asyncio.wait({self._writing[0], waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({self._writing[0][0], waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
-        if self._writing is not None and self._writing[0].done():
+        if self._writing and self._writing[0][0].done():
             await self._settle()
 
     async def _pipeline(self, batch: list[_Group[Req, Res]]) -> None:
-        """Prepare `batch` while the previous batch is written, then start writing it."""
+        """Prepare `batch` while earlier batches are written, then start writing it."""
         requests = [request for group in batch for request in group.requests]
         try:
             prepared = await self._prepare(requests)
         except Exception:
-            await self._settle()
+            while self._writing:
+                await self._settle()
             await self._one_by_one(batch)
             return
-        if not await self._settle():
+        held = True
+        while len(self._writing) >= self._in_flight:
+            held = await self._settle() and held
+        if not held:
             try:
                 prepared = await self._prepare(requests)
             except Exception:
                 await self._one_by_one(batch)
                 return
-        self._writing = (asyncio.create_task(self._finish(prepared), name="store-write"), batch)
+        self._writing.append((asyncio.create_task(self._finish(prepared), name="store-write"), batch))
 
     async def _settle(self) -> bool:
-        """Wait for the batch being written and answer its callers; False if its plan
+        """Wait for the oldest batch in flight and answer its callers; False if its plan
         did not hold (so a batch prepared on top of it must be prepared again)."""
-        if self._writing is None:
+        if not self._writing:
             return True
-        task, batch = self._writing
-        self._writing = None
+        task, batch = self._writing.popleft()
         try:
             results = await task
-        except PlanAgain:
+        except Exception as exc:
+            behind = await self._wait_out()
             await self._abandon()
-            await self._rewrite(batch)
-            return False
-        except Exception:
-            await self._abandon()
-            await self._one_by_one(batch)
+            if isinstance(exc, PlanAgain):
+                await self._rewrite(batch)
+            else:
+                await self._one_by_one(batch)
+            for later in behind:
+                await self._one_by_one(later)
             return False
         self._answer(batch, results)
         return True
+
+    async def _wait_out(self) -> list[list[_Group[Req, Res]]]:
+        """After a failed write: wait for every batch in flight behind it, answer those
+        that were written anyway, and return those that were not (to be retried)."""
+        failed = []
+        while self._writing:
+            task, batch = self._writing.popleft()
+            try:
+                results = await task
+            except Exception:
+                failed.append(batch)
+            else:
+                self._answer(batch, results)
+        return failed
 
     async def _rewrite(self, batch: list[_Group[Req, Res]]) -> None:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +34,8 @@ from store.sqlite_writer import ForeignWrite, RowsExist
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
+IN_FLIGHT = 2  # batches sent to the writer and not yet answered: the event loop plans the
+# next while the writer commits the last, instead of idling until each commit is answered
 
 log = structlog.get_logger(__name__)
 
@@ -51,11 +53,11 @@ class SQLiteStore(Store):
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
-        self._tail: dict[JobKey, Job] = {}
+        self._tails: dict[int, Mapping[JobKey, Job]] = {}  # the jobs of each plan in flight, oldest first
         self._known = KnownJobs()
         self._next_ids: tuple[int, int] | None = None
         self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Result](
-            self._prepare, self._finish, self._abandon
+            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT
         )
 
     async def open(self) -> None:
@@ -148,12 +150,12 @@ class SQLiteStore(Store):
         return result
 
     async def _prepare(self, requests: Sequence[sql.Write]) -> sql.Prepared:
-        """Plan a batch on top of what is committed plus the batch being written (`_tail`).
+        """Plan a batch on top of what is committed plus the batches in flight (`_tails`).
 
-        Jobs come from the previous batch's plan, then from the jobs this writer has
-        committed (`_known`); any other job is planned as new, and the write checks that
-        it is. So planning never waits for a read. Claims are not planned: they run as
-        statements at the end of the transaction.
+        Jobs come from the plans in flight, newest first, then from the jobs this writer
+        has committed (`_known`); any other job is planned as new, and the write checks
+        that it is. So planning never waits for a read. Claims are not planned: they run
+        as statements at the end of the transaction.
         """
         if self._next_ids is None:
             found = await self._fetch(sql.LAST_IDS)
@@ -166,11 +168,15 @@ class SQLiteStore(Store):
         )
         jobs: dict[JobKey, Job] = {}
         new_jobs: dict[JobKey, None] = {}  # ordered, each once
-        tail, known = self._tail, self._known
+        tails, known = [*reversed(self._tails.values())], self._known
         for request in writes:
             for key in request.job_keys():
                 if key not in jobs and key not in new_jobs:
-                    job = tail.get(key) or known.get(key)
+                    job = None
+                    for tail in tails:
+                        if (job := tail.get(key)) is not None:
+                            break
+                    job = job or known.get(key)
                     if job is None:
                         new_jobs[key] = None
                     else:
@@ -179,7 +185,7 @@ class SQLiteStore(Store):
         plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
         after = (first_delivery - 1, first_seq - 1)
         prepared = sql.prepare(plan, after, requests, list(new_jobs))
-        self._tail = plan.jobs
+        self._tails[id(plan.jobs)] = plan.jobs
         self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
 
@@ -201,6 +207,7 @@ class SQLiteStore(Store):
             self._known.forget()
             raise
         self._known.learn(prepared.plan.jobs)
+        self._tails.pop(id(prepared.plan.jobs), None)
         self._committed(prepared.plan)
         if not claimed_rows:
             return prepared.plan.results
@@ -217,9 +224,12 @@ class SQLiteStore(Store):
         return results
 
     async def _abandon(self) -> None:
-        """Forget the uncommitted tail: the next batch is planned from committed state."""
-        self._tail = {}
+        """After a failed write: forget what the plans in flight assumed (the next batch is
+        planned from committed state), and let the writer take batches again (it refused
+        those sent behind the failed one)."""
+        self._tails.clear()
         self._next_ids = None
+        await self._writer.resume()
 
     # -- reads -------------------------------------------------------------------------
 

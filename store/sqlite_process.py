@@ -1,8 +1,9 @@
 """The event loop's handle on the SQLite writer process (store/sqlite_writer.py).
 
 `await writer.write(batch)` sends one batch and returns its query rows once it is
-committed. Batches are answered in the order sent; a caller that stops waiting does not
-stop its batch (a transaction is never cut in half). If the process dies, every batch
+committed. Several may be in flight; they are answered in the order sent, and after one
+fails the writer refuses the rest (`Skipped`) until `resume()`. A caller that stops
+waiting does not stop its batch (a transaction is never cut in half). If the process dies, every batch
 in flight fails with `StoreError` (each was committed or rolled back as a whole; the
 store's committer plans again from the database) and the next write starts a new process.
 """
@@ -21,12 +22,16 @@ from typing import Any
 import structlog
 
 from store.base import StoreError
-from store.sqlite_writer import FRAME, Batch, ForeignWrite, RowsExist, frame
+from store.sqlite_writer import FRAME, Batch, ForeignWrite, RowsExist, Skipped, frame
 
 log = structlog.get_logger(__name__)
 
 STOP_TIMEOUT = 30.0  # seconds for the writer to finish its last transaction at close
-_ERRORS: dict[str, type[Exception]] = {"ForeignWrite": ForeignWrite, "RowsExist": RowsExist}
+_ERRORS: dict[str, type[Exception]] = {
+    "ForeignWrite": ForeignWrite,
+    "RowsExist": RowsExist,
+    "Skipped": Skipped,
+}
 
 
 class WriterProcess:
@@ -60,8 +65,13 @@ class WriterProcess:
         if not self._open:
             raise StoreError("the store is not open")
         child = self._child if self._child is not None and not self._child.gone else await self._running()
-        result: list[list[Any]] = await child.send(tuple(batch))
+        result: list[list[Any]] = await child.send(("write", tuple(batch)))
         return result
+
+    async def resume(self) -> None:
+        """Let the writer take batches again after one failed (it refuses them until then)."""
+        if self._open and self._child is not None and not self._child.gone:
+            await self._child.send(("resume",))
 
     async def close(self) -> None:
         """Let the writer finish what it was sent, then stop it."""

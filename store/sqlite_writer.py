@@ -53,6 +53,10 @@ class RowsExist(Exception):
     """Rows of `Batch.new` already exist. Nothing was written."""
 
 
+class Skipped(Exception):
+    """Refused unwritten: a batch sent before it failed (see `serve`)."""
+
+
 def write(conn: sqlite3.Connection, batch: Batch) -> list[list[Any]]:
     """Write `batch` in one transaction; return the rows of each of its queries."""
 
@@ -116,12 +120,26 @@ def frame(message: Any) -> bytes:
 
 
 def serve(conn: sqlite3.Connection, requests: BinaryIO, replies: BinaryIO) -> None:
-    """Answer each batch with ("ok", rows) or ("error", kind, message)."""
-    while (batch := read_frame(requests)) is not None:
-        try:
-            reply: tuple[Any, ...] = ("ok", write(conn, Batch(*batch)))
-        except Exception as exc:  # answered, not fatal: the next batch may well succeed
-            reply = ("error", type(exc).__name__, str(exc))
+    """Answer each message, in order: ("write", batch) with ("ok", rows) or ("error",
+    kind, message); ("resume",) with ("ok", None).
+
+    After a batch fails, every later batch is refused (kind "Skipped", nothing written)
+    until ("resume",): the parent sends batches ahead, each planned on top of the ones
+    before it, so once one fails those behind it rest on something that did not happen.
+    """
+    failed = False
+    while (message := read_frame(requests)) is not None:
+        if message[0] == "resume":
+            failed = False
+            reply: tuple[Any, ...] = ("ok", None)
+        elif failed:
+            reply = ("error", "Skipped", "an earlier batch failed; this one was planned on it")
+        else:
+            try:
+                reply = ("ok", write(conn, Batch(*message[1])))
+            except Exception as exc:  # answered, not fatal: the parent plans again
+                failed = True
+                reply = ("error", type(exc).__name__, str(exc))
         replies.write(frame(reply))
         replies.flush()
 

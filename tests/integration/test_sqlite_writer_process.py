@@ -17,7 +17,7 @@ from core.model import Delivery, Observation, utcnow
 from store.base import StoreError
 from store.sqlite import SQLiteStore
 from store.sqlite_process import WriterProcess
-from store.sqlite_writer import Batch
+from store.sqlite_writer import Batch, Skipped
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
@@ -99,24 +99,24 @@ async def test_closing_the_store_ends_the_writer(tmp_path: Path) -> None:
         await store._writer.write(Batch(("SELECT 1", (1,)), ("", []), [], []))
 
 
-async def test_a_failing_statement_is_answered_as_an_error_and_the_writer_carries_on(tmp_path: Path) -> None:
+async def test_after_a_failed_batch_the_writer_refuses_the_rest_until_resumed(tmp_path: Path) -> None:
+    """Batches are sent ahead, each planned on the ones before: once one fails, those
+    behind it must not be written. The writer process itself stays up."""
     path = tmp_path / "plain.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x INTEGER NOT NULL)").connection.close()
     writer = WriterProcess(path, ["PRAGMA journal_mode=WAL"])
     await writer.open()
     try:
         pid = writer.pid
-        bad = Batch(
-            ("SELECT COUNT(*) FROM t", (0,)), ("", []), [("INSERT INTO t VALUES (?)", [(1,), (None,)])], []
-        )
+        guard = ("SELECT COUNT(*) FROM t", (0,))  # the failed batch leaves nothing behind
+        bad = Batch(guard, ("", []), [("INSERT INTO t VALUES (?)", [(1,), (None,)])], [])
+        good = Batch(guard, ("", []), [("INSERT INTO t VALUES (?)", [(2,)])], [("SELECT x FROM t", ())])
+        failing, behind = asyncio.ensure_future(writer.write(bad)), asyncio.ensure_future(writer.write(good))
         with pytest.raises(StoreError, match="NOT NULL"):
-            await writer.write(bad)
-        good = Batch(
-            ("SELECT COUNT(*) FROM t", (0,)),  # the failed batch left nothing behind
-            ("", []),
-            [("INSERT INTO t VALUES (?)", [(2,)])],
-            [("SELECT x FROM t", ())],
-        )
+            await failing
+        with pytest.raises(Skipped):
+            await behind
+        await writer.resume()
         assert [[(2,)]] == await writer.write(good)
         assert pid == writer.pid
     finally:

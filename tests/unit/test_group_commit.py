@@ -91,3 +91,79 @@ async def test_a_failing_request_fails_alone(backend: Backend) -> None:
     results = await run(backend, [["a"], ["b"], ["c"]])
     assert ["0:a"] == results[0] and ["0:c"] == results[2]
     assert isinstance(results[1], RuntimeError)
+
+
+class Pipelined(Backend):
+    """Writes one batch at a time in the order sent, like the SQLite writer process; after
+    a failed write it refuses every later one unwritten until `abandon`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turn = asyncio.Lock()  # FIFO: batches are written in the order they were sent
+        self.refusing = False
+        self.abandons = 0
+        self.sent = self.most_in_flight = 0
+        self.in_flight_at_abandon: list[int] = []
+
+    async def finish(self, prepared: tuple[int, list[str]]) -> list[str]:
+        self.sent += 1
+        self.most_in_flight = max(self.most_in_flight, self.sent)
+        try:
+            async with self.turn:
+                if self.refusing:
+                    await asyncio.sleep(0.001)  # a refusal is a round trip too
+                    raise RuntimeError("skipped: an earlier batch failed")
+                try:
+                    return await super().finish(prepared)
+                except Exception:
+                    self.refusing = True
+                    raise
+        finally:
+            self.sent -= 1
+
+    async def abandon(self) -> None:
+        self.refusing = False
+        self.abandons += 1
+        self.in_flight_at_abandon.append(self.sent)
+
+
+async def test_with_two_batches_in_flight_the_next_is_sent_before_the_last_is_answered() -> None:
+    backend = Pipelined()
+    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon, in_flight=2)
+    committer.start()
+    try:
+        first = asyncio.ensure_future(committer.submit("a"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        results = await asyncio.gather(first, *(committer.submit(r) for r in "bc"))
+    finally:
+        await committer.close()
+    assert ["0:a", "0:b", "0:c"] == results
+    assert 2 == backend.most_in_flight
+    assert 0 == backend.abandons
+
+
+async def test_a_failed_batch_fails_alone_and_the_batch_sent_behind_it_is_written_once() -> None:
+    backend = Pipelined()
+    backend.broken = {"a"}
+    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon, in_flight=2)
+    committer.start()
+    try:
+        failing = asyncio.ensure_future(committer.submit("a"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        behind = asyncio.ensure_future(committer.submit("b"))  # sent while "a" is written
+        results = await asyncio.gather(failing, behind, return_exceptions=True)
+        later = await committer.submit("c")
+    finally:
+        await committer.close()
+    assert isinstance(results[0], RuntimeError) and "0:b" == results[1] and "0:c" == later
+    assert 2 == backend.most_in_flight
+    assert [["b"], ["c"]] == backend.written  # nothing written twice, nothing lost
+    # retries were planned only once nothing sent before them could still be written
+    assert backend.abandons >= 1 and {0} == set(backend.in_flight_at_abandon)
+
+
+def test_in_flight_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="in_flight"):
+        GroupCommitter(Backend().prepare, Backend().finish, Backend().abandon, in_flight=0)
