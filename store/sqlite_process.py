@@ -26,6 +26,7 @@ from store.sqlite_writer import FRAME, Batch, ForeignWrite, RowsExist, Skipped, 
 
 log = structlog.get_logger(__name__)
 
+WRITER = Path(__file__).with_name("sqlite_writer.py")  # run as a script: it needs only the stdlib
 STOP_TIMEOUT = 30.0  # seconds for the writer to finish its last transaction at close
 _ERRORS: dict[str, type[Exception]] = {
     "ForeignWrite": ForeignWrite,
@@ -94,8 +95,8 @@ class _Child:
     async def start(cls, path: Path, pragmas: Sequence[str]) -> _Child:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "store.sqlite_writer",
+            "-I",  # isolated: the standard library only, nothing from the environment or cwd
+            str(WRITER),
             str(path),
             *pragmas,
             stdin=asyncio.subprocess.PIPE,

@@ -1,18 +1,19 @@
 """The SQLite writer process: the one connection that writes, in a process of its own.
 
-`python -m store.sqlite_writer PATH [PRAGMA ...]` reads batches on stdin and answers each
-on stdout, in order: a frame is an 8-byte big-endian length and a pickle. Each batch is
-one `BEGIN IMMEDIATE ... COMMIT`. The parent (store/sqlite_process.py) is the only peer.
+`python -I store/sqlite_writer.py PATH [PRAGMA ...]` reads messages on stdin and answers
+each on stdout, in order: a frame is an 8-byte big-endian length and a pickle. Each batch
+is one `BEGIN IMMEDIATE ... COMMIT`. The parent (store/sqlite_process.py) is the only peer.
 
 Why a process: a writer thread shares the GIL with the event loop. Each time a statement
 returns from SQLite the thread must win the GIL back from a busy loop, so a transaction
 took several times its own CPU time, and the loop sat idle waiting for commits
 (bench/ingest). A process has its own interpreter.
 
-This module imports only the standard library, so the process starts in tens of
-milliseconds. It stops at end of input (the parent closed the pipe, or died), after the
-transaction in hand; SIGINT and SIGTERM are ignored, since a Ctrl-C or a service
-manager's stop reaches the whole process group and the parent decides when to stop.
+This module imports only the standard library (it runs as a script, isolated from the
+environment and the working directory), so the process starts in tens of milliseconds.
+It stops at end of input (the parent closed the pipe, or died), after the transaction in
+hand; SIGINT and SIGTERM are ignored, since a Ctrl-C or a service manager's stop reaches
+the whole process group and the parent decides when to stop.
 """
 
 from __future__ import annotations
