@@ -142,15 +142,16 @@ def plan_batch(
             if step.duplicate:
                 continue
             for new in step.events:
+                # by position, in Event's field order: cheaper than keywords
                 event = Event(
-                    seq=next_seq,
-                    provider=new.provider,
-                    job_id=new.job_id,
-                    type=new.type,
-                    source=request.delivery.source,
-                    at=at,
-                    data=new.data,
-                    delivery_id=delivery_id,
+                    next_seq,
+                    new.provider,
+                    new.job_id,
+                    new.type,
+                    request.delivery.source,
+                    at,
+                    new.data,
+                    delivery_id,
                 )
                 next_seq += 1
                 events.append(event)

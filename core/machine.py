@@ -95,7 +95,7 @@ def _step(
     else:
         changes["seen"] = job.seen.union([e.fingerprint for e in events if e.fingerprint])
     changes["updated_at"] = at
-    return Step(_evolve(job, changes, identity), tuple(events), duplicate=False)
+    return Step(_evolve(job, changes, identity), tuple(events), False)  # not duplicate
 
 
 def _evolve(job: Job, changes: dict[str, Any], identity: tuple[str, str, datetime] | None) -> Job:
@@ -103,19 +103,19 @@ def _evolve(job: Job, changes: dict[str, Any], identity: tuple[str, str, datetim
     hot path (measured in bench/sse). `identity` (provider, id, created_at) names a new job."""
     get = changes.get
     provider, job_id, created_at = identity or (job.provider, job.id, job.created_at)
-    return Job(
-        provider=provider,
-        id=job_id,
-        created_at=created_at,
-        updated_at=get("updated_at", job.updated_at),
-        status=get("status", job.status),
-        progress=get("progress", job.progress),
-        result_urls=get("result_urls", job.result_urls),
-        error=get("error", job.error),
-        provider_status=get("provider_status", job.provider_status),
-        terminals=get("terminals", job.terminals),
-        params=get("params", job.params),
-        seen=get("seen", job.seen),
+    return Job(  # by position, in Job's field order: cheaper than keywords
+        provider,
+        job_id,
+        created_at,
+        get("updated_at", job.updated_at),
+        get("status", job.status),
+        get("progress", job.progress),
+        get("result_urls", job.result_urls),
+        get("error", job.error),
+        get("provider_status", job.provider_status),
+        get("terminals", job.terminals),
+        get("params", job.params),
+        get("seen", job.seen),
     )
 
 

@@ -85,11 +85,6 @@ class HeaderScrubber:
         self, request: web.Request, source: str, provider: str, body: bytes, job_id: str | None
     ) -> Delivery:
         """The request as one raw delivery for the audit log, headers scrubbed."""
-        return Delivery(
-            source=source,
-            provider=provider,
-            received_at=utcnow(),
-            headers=self(request),
-            body=body,
-            job_id=job_id,
-        )
+        # by position, in Delivery's field order (source, provider, received_at, headers,
+        # body, job_id): cheaper than keywords, once per request
+        return Delivery(source, provider, utcnow(), self(request), body, job_id)
