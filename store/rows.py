@@ -124,7 +124,7 @@ def delivery_row(
         delivery.source,
         delivery.provider,
         delivery.job_id,
-        iso(delivery.received_at),
+        delivery.received_at.isoformat(),  # not iso(): each delivery's time is its own
         dumps(delivery.headers),
         bytes(delivery.body[:MAX_STORED_BODY]),
         len(delivery.body),

@@ -170,7 +170,10 @@ class SQLiteStore(Store):
         new_jobs: dict[JobKey, None] = {}  # ordered, each once
         tails, known = [*reversed(self._tails.values())], self._known
         for request in writes:
-            for key in request.job_keys():
+            if type(request) is not IntakeRequest:  # an attempt record plans no job
+                continue
+            for obs in request.observations:
+                key = (obs.provider, obs.job_id)
                 if key not in jobs and key not in new_jobs:
                     job = None
                     for tail in tails:
