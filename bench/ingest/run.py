@@ -49,8 +49,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_up(port: int, path: str = "/healthz") -> None:
-    deadline = time.monotonic() + 20
+def wait_up(port: int, path: str = "/healthz", timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
