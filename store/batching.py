@@ -228,7 +228,7 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         for group in batch:
             end = start + len(group.requests)
             if not group.future.done():
-                group.future.set_result(list(results[start:end]))
+                group.future.set_result([results[start]] if end == start + 1 else list(results[start:end]))
             start = end
 
     async def _one_by_one(self, batch: list[_Group[Req, Res]]) -> None:

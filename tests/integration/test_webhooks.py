@@ -190,8 +190,12 @@ async def test_a_non_json_content_type_is_415(client: TestClient[Any, Any], cont
     assert "unsupported_media_type" == (await response.json())["error"]
 
 
-async def test_json_with_a_charset_is_accepted(client: TestClient[Any, Any]) -> None:
-    headers = {"Content-Type": "application/json; charset=utf-8"}
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/webhook+json"],
+)
+async def test_json_content_types_are_accepted(client: TestClient[Any, Any], content_type: str) -> None:
+    headers = {"Content-Type": content_type}
     assert 200 == (await client.post(PIXAZO, data=pixazo_body(), headers=headers)).status
 
 
