@@ -5,7 +5,7 @@ Callers `submit` requests and await their results. One task takes everything pen
 a batch and runs it through the backend's two stages:
 
 - `prepare(batch)`: plan it (the state machine, ids, rows) on the event loop;
-- `finish(prepared)`: write and commit it (on the database's thread).
+- `finish(prepared)`: write and commit it (in the database's writer).
 
 While batch k is being written and committed, batch k+1 is already prepared, so Python
 work and database work overlap; up to `in_flight` batches are being written at a time

@@ -34,8 +34,9 @@ from store.sqlite_writer import ForeignWrite, RowsExist
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
-IN_FLIGHT = 2  # batches sent to the writer and not yet answered: the event loop plans the
-# next while the writer commits the last, instead of idling until each commit is answered
+# Batches sent to the writer and not yet answered: the event loop plans the next while the
+# writer commits the last, instead of idling until each commit is answered (bench/ingest).
+IN_FLIGHT = 2
 
 log = structlog.get_logger(__name__)
 

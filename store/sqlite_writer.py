@@ -162,6 +162,8 @@ def main(argv: Sequence[str]) -> int:
     replies.flush()
     try:
         serve(conn, sys.stdin.buffer, replies)
+    except BrokenPipeError:  # the parent is gone; the transaction in hand is committed
+        pass
     finally:
         conn.close()
     return 0
