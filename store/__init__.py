@@ -1,23 +1,15 @@
-"""The event log, job projection and outbox, behind one port (`store.base.Store`).
-
-Nothing is imported here at module level: the SQLite writer process
-(store/sqlite_writer.py) lives in this package and must start without asyncio.
-"""
+"""The event log, job projection and outbox, behind one port (`store.base.Store`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-if TYPE_CHECKING:
-    from core.intake import Planner
-    from store.base import Store
+from core.intake import Planner
+from store.base import Store, StoreError
 
 
 def open_store(url: str, planner: Planner) -> Store:
     """A store for `sqlite:///PATH`, `memory://` or (later) `postgresql://...`; not yet opened."""
-    from store.base import StoreError
-
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         from store.sqlite import SQLiteStore
