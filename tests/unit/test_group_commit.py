@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -46,13 +48,19 @@ async def backend() -> Backend:
     return Backend()
 
 
-async def run(backend: Backend, groups: list[list[str]]) -> list[object]:
-    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon)
+@contextlib.asynccontextmanager
+async def committing(backend: Backend, in_flight: int = 1) -> AsyncIterator[GroupCommitter[str, Any, str]]:
+    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon, in_flight=in_flight)
     committer.start()
     try:
-        return await asyncio.gather(*(committer.submit_many(g) for g in groups), return_exceptions=True)
+        yield committer
     finally:
         await committer.close()
+
+
+async def run(backend: Backend, groups: list[list[str]]) -> list[object]:
+    async with committing(backend) as committer:
+        return await asyncio.gather(*(committer.submit_many(g) for g in groups), return_exceptions=True)
 
 
 async def test_concurrent_submissions_share_batches_and_keep_their_order(backend: Backend) -> None:
@@ -129,15 +137,11 @@ class Pipelined(Backend):
 
 async def test_with_two_batches_in_flight_the_next_is_sent_before_the_last_is_answered() -> None:
     backend = Pipelined()
-    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon, in_flight=2)
-    committer.start()
-    try:
+    async with committing(backend, in_flight=2) as committer:
         first = asyncio.ensure_future(committer.submit("a"))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         results = await asyncio.gather(first, *(committer.submit(r) for r in "bc"))
-    finally:
-        await committer.close()
     assert ["0:a", "0:b", "0:c"] == results
     assert 2 == backend.most_in_flight
     assert 0 == backend.abandons
@@ -146,17 +150,13 @@ async def test_with_two_batches_in_flight_the_next_is_sent_before_the_last_is_an
 async def test_a_failed_batch_fails_alone_and_the_batch_sent_behind_it_is_written_once() -> None:
     backend = Pipelined()
     backend.broken = {"a"}
-    committer = GroupCommitter(backend.prepare, backend.finish, backend.abandon, in_flight=2)
-    committer.start()
-    try:
+    async with committing(backend, in_flight=2) as committer:
         failing = asyncio.ensure_future(committer.submit("a"))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         behind = asyncio.ensure_future(committer.submit("b"))  # sent while "a" is written
         results = await asyncio.gather(failing, behind, return_exceptions=True)
         later = await committer.submit("c")
-    finally:
-        await committer.close()
     assert isinstance(results[0], RuntimeError) and "0:b" == results[1] and "0:c" == later
     assert 2 == backend.most_in_flight
     assert [["b"], ["c"]] == backend.written  # nothing written twice, nothing lost
