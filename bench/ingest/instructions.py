@@ -1,6 +1,6 @@
 """bench/ingest, counted instead of timed: the event loop's instructions per request.
 
-    python -m bench.ingest.instructions [--seconds 20]
+    python -m bench.ingest.instructions [--seconds 20] [--keep DIR]
 
 Runs the bare handler and `jobtrail serve` (SQLite, synchronous=FULL) each under
 valgrind's callgrind, drives each with the same wrk load as bench/ingest (unique
@@ -14,7 +14,9 @@ beside the loop, see store/sqlite_writer.py).
 
 Requests are counted from wrk's report; the up to 64 requests in flight when counting
 starts or stops put the figures within about 2% (more requests, smaller error: raise
---seconds). Needs valgrind (callgrind_control) and wrk.
+--seconds). Needs valgrind (callgrind_control) and wrk. `--keep DIR` leaves the
+callgrind dumps there, to see where the instructions go:
+`callgrind_annotate --inclusive=yes DIR/jobtrail.callgrind.<n>-01`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def measure(name: str, command: list[str], port: int, env: dict[str, str], work:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the callgrind dumps in DIR")
     args = parser.parse_args()
     if args.seconds < 1:
         parser.error("--seconds must be at least 1")
@@ -118,7 +121,9 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    work = Path(tempfile.mkdtemp(prefix="jobtrail-instructions-"))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="jobtrail-instructions-"))
     try:
         print(
             f"bench/ingest/instructions: callgrind, wrk -t1 -c64 -d{args.seconds}s, unique Pixazo callbacks"
@@ -145,7 +150,10 @@ def main() -> int:
         )
         print(f"  instruction ratio bare/durable: {bare / durable:.2f}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.keep is not None:
+        print(f"  callgrind dumps kept in {work}")
     return 0
 
 
