@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from core.intake import AttemptRecord
-from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict
+from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict, isoformat
 from store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
 
 JOB_COLUMNS = (
@@ -31,7 +31,7 @@ OUTBOX_COLUMNS = (
 @functools.lru_cache(maxsize=256)
 def iso(at: datetime) -> str:
     """`at.isoformat()`, remembered: a batch stamps hundreds of rows with the same time."""
-    return at.isoformat()
+    return isoformat(at)
 
 
 def dumps(value: Any) -> str:
@@ -124,7 +124,7 @@ def delivery_row(
         delivery.source,
         delivery.provider,
         delivery.job_id,
-        delivery.received_at.isoformat(),  # not iso(): each delivery's time is its own
+        isoformat(delivery.received_at),  # not iso(): each delivery's time is its own
         dumps(delivery.headers),
         bytes(delivery.body[:MAX_STORED_BODY]),
         len(delivery.body),

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from core.model import Status
 from providers import apiframe, fields, pixazo
@@ -156,3 +158,37 @@ def test_a_signature_keyed_with_the_hex_digest_is_refused() -> None:
 )
 def test_both_timestamp_formats_and_unix_seconds(raw: object, expected: datetime | None) -> None:
     assert expected == fields.timestamp(raw, "t")
+
+
+def _timestamp_as_before(value: str) -> datetime | None:
+    """fields.timestamp for strings as it was written first: parse, then `.replace(tzinfo=UTC)`."""
+    raw = value.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@given(st.text(alphabet="0123456789-+:.TZ tzW", max_size=32))
+@example("2026-05-22 13:19:23")
+@example("2026-05-22")
+@example("2026-05-22T13")
+@example("20260522T131923")
+@example("20260522T131923-0500")
+@example("2026-05-22T13:19:23-05:00")
+@example("2026-W21-5T10:00")
+@example(" 2026-05-22T13:19:23.110 ")
+def test_a_time_without_an_offset_is_read_as_utc_as_before(value: str) -> None:
+    """A time with no offset gets "+00:00" appended before parsing (cheaper than replacing
+    the zone after): every string is read exactly as before, or refused as before."""
+    expected = _timestamp_as_before(value)
+    try:
+        got = fields.timestamp(value, "t")
+    except PayloadError:
+        got = None
+    assert expected == got
+    if got is not None:
+        assert (expected.utcoffset(), expected.tzinfo is UTC) == (got.utcoffset(), got.tzinfo is UTC)
