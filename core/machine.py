@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from core.model import Job, NewEvent, Observation, Status
+from core.model import Job, NewEvent, Observation, Status, isoformat
 
 
 class Step(NamedTuple):
@@ -51,7 +51,7 @@ def _event_data(obs: Observation) -> dict[str, Any]:
     if obs.provider_status is not None:
         data["provider_status"] = obs.provider_status
     if obs.provider_at is not None:
-        data["provider_at"] = obs.provider_at.isoformat()
+        data["provider_at"] = isoformat(obs.provider_at)
     if obs.params:
         data["params"] = dict(obs.params)
     if obs.file is not None:
@@ -70,8 +70,33 @@ def apply(job: Job | None, obs: Observation, at: datetime) -> Step:
 
 
 def _first(obs: Observation, at: datetime) -> Step:
-    """A job's first observation: folded into a blank job, built once."""
-    return _step(_BLANK, obs, fingerprint(obs), at, identity=(obs.provider, obs.job_id, at))
+    """A job's first observation: folded into a blank job, built once.
+
+    A first `queued` or `processing` (how nearly every job starts) is built directly:
+    `_step` on a blank job, without its change set (tests/unit/test_machine.py holds the
+    two to the same result); anything else goes through `_step`.
+    """
+    fp = fingerprint(obs)
+    status = obs.status
+    if status is None or status.terminal:
+        return _step(_BLANK, obs, fp, at, identity=(obs.provider, obs.job_id, at))
+    blank = _BLANK
+    moved = status.rank > blank.status.rank  # a first `queued` leaves the blank job's status
+    job = Job(  # by position, in Job's field order
+        obs.provider,
+        obs.job_id,
+        at,
+        at,
+        status,
+        obs.progress,
+        blank.result_urls,
+        blank.error,
+        obs.provider_status if moved else blank.provider_status,
+        blank.terminals,
+        blank.params,
+        frozenset((fp,)),
+    )
+    return Step(job, (NewEvent(obs.provider, obs.job_id, f"job.{obs.kind}", _event_data(obs), fp),), False)
 
 
 _BLANK = Job(provider="", id="", created_at=datetime.min, updated_at=datetime.min)

@@ -182,3 +182,28 @@ def test_the_fast_copy_of_a_job_keeps_every_field() -> None:
     job = Job(**markers)  # type: ignore[arg-type]
     copy = _evolve(job, {}, None)
     assert markers == {f.name: getattr(copy, f.name) for f in fields(Job)}
+
+
+@given(
+    kind=st.sampled_from(["queued", "processing", "succeeded", "failed", "cancelled", "tracked", "missing"]),
+    progress=st.one_of(st.none(), st.integers(0, 100)),
+    provider_status=st.one_of(st.none(), st.sampled_from(["QUEUED", "PROCESSING", "ERROR"])),
+    provider_at=st.one_of(st.none(), st.just(T0 - timedelta(minutes=3))),
+    urls=st.sampled_from([(), ("https://cdn.example/out.mp4",)]),
+    error=st.one_of(st.none(), st.just("boom")),
+)
+def test_a_first_observation_builds_what_folding_it_into_a_blank_job_builds(
+    kind: str,
+    progress: int | None,
+    provider_status: str | None,
+    provider_at: datetime | None,
+    urls: tuple[str, ...],
+    error: str | None,
+) -> None:
+    """`apply(None, ...)` builds a first `queued`/`processing` directly (intake's usual
+    case); it must equal the general fold of the same observation into a blank job."""
+    from core import machine
+
+    o = Observation("pixazo", "job-9", kind, progress, urls, error, provider_status, provider_at)
+    general = machine._step(machine._BLANK, o, machine.fingerprint(o), T0, identity=("pixazo", "job-9", T0))
+    assert general == apply(None, o, T0)
