@@ -39,14 +39,15 @@ def parse_status(payload: Any) -> Observation:
     at = fields.timestamp(doc.get("completed_at"), "completed_at") or fields.timestamp(
         doc.get("updated_at"), "updated_at"
     )
-    return Observation(
-        provider=NAME,
-        job_id=request_id,
-        kind=status._value_,  # not .value: an enum property, on intake's hot path
-        result_urls=_media_urls(doc.get("output")) if status is Status.SUCCEEDED else (),
-        error=fields.text(doc.get("error"), "error") if status is Status.FAILED else None,
-        provider_status=word,
-        provider_at=at,
+    return Observation(  # by position, in Observation's field order: keywords cost more, per delivery
+        NAME,
+        request_id,
+        status._value_,  # kind; not .value: an enum property, on intake's hot path
+        None,  # progress: Pixazo reports none
+        _media_urls(doc.get("output")) if status is Status.SUCCEEDED else (),
+        fields.text(doc.get("error"), "error") if status is Status.FAILED else None,
+        word,  # provider_status
+        at,  # provider_at
     )
 
 
