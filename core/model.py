@@ -25,12 +25,12 @@ _TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
 
 
 def isoformat(at: datetime) -> str:
-    """Exactly `at.isoformat()`, at about half its cost for the UTC times intake writes.
+    """Exactly `at.isoformat()`, about a quarter cheaper for the UTC times intake writes.
 
     `datetime.isoformat` formats through `PyUnicode_FromFormat`, one C `sprintf` per
-    field: about 11,000 instructions, and intake formats two times per delivery (its
-    receipt, the provider's timestamp). Any other time (another offset, a year before
-    1000) goes through `isoformat` itself.
+    field: about 11,500 instructions against 8,500 here (callgrind), and intake formats
+    two times per delivery (its receipt, the provider's timestamp). Any other time
+    (another offset, a year before 1000) goes through `isoformat` itself.
     """
     if at.tzinfo is not UTC or at.year < 1000:
         return at.isoformat()
