@@ -135,18 +135,31 @@ async def test_a_writer_that_cannot_open_its_file_fails_open_with_the_reason(tmp
     assert writer.pid is None
 
 
+def writer_on_plain_table(tmp_path: Path) -> tuple[Path, WriterProcess]:
+    """A database with one table `t (x TEXT NOT NULL)`, and a writer (not opened) for it."""
+    path = tmp_path / "plain.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x TEXT NOT NULL)").connection.close()
+    return path, WriterProcess(path, ["PRAGMA journal_mode=WAL"])
+
+
+def large_insert() -> Batch:
+    """About 600 KB in one frame (distinct values: pickle would send a repeated one once)."""
+    rows = [(f"{i:06d}" * 170,) for i in range(600)]
+    return Batch(("SELECT COUNT(*) FROM t", (0,)), ("", []), [("INSERT INTO t VALUES (?)", rows)], [])
+
+
 def wait_until_stopped(pid: int) -> None:
     while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
         time.sleep(0.001)
 
 
-def rows_committed_without_the_loop(path: Path, table: str, seconds: float) -> int:
-    """Poll `table` until it has rows or `seconds` pass, blocking: called from a test's
+def rows_committed_without_the_loop(path: Path, seconds: float) -> int:
+    """Poll table `t` until it has rows or `seconds` pass, blocking: called from a test's
     coroutine, this holds the event loop, so no callback of it runs meanwhile."""
     deadline = time.monotonic() + seconds
     with sqlite3.connect(path) as conn:
         while True:
-            count = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 - the test's own table
+            count = int(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
             if count or time.monotonic() > deadline:
                 return count
             time.sleep(0.01)
@@ -163,21 +176,18 @@ async def test_a_large_batch_reaches_the_writer_while_the_event_loop_is_busy(tmp
     pipe's 64 KiB: the writer takes and commits all of it while the event loop runs no
     callback (as while it plans the next batch), without waiting for the loop to pass it
     the rest."""
-    path = tmp_path / "plain.db"
-    sqlite3.connect(path).execute("CREATE TABLE t (x TEXT NOT NULL)").connection.close()
-    writer = WriterProcess(path, ["PRAGMA journal_mode=WAL"])
+    path, writer = writer_on_plain_table(tmp_path)
     await writer.open()
     pid = writer.pid
     assert pid is not None
     try:
-        rows = [(f"{i:06d}" * 170,) for i in range(600)]  # about 600 KB in one frame, no two alike
-        batch = Batch(("SELECT COUNT(*) FROM t", (0,)), ("", []), [("INSERT INTO t VALUES (?)", rows)], [])
+        batch = large_insert()
         os.kill(pid, signal.SIGSTOP)  # busy: reading nothing while the frame is written
         wait_until_stopped(pid)
         sent = asyncio.ensure_future(writer.write(batch))
         await asyncio.sleep(0)  # the frame goes into the pipe as far as it fits
         os.kill(pid, signal.SIGCONT)  # from here the event loop is held
-        count = rows_committed_without_the_loop(path, "t", seconds=30)  # milliseconds, normally
+        count = rows_committed_without_the_loop(path, seconds=30)  # milliseconds, normally
         assert 600 == count, "the writer did not get the whole batch without the event loop"
         assert [] == await sent
     finally:
@@ -193,15 +203,12 @@ async def test_a_pipe_that_cannot_be_widened_still_carries_batches(
     """Where the system refuses the wider pipe (here: a size it cannot take), the writer
     runs on the default one, and says so once."""
     monkeypatch.setattr(sqlite_process, "PIPE_BYTES", -1)
-    path = tmp_path / "plain.db"
-    sqlite3.connect(path).execute("CREATE TABLE t (x TEXT NOT NULL)").connection.close()
-    writer = WriterProcess(path, ["PRAGMA journal_mode=WAL"])
+    _, writer = writer_on_plain_table(tmp_path)
     with capture_logs() as logs:
         await writer.open()
     try:
-        rows = [(f"{i:06d}" * 170,) for i in range(600)]
-        batch = Batch(("SELECT COUNT(*) FROM t", (0,)), ("", []), [("INSERT INTO t VALUES (?)", rows)], [])
-        assert [[(600,)]] == await writer.write(batch._replace(queries=[("SELECT COUNT(*) FROM t", ())]))
+        batch = large_insert()._replace(queries=[("SELECT COUNT(*) FROM t", ())])
+        assert [[(600,)]] == await writer.write(batch)
     finally:
         await writer.close()
     assert ["sqlite_writer_pipe_default"] == [e["event"] for e in logs if "pipe" in e["event"]]
