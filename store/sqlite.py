@@ -173,7 +173,7 @@ class SQLiteStore(Store):
         for request in writes:
             if type(request) is not IntakeRequest:  # an attempt record plans no job
                 continue
-            for obs in request.observations:
+            for obs in request.observations:  # IntakeRequest.job_keys, without its generator
                 key = (obs.provider, obs.job_id)
                 if key not in jobs and key not in new_jobs:
                     job = None

@@ -8,8 +8,8 @@ delivery sent three times. Each mode runs `--rounds` bare/durable pairs back to 
 single pair on a noisy machine can be off by 20%). Prints both rates, p50/p99 latencies
 and the server's CPU time per request (all its threads and its SQLite writer process,
 from /proc: the figure that explains the ratio, and steadier than the rates), then the
-median ratio and p99. Checks
-the log afterwards: one event per acknowledged unique job, nothing duplicated.
+median ratio and p99. Checks the log afterwards: one event per acknowledged unique job,
+nothing duplicated.
 """
 
 from __future__ import annotations
