@@ -52,11 +52,17 @@ async def replay_one(store: Store, entry_id: int) -> Event | None:
 async def replay_dead(
     store: Store, *, sink: str | None = None, since: datetime | None = None, until: datetime | None = None
 ) -> int:
-    """Replay every dead item matching the filters; returns how many."""
+    """Replay every dead item matching the filters, each once; returns how many.
+
+    Pages by id: an item replayed here may be dead again before the last page is read
+    (the worker runs meanwhile), and must not be replayed a second time."""
     disabled = await store.disabled_sinks()
-    count = 0
+    count = last = 0
     enabled: set[str] = set()
-    while batch := await store.outbox(status="dead", sink=sink, since=since, until=until, limit=500):
+    while batch := await store.outbox(
+        status="dead", sink=sink, since=since, until=until, limit=500, after=last
+    ):
+        last = batch[-1].id
         for entry in batch:
             enable = entry.item.sink in disabled and entry.item.sink not in enabled
             await store.record_attempt(requeue(entry, "dead letters replayed", enable_sink=enable))

@@ -171,8 +171,10 @@ class Store(abc.ABC):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 1000,
+        after: int = 0,
     ) -> list[OutboxEntry]:
-        """Outbox items oldest first, filtered by status, sink and creation time."""
+        """Outbox items with an id above `after`, oldest first, filtered by status, sink
+        and creation time (page on with the last id seen)."""
 
     @abc.abstractmethod
     async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:

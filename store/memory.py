@@ -202,11 +202,13 @@ class MemoryStore(Store):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 1000,
+        after: int = 0,
     ) -> list[OutboxEntry]:
         found = [
             e
             for e in sorted(self._outbox.values(), key=lambda e: e.id)
-            if (status is None or e.status == status)
+            if e.id > after
+            and (status is None or e.status == status)
             and (sink is None or e.item.sink == sink)
             and (since is None or e.created_at >= since)
             and (until is None or e.created_at < until)

@@ -318,9 +318,10 @@ class SQLiteStore(Store):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 1000,
+        after: int = 0,
     ) -> list[OutboxEntry]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
+        where: list[str] = ["id > ?"]
+        params: list[Any] = [after]
         for clause, value in (
             ("status = ?", status),
             ("sink = ?", sink),

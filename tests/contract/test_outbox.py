@@ -199,3 +199,13 @@ async def test_has_due_agrees_with_claim(store: Store) -> None:
     assert await store.has_due(claim("download"))
     assert not await store.has_due(claim("notify")), "the success notification waits for the download"
     assert await store.has_due(claim("notify", wait=False))
+
+
+async def test_outbox_pages_by_id_after_the_last_seen(store: Store) -> None:
+    for n in range(5):
+        await succeed(store, f"j{n}")
+    everything = [e.id for e in await store.outbox(sink="download")]
+    first = await store.outbox(sink="download", limit=2)
+    rest = await store.outbox(sink="download", after=first[-1].id)
+    assert everything == [e.id for e in first] + [e.id for e in rest]
+    assert [] == await store.outbox(sink="download", after=everything[-1])

@@ -1,0 +1,60 @@
+"""Replaying dead letters while the outbox worker runs, over a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from core.effects import EffectPlanner
+from core.intake import IntakeRequest
+from core.model import Delivery, Observation, OutboxEntry, utcnow
+from dispatch import replay
+from dispatch.schedule import Outcome, RetrySchedule, decide
+from dispatch.worker import Pool, Worker
+from listeners.health import Component
+from store import open_store
+
+DEAD = 600
+UNCONFIGURED = Outcome(False, error="the sink 'slack' is not configured", permanent=True)
+
+
+def failed(n: int) -> IntakeRequest:
+    return IntakeRequest(
+        Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"j{n}"),
+        (Observation("pixazo", f"j{n}", "failed"),),
+    )
+
+
+async def test_replaying_dead_items_visits_each_once_while_the_worker_kills_them_again(
+    tmp_path: Path,
+) -> None:
+    """Regression: replay re-read "every dead item" until none was left while the worker
+    (a sink that is not configured: each attempt is dead at once) put them back; 600
+    items were replayed 11,385 times in 10 s and the request never ended."""
+    store = open_store(f"sqlite:///{tmp_path / 'replay.db'}", EffectPlanner(("slack",)))
+    await store.open()
+    try:
+        await store.intake_many([failed(n) for n in range(DEAD)])
+        for entry in await store.outbox(status="pending", limit=DEAD):
+            await store.record_attempt(decide(entry, UNCONFIGURED, RetrySchedule(), utcnow(), 0.0))
+        assert DEAD == len(await store.outbox(status="dead", limit=DEAD + 1))
+
+        async def unconfigured(entry: OutboxEntry) -> Outcome:
+            return UNCONFIGURED
+
+        worker = Worker(store, [Pool("notify", 16, 60, unconfigured)], RetrySchedule(), Component("d", "w"))
+        task = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(60):  # a guard against the endless loop, not a speed check
+                count = await replay.replay_dead(store, sink="slack")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert DEAD == count
+        events = await store.events_after(0, 100_000)
+        replayed = Counter(e.data["key"] for e in events if e.type == "notification.replayed")
+        assert DEAD == len(replayed)
+        assert {1} == set(replayed.values())
+    finally:
+        await store.close()
