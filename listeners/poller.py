@@ -65,6 +65,12 @@ class Poller:
         self.schedule, self.concurrency = schedule, concurrency
         self._clock, self._rand = clock, rand
         self._refresh = min(max(schedule.min_interval, 0.05), 5.0)
+        self._wake = asyncio.Event()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget every job and poll: `run()` starts from the store each time (a loop that
+        died mid-poll left jobs marked due whose polls were cancelled)."""
         self._jobs: dict[str, Job] = {}
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
@@ -75,7 +81,6 @@ class Poller:
         self._paused_until = 0.0
         self._throttles = 0
         self._reload_at = 0.0
-        self._wake = asyncio.Event()
 
     def poll_all_now(self) -> None:
         """Poll every open job at once (after an SSE reconnect: the stream lost the gap)."""
@@ -84,6 +89,7 @@ class Poller:
         self._wake.set()
 
     async def run(self) -> None:
+        self._reset()
         self.component.set(State.RUNNING)
         try:
             while True:

@@ -26,6 +26,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     raw: bytes | None = None
+    delay: float = 0.0  # seconds before answering: keeps a poll in flight
 
     def response(self) -> web.StreamResponse:
         body = self.raw if self.raw is not None else orjson.dumps(self.body)
@@ -62,30 +63,32 @@ class FakeProviders:
     def polls(self, provider: str, job_id: str) -> int:
         return self.calls.count((provider, job_id))
 
-    def _next(self, provider: str, job_id: str) -> web.StreamResponse:
+    async def _answer(self, provider: str, job_id: str) -> web.StreamResponse:
         self.calls.append((provider, job_id))
         queue = self.answers.get((provider, job_id))
         if not queue:
             return web.json_response({"error": "Not found"}, status=404)
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
         return answer.response()
 
     async def _pixazo(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Ocp-Apim-Subscription-Key") != KEY:
             self.calls.append(("pixazo", request.match_info["id"]))
             return web.json_response({"error": "Access denied due to invalid subscription key."}, status=401)
-        return self._next("pixazo", request.match_info["id"])
+        return await self._answer("pixazo", request.match_info["id"])
 
     async def _apiframe(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("X-API-Key") != KEY:
             self.calls.append(("apiframe", request.match_info["id"]))
             return web.json_response({"error": "Invalid API key"}, status=401)
-        return self._next("apiframe", request.match_info["id"])
+        return await self._answer("apiframe", request.match_info["id"])
 
     async def _oxen(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {KEY}":
             return web.json_response({"error": "unauthorized"}, status=401)
-        return self._next("oxen", request.match_info["id"])
+        return await self._answer("oxen", request.match_info["id"])
 
     async def _venice(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {KEY}":
@@ -93,7 +96,7 @@ class FakeProviders:
         doc = await request.json()
         if doc.get("model") != "topaz-video-upscale" or not doc.get("queue_id"):
             return web.json_response({"error": "Invalid request", "details": doc}, status=400)
-        return self._next("venice", doc["queue_id"])
+        return await self._answer("venice", doc["queue_id"])
 
     async def _venice_complete(self, request: web.Request) -> web.StreamResponse:
         doc = await request.json()

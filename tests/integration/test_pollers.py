@@ -462,3 +462,41 @@ async def test_metrics_show_each_components_health_and_outcomes(world: World, ai
     text = await (await client.get("/metrics")).text()
     assert 'jobtrail_component_healthy{component="pixazo.poller",kind="poller",state="failed"} 0' in text
     assert 'jobtrail_component_healthy{component="dispatch",kind="worker",state="running"} 1' in text
+
+
+class _ReloadFailsOnce:
+    """The store, except that its second read of open jobs raises, as a bug would."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.reads = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        self.reads += 1
+        if self.reads == 2:
+            raise RuntimeError("injected: the poller's loop dies here")
+        return await self._store.open_jobs(provider, limit)
+
+
+async def test_a_poller_whose_loop_dies_mid_poll_polls_every_open_job_after_its_restart(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the polls in flight when `run()` died were cancelled with their jobs
+    off the heap but still marked due, and the restarted loop (same object) never planned
+    them again: the component said "running" while nothing was polled (a Venice job,
+    poll-only, would never finish)."""
+    monkeypatch.setattr(run, "RESTART_PAUSE", 0.05)
+    ids = [f"r{n}" for n in range(4)]
+    store = await world.start(("pixazo",))
+    for job_id in ids:
+        await world.track(store, "pixazo", job_id)
+        slow = Answer(body={"request_id": job_id, "status": "PROCESSING"}, delay=0.3)
+        world.fake.script("pixazo", job_id, slow)
+    flaky = _ReloadFailsOnce(store)
+    async with run.running(world.settings, flaky, world.health):  # type: ignore[arg-type]
+        await until(_true_when(lambda: flaky.reads >= 3))  # died, restarted, read again
+        polled = {job_id: world.fake.polls("pixazo", job_id) for job_id in ids}
+        await until(_true_when(lambda: all(world.fake.polls("pixazo", j) >= polled[j] + 2 for j in ids)))
+    assert State.RUNNING == world.health.component("pixazo.poller", "poller").state
