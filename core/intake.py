@@ -1,9 +1,12 @@
-"""Planning one write transaction for a batch of requests. Pure.
+"""Planning one write transaction for a batch of requests, and settling its results. Pure.
 
-A store backend loads the jobs a batch touches and the next free ids, calls `plan_batch`,
-writes every row of the resulting `Plan` in one transaction, and only then answers the
-callers with `Plan.results`. Ids are assigned here, under the backend's write lock, so
-the plan is complete before any row is written.
+A store backend loads the jobs a batch touches, calls `plan_batch`, writes every row of
+the resulting `Plan` in one transaction, and only then answers the callers with
+`settle(plan, ...)`. The plan holds positions, not ids: the backend numbers the
+deliveries and events as it writes them (one writer process, a database sequence, a
+lock: the backend's business), so several writers can share one log. A backend also
+decides, inside the transaction, whether each attempt record still holds its item's
+lease; a refused record writes nothing, and its event gets no number.
 
 Two kinds of request share the log: an `IntakeRequest` (a delivery and what it says about
 jobs) and an `AttemptRecord` (the outcome of one outbox attempt: the item's new state and
@@ -12,7 +15,7 @@ the `dispatch` event that logs it). Both go through one writer, so the log has o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -55,6 +58,8 @@ class AttemptRecord(NamedTuple):
     or `dead`. `payload` replaces the item's payload when set (a download's path and
     sha256, a refreshed URL). `event_type` None records no event (a deferral).
     `sink_state` = (sink, reason) disables a sink; (sink, None) enables it again.
+    `owner`: the lease holder recording an attempt; the record is refused unless the item
+    is still leased to it. None: a replay, refused unless the item is not pending.
     """
 
     entry_id: int
@@ -68,6 +73,7 @@ class AttemptRecord(NamedTuple):
     event_type: str | None
     event_data: Mapping[str, Any]
     sink_state: tuple[str, str | None] | None = None
+    owner: str | None = None
 
     def job_keys(self) -> Iterable[JobKey]:
         return ()
@@ -76,63 +82,97 @@ class AttemptRecord(NamedTuple):
 WriteRequest = IntakeRequest | AttemptRecord
 
 
+class Refused(NamedTuple):
+    """The result of an attempt record that no longer held its item (nothing written)."""
+
+    entry_id: int
+    owner: str | None
+
+
 class PlannedDelivery(NamedTuple):
-    id: int
     delivery: Delivery
     verdict: Verdict
     reason: str | None
 
 
 class PlannedEvent(NamedTuple):
-    event: Event
+    """An event to append. `delivery`: the position of its delivery in the plan, if any;
+    `attempt`: the position of the attempt record it logs, if any."""
+
+    provider: str
+    job_id: str
+    type: str
+    source: str
+    data: Mapping[str, Any]
+    delivery: int | None
     fingerprint: str | None
+    attempt: int | None
+
+
+class _Intake(NamedTuple):
+    """What to answer an intake: its delivery and events by position."""
+
+    delivery: int
+    verdict: Verdict
+    events: range
+    job: Job | None
+
+
+class _Attempt(NamedTuple):
+    attempt: int
+    event: int | None
 
 
 @dataclass(slots=True)
 class Plan:
-    """Every row one transaction writes, and the answer for each request."""
+    """Every row one transaction writes, and what each request is answered."""
 
+    at: datetime
     deliveries: list[PlannedDelivery] = field(default_factory=list)
     events: list[PlannedEvent] = field(default_factory=list)
     jobs: dict[JobKey, Job] = field(default_factory=dict)
     outbox: list[OutboxItem] = field(default_factory=list)
     attempts: list[AttemptRecord] = field(default_factory=list)
-    results: list[IntakeResult | Event | None] = field(default_factory=list)
+    answers: list[_Intake | _Attempt] = field(default_factory=list)
+
+
+Result = IntakeResult | Event | Refused | None
 
 
 def plan_batch(
     requests: Sequence[WriteRequest],
     jobs: Mapping[JobKey, Job],
-    next_delivery_id: int,
-    next_seq: int,
     planner: Planner,
     at: datetime,
 ) -> Plan:
     """Apply each request in order over `jobs`; return the rows to write."""
-    plan = Plan()
+    plan = Plan(at)
+    events, deliveries = plan.events, plan.deliveries
     current: dict[JobKey, Job] = dict(jobs)
     for request in requests:
         if isinstance(request, AttemptRecord):
+            attempt = len(plan.attempts)
             plan.attempts.append(request)
             if request.event_type is None:
-                plan.results.append(None)
+                plan.answers.append(_Attempt(attempt, None))
                 continue
-            event = Event(
-                next_seq,
-                request.provider,
-                request.job_id,
-                request.event_type,
-                "dispatch",
-                at,
-                request.event_data,
+            plan.answers.append(_Attempt(attempt, len(events)))
+            events.append(
+                PlannedEvent(
+                    request.provider,
+                    request.job_id,
+                    request.event_type,
+                    "dispatch",
+                    request.event_data,
+                    None,
+                    None,
+                    attempt,
+                )
             )
-            next_seq += 1
-            plan.events.append(PlannedEvent(event, None))
-            plan.results.append(event)
             continue
-        delivery_id = next_delivery_id
-        next_delivery_id += 1
-        events: list[Event] = []
+        delivery = len(deliveries)
+        first = len(events)
+        source = request.delivery.source
         last_job: Job | None = None
         for obs in () if request.rejection else request.observations:
             key = (obs.provider, obs.job_id)
@@ -142,34 +182,72 @@ def plan_batch(
             if step.duplicate:
                 continue
             for new in step.events:
-                # by position, in Event's field order: cheaper than keywords
-                event = Event(
-                    next_seq,
-                    new.provider,
-                    new.job_id,
-                    new.type,
-                    request.delivery.source,
-                    at,
-                    new.data,
-                    delivery_id,
+                # by position, in PlannedEvent's field order: cheaper than keywords
+                events.append(
+                    PlannedEvent(
+                        new.provider, new.job_id, new.type, source, new.data, delivery, new.fingerprint, None
+                    )
                 )
-                next_seq += 1
-                events.append(event)
-                plan.events.append(PlannedEvent(event, new.fingerprint))
             after = step.job
             plan.outbox.extend(planner(before, after, obs))
             current[key] = after
             plan.jobs[key] = after
-            last_job = after
-        verdict = _verdict(request, events)
-        plan.deliveries.append(PlannedDelivery(delivery_id, request.delivery, verdict, request.rejection))
-        plan.results.append(IntakeResult(delivery_id, verdict, tuple(events), last_job))
+        verdict = _verdict(request, len(events) > first)
+        deliveries.append(PlannedDelivery(request.delivery, verdict, request.rejection))
+        plan.answers.append(_Intake(delivery, verdict, range(first, len(events)), last_job))
     return plan
 
 
-def _verdict(request: IntakeRequest, events: list[Event]) -> Verdict:
+def _verdict(request: IntakeRequest, appended: bool) -> Verdict:
     if request.rejection:
         return Verdict.REJECTED
-    if events or not request.observations:
+    if appended or not request.observations:
         return Verdict.ACCEPTED
     return Verdict.DUPLICATE
+
+
+def numbered(plan: Plan, first_seq: int, refused: Collection[int] = ()) -> list[int | None]:
+    """The sequence number of each planned event, in order from `first_seq`; None for the
+    event of a refused attempt (`refused`: positions in `plan.attempts`), which is not
+    written and leaves no gap. Every backend numbers events this way."""
+    seqs: list[int | None] = []
+    seq = first_seq
+    for event in plan.events:
+        if refused and event.attempt is not None and event.attempt in refused:
+            seqs.append(None)
+        else:
+            seqs.append(seq)
+            seq += 1
+    return seqs
+
+
+def settle(plan: Plan, first_delivery: int, first_seq: int, refused: Collection[int] = ()) -> list[Result]:
+    """Each request's answer once the plan is committed with its deliveries numbered from
+    `first_delivery` and its events from `first_seq` (see `numbered`)."""
+    at, planned = plan.at, plan.events
+    seqs = numbered(plan, first_seq, refused) if refused else None
+    results: list[Result] = []
+    for answer in plan.answers:
+        if type(answer) is _Intake:
+            delivery_id = first_delivery + answer.delivery
+            built = []
+            for index in answer.events:
+                e = planned[index]
+                seq = first_seq + index if seqs is None else seqs[index]
+                assert seq is not None  # only an attempt's event goes unnumbered
+                # by position, in Event's field order: cheaper than keywords
+                built.append(Event(seq, e.provider, e.job_id, e.type, e.source, at, e.data, delivery_id))
+            results.append(IntakeResult(delivery_id, answer.verdict, tuple(built), answer.job))
+            continue
+        assert type(answer) is _Attempt
+        if refused and answer.attempt in refused:
+            record = plan.attempts[answer.attempt]
+            results.append(Refused(record.entry_id, record.owner))
+        elif answer.event is None:
+            results.append(None)
+        else:
+            e = planned[answer.event]
+            seq = first_seq + answer.event if seqs is None else seqs[answer.event]
+            assert seq is not None  # its attempt was not refused
+            results.append(Event(seq, e.provider, e.job_id, e.type, e.source, at, e.data, None))
+    return results

@@ -1,7 +1,8 @@
 """Starting and stopping the outbox worker of a running service.
 
-`running(settings, store, health)` releases leases left by a previous process, then runs
-the worker with a download pool and a notification pool, until the context is left.
+`running(settings, store, health)` runs the worker with a download pool and a
+notification pool, until the context is left. Leases left by a process that died are
+not released here (they may be another live process's): they end by themselves.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from store.base import Store
 log = structlog.get_logger(__name__)
 
 REFRESHABLE = ("oxen", "apiframe", "pixazo")
-LEASE_MARGIN = 60.0
+LEASE = 60.0  # seconds; renewed while an attempt runs, so a dead process's work waits at most this
 
 
 class Refresher:
@@ -63,9 +64,6 @@ class Refresher:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, store: Store, health: Health) -> AsyncIterator[Worker]:
     tuning = settings.dispatch
-    released = await store.release_leases()
-    if released:
-        log.info("dispatch_leases_released", count=released)
     sessions = [
         download.new_session(settings.download_allow_hosts, tuning.download_concurrency),
         aiohttp.ClientSession(headers={"User-Agent": "jobtrail"}),
@@ -106,8 +104,8 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
         )
 
     pools = [
-        Pool("download", tuning.download_concurrency, tuning.download_timeout + LEASE_MARGIN, fetch),
-        Pool("notify", tuning.notify_concurrency, tuning.notify_timeout + LEASE_MARGIN, notifier.send),
+        Pool("download", tuning.download_concurrency, LEASE, fetch),
+        Pool("notify", tuning.notify_concurrency, LEASE, notifier.send),
     ]
     worker = Worker(
         store,

@@ -3,16 +3,23 @@
     while not cancelled: fill each pool from the outbox, then idle until work may be due
 
 Downloads and notifications have their own pools (a slow download never delays a
-notification) and their own leases, longer than an attempt may take, so an attempt is
-never run twice at once. Each attempt's outcome becomes an `AttemptRecord` (pure:
-dispatch/schedule.py), stored with its `dispatch` event through the same writer as
-intake. If the process dies between an attempt and its record, the lease is released at
-the next start and the work runs again: at least once, with the same stable id.
+notification). Every claim leases its items to this worker (`owner`) for `Pool.lease`
+seconds, and the worker renews the leases of the attempts it is running every third of
+that, so a slow attempt is never run twice at once, while the work of a process that died
+is free again within one lease. An attempt whose lease was lost (another worker holds
+the item now) is stopped, and its record would be refused by the store anyway. Each
+attempt's outcome becomes an `AttemptRecord` (pure: dispatch/schedule.py), stored with
+its `dispatch` event through the same writer as intake. If the process dies between an
+attempt and its record, the work runs again once the lease ends: at least once, with the
+same stable id. A worker that stops cleanly releases its own leases.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -24,18 +31,23 @@ from core.logs import Redactor
 from core.model import OutboxEntry, utcnow
 from dispatch.schedule import Outcome, RetrySchedule, decide
 from listeners.health import Component, State
-from store.base import Claim, Store
+from store.base import Claim, LeaseLost, Store, StoreError
 
 log = structlog.get_logger(__name__)
 
 IDLE = 1.0
 
 
+def new_owner() -> str:
+    """A lease owner token: this host and process, and a random part (a pid is reused)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(6)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Pool:
     kind: str
     size: int
-    lease: float
+    lease: float  # seconds; renewed every third of it while an attempt runs
     run: Callable[[OutboxEntry], Awaitable[Outcome]]
 
 
@@ -50,11 +62,14 @@ class Worker:
         wait_for_downloads: bool = True,
         idle: float = IDLE,
         secrets: Sequence[str] = (),
+        owner: str | None = None,
     ) -> None:
         self.store, self.pools, self.schedule, self.component = store, pools, schedule, component
         self.wait_for_downloads, self.idle = wait_for_downloads, idle
+        self.owner = owner or new_owner()
         self._redactor = Redactor(secrets)
-        self._running: dict[str, set[asyncio.Task[None]]] = {pool.kind: set() for pool in pools}
+        # each pool's attempts in progress, by outbox item id
+        self._running: dict[str, dict[int, asyncio.Task[None]]] = {pool.kind: {} for pool in pools}
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -62,6 +77,7 @@ class Worker:
 
     async def run(self) -> None:
         self.component.set(State.RUNNING)
+        renewing = asyncio.create_task(self._renew_leases(), name="dispatch-lease-renewal")
         try:
             while True:
                 self._wake.clear()
@@ -70,10 +86,22 @@ class Worker:
                     await self._fill(pool)
                 await self._idle(changes)
         finally:
-            tasks = [task for running in self._running.values() for task in running]
+            tasks = [renewing, *(task for running in self._running.values() for task in running.values())]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._release()
+
+    async def _release(self) -> None:
+        """Free this worker's leases, so its unfinished work runs again at once elsewhere
+        (or after a restart) instead of after the lease."""
+        try:
+            released = await self.store.release(self.owner)
+        except StoreError as exc:
+            log.warning("dispatch_leases_not_released", error=str(exc))
+            return
+        if released:
+            log.info("dispatch_leases_released", count=released)
 
     async def _fill(self, pool: Pool) -> None:
         running = self._running[pool.kind]
@@ -81,20 +109,49 @@ class Worker:
         if free <= 0:
             return
         now = utcnow()
-        claim = Claim(pool.kind, now, now + timedelta(seconds=pool.lease), free, self.wait_for_downloads)
+        claim = Claim(
+            pool.kind, now, now + timedelta(seconds=pool.lease), free, self.owner, self.wait_for_downloads
+        )
         if not await self.store.has_due(claim):
             return
         for entry in await self.store.claim(claim):
             task = asyncio.create_task(self._attempt(pool, entry), name=f"dispatch-{pool.kind}-{entry.id}")
-            running.add(task)
-            task.add_done_callback(self._finished(running))
+            running[entry.id] = task
+            task.add_done_callback(self._finished(running, entry.id))
 
-    def _finished(self, running: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def _finished(
+        self, running: dict[int, asyncio.Task[None]], entry_id: int
+    ) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
-            running.discard(task)
+            if running.get(entry_id) is task:
+                del running[entry_id]
             self._wake.set()
 
         return done
+
+    async def _renew_leases(self) -> None:
+        """Every third of a pool's lease, extend the leases of its running attempts; stop
+        an attempt whose lease another worker holds now."""
+        every = min(pool.lease for pool in self.pools) / 3 if self.pools else 60.0
+        while True:
+            await asyncio.sleep(every)
+            for pool in self.pools:
+                running = self._running[pool.kind]
+                if not running:
+                    continue
+                ids = list(running)
+                try:
+                    held = set(
+                        await self.store.renew(self.owner, ids, utcnow() + timedelta(seconds=pool.lease))
+                    )
+                except StoreError as exc:
+                    log.warning("dispatch_leases_not_renewed", kind=pool.kind, error=str(exc))
+                    continue
+                for entry_id in ids:
+                    task = running.get(entry_id)
+                    if entry_id not in held and task is not None:
+                        log.warning("dispatch_lease_lost", entry_id=entry_id, kind=pool.kind)
+                        task.cancel()
 
     async def _idle(self, changes: int) -> None:
         """Until an attempt finishes, outbox work is added or changed, or `idle` passes.
@@ -123,9 +180,12 @@ class Worker:
             outcome = replace(outcome, error=self._redactor.scrub(outcome.error))
         record = decide(entry, outcome, self.schedule, utcnow(), time.monotonic() - started)
         try:
-            await self.store.record_attempt(record)
-        except Exception:
-            log.exception("dispatch_attempt_not_recorded", key=entry.item.key)
+            await self.store.record_attempt(record._replace(owner=self.owner))
+        except LeaseLost as exc:
+            log.warning("dispatch_attempt_refused", key=entry.item.key, reason=str(exc))
+            return
+        except StoreError as exc:  # the lease ends, and the work runs again
+            log.error("dispatch_attempt_not_recorded", key=entry.item.key, error=str(exc))
             return
         self.component.saw_event(what=record.event_type or "deferred")
         log.info(

@@ -3,18 +3,23 @@
 A backend keeps four things: the raw deliveries (audit), the append-only event log, the
 job projection, and the outbox. `intake` writes all four for one delivery in one
 transaction and returns only after the commit; that is what lets the receiver answer 2xx.
+
+Nothing here assumes one process: the backend numbers deliveries and events as it
+commits them (`core.intake.settle`), decides whether an attempt record still holds its
+lease, and fires the wake-ups (`wait_for_append`, `wait_for_outbox`) for every write it
+hears of, its own or, where it can, another process's.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from core.intake import AttemptRecord, IntakeRequest, Plan, Planner
+from core.intake import AttemptRecord, IntakeRequest, Planner, Refused
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
 MAX_STORED_BODY = 64 * 1024
@@ -22,6 +27,44 @@ MAX_STORED_BODY = 64 * 1024
 
 class StoreError(Exception):
     """The store cannot do what was asked (unreachable, corrupt, misconfigured)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take this write now; nothing acknowledged is lost, try again
+    after `retry_after` seconds. A write that raises this may or may not have landed
+    (its writer died, or did not answer in time): a retry is deduplicated."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """The write was sent and its writer went away before answering: it may have been
+    committed or not. Not retried by the store (a retry would be planned on a guess);
+    the caller's retry is deduplicated."""
+
+
+class StoreBusy(StoreUnavailable):
+    """Too many writes are waiting already (backpressure); this one was not taken."""
+
+
+class StoreClosed(StoreUnavailable):
+    """The store is not open (not yet, or no longer)."""
+
+
+class StoreLocked(StoreError):
+    """Another server already runs on this store, and the backend allows only one."""
+
+
+class LeaseLost(StoreError):
+    """An attempt record from a process that no longer holds the item's lease (or a
+    replay of an item that is pending again): refused, nothing written."""
+
+    def __init__(self, refused: Refused) -> None:
+        who = f"owner {refused.owner}" if refused.owner else "a replay"
+        super().__init__(f"outbox item {refused.entry_id} is not held by {who}: the record was refused")
+        self.entry_id = refused.entry_id
 
 
 class SchemaTooNew(StoreError):
@@ -42,7 +85,7 @@ class StoredDelivery:
 
 
 class Claim(NamedTuple):
-    """Take up to `limit` due items of `kind`, leased until `lease_until`.
+    """Take up to `limit` due items of `kind`, leased to `owner` until `lease_until`.
 
     Due: `pending`, `next_attempt_at` passed, no live lease, its sink not disabled, and,
     with `wait_for_downloads`, not a success notification whose job still has a pending
@@ -53,6 +96,7 @@ class Claim(NamedTuple):
     now: datetime
     lease_until: datetime
     limit: int
+    owner: str
     wait_for_downloads: bool = True
 
 
@@ -95,30 +139,35 @@ class Store(abc.ABC):
         self._appended = _Signal()
         self._outbox_changed = _Signal()
 
-    def _committed(self, plan: Plan) -> None:
-        """Wake the waiters a committed plan concerns (backends call this after a commit)."""
-        if plan.events:
+    def _heard(self, *, appended: bool, outbox: bool) -> None:
+        """Wake the waiters for a write the backend committed or heard of (backends call
+        this; a backend shared by several processes calls it for theirs too)."""
+        if appended:
             self._appended.fire()
-        if plan.outbox or plan.attempts:
+        if outbox:
             self._outbox_changed.fire()
 
     async def wait_for_append(self, seconds: float) -> bool:
-        """Wait until events are appended by this process, or `seconds` pass; True if woken."""
+        """Wait until events are appended, or `seconds` pass; True if woken. Every append
+        this process makes wakes it; another process's, where the backend hears of it."""
         return await self._appended.wait(seconds)
 
     @property
     def outbox_changes(self) -> int:
-        """How often this process has added outbox work or recorded an attempt."""
+        """How often outbox work was added or an attempt recorded, as `wait_for_outbox`
+        counts it."""
         return self._outbox_changed.fired
 
     async def wait_for_outbox(self, seconds: float) -> bool:
-        """Wait until this process adds outbox work or records an attempt, or `seconds`
-        pass; True if woken. (Intake that queues no work wakes no one.)"""
+        """Wait until outbox work is added or an attempt recorded, or `seconds` pass;
+        True if woken. (Intake that queues no work wakes no one.)"""
         return await self._outbox_changed.wait(seconds)
 
     @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and apply pending migrations; refuse a schema newer than the code."""
+    async def open(self, *, exclusive: bool = False) -> None:
+        """Connect and apply pending migrations; refuse a schema newer than the code.
+        `exclusive`: this process serves the store (`jobtrail serve`); where the backend
+        allows only one server (SQLite), a second raises `StoreLocked`."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -128,7 +177,8 @@ class Store(abc.ABC):
     async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
         """Record the delivery, append its new events, update jobs, enqueue outbox work:
         all in one transaction, committed before returning. Duplicates append nothing and
-        the delivery is kept with verdict `duplicate`."""
+        the delivery is kept with verdict `duplicate`. `StoreUnavailable` when it cannot
+        be taken now (retry: a write that landed anyway is deduplicated)."""
 
     async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
         """Several intakes (or rejections) in order, each its own delivery, committed
@@ -145,22 +195,30 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
-        """Lease due outbox work (see `Claim`), oldest due first. A leased item is not
-        claimed again until its lease ends: a slow attempt never runs twice at once."""
+        """Lease due outbox work to `claim.owner` (see `Claim`), oldest due first. A
+        leased item is not claimed again, by anyone, until its lease ends."""
 
     @abc.abstractmethod
     async def has_due(self, claim: Claim) -> bool:
         """Whether `claim` would take anything (a read: no lease, no write)."""
 
     @abc.abstractmethod
-    async def release_leases(self) -> int:
-        """Drop every lease (at start-up: a lease held by a process that died would
-        otherwise hold its work until it ends). Returns how many were released."""
+    async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
+        """Extend `owner`'s leases on these items to `until`; the ids it still holds. (A
+        worker renews while its attempts run, so a lease can be short: the work of a
+        process that died is free again soon after.)"""
+
+    @abc.abstractmethod
+    async def release(self, owner: str) -> int:
+        """Drop every lease `owner` holds (a worker stopping cleanly); how many. Another
+        owner's leases are never touched: they expire."""
 
     @abc.abstractmethod
     async def record_attempt(self, record: AttemptRecord) -> Event | None:
         """Store an attempt's outcome and its `dispatch` event in one transaction, after
-        everything submitted before it; release the lease. Returns the event."""
+        everything submitted before it; release the lease. Returns the event.
+        `LeaseLost` when the record's owner no longer holds the item's lease (for a
+        replay, `owner` None: when the item is pending), and nothing is written."""
 
     @abc.abstractmethod
     async def outbox(

@@ -4,19 +4,30 @@ answered before it commits, and the next batch is planned while this one is writ
 Callers `submit` requests and await their results. One task takes everything pending as
 a batch and runs it through the backend's two stages:
 
-- `prepare(batch)`: plan it (the state machine, ids, rows) on the event loop;
+- `prepare(batch)`: plan it (the state machine, rows) on the event loop;
 - `finish(prepared)`: write and commit it (in the database's writer).
 
 While batch k is being written and committed, batch k+1 is already prepared, so Python
 work and database work overlap; up to `in_flight` batches are being written at a time
-(the backend commits them in order, each planned on top of those before it). If a write
-fails, every batch in flight behind it is waited out (planned on a write that did not
-happen, the backend refuses them unwritten), the backend's `abandon()` drops what it
-assumed about uncommitted state, and their requests are retried one by one (so one bad
-request cannot fail its neighbours); a batch prepared on top of them is prepared again.
-A write that raises `PlanAgain` (its plan rested on something the database contradicts;
-the backend has learned better) is not a failure: the same batch is prepared and written
-once more.
+(the backend commits them in order, each planned on top of those before it).
+
+When a write fails:
+
+- `OutcomeUnknown` (the writer went away with it): its callers, and those of every batch
+  sent behind it, get that error at once. Nothing is retried here: the write may have
+  landed, so a retry belongs to the caller, whose intake is deduplicated.
+- `PlanAgain` (its plan rested on something the database contradicts; the backend has
+  learned better): the same batch is prepared and written once more.
+- anything else: every batch in flight behind it is waited out (planned on a write that
+  did not happen, the backend refuses them unwritten), and their requests are retried
+  one by one, so one bad request cannot fail its neighbours.
+
+After each failure the backend's `abandon()` drops what it assumed about uncommitted
+state. Bounds: at most `max_pending` requests (and `max_pending_bytes`, as `weigh`
+counts them) wait to be batched, beyond that `submit` raises `StoreBusy` at once; a
+caller waits at most `write_timeout` seconds for its commit, then gets
+`StoreUnavailable` (the write goes on and may still land). If the batching loop itself
+dies of a bug, its callers get `StoreUnavailable` and the loop starts again.
 """
 
 from __future__ import annotations
@@ -29,11 +40,18 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
+
 Req = TypeVar("Req")
 Prep = TypeVar("Prep")
 Res = TypeVar("Res")
 
 log = structlog.get_logger(__name__)
+
+WRITE_TIMEOUT = 10.0
+MAX_PENDING = 20_000
+MAX_PENDING_BYTES = 256 * 1024 * 1024
+RESTART_PAUSE = 0.1
 
 
 class PlanAgain(Exception):
@@ -46,6 +64,12 @@ class _Group(Generic[Req, Res]):
 
     requests: Sequence[Req]
     future: asyncio.Future[list[Res]]
+    since: float
+    weight: int
+
+
+def _nothing(request: Any) -> int:
+    return 0
 
 
 class GroupCommitter(Generic[Req, Prep, Res]):
@@ -56,22 +80,41 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         abandon: Callable[[], Awaitable[None]],
         max_batch: int = 1024,
         in_flight: int = 1,
+        *,
+        write_timeout: float = WRITE_TIMEOUT,
+        max_pending: int = MAX_PENDING,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+        weigh: Callable[[Req], int] = _nothing,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
-        self._prepare, self._finish, self._abandon = prepare, finish, abandon
+        self._prepare, self._finish, self._abandon_backend = prepare, finish, abandon
         self._max_batch, self._in_flight = max_batch, in_flight
+        self.write_timeout, self.max_pending, self.max_pending_bytes = (
+            write_timeout,
+            max_pending,
+            max_pending_bytes,
+        )
+        self._weigh = weigh
         self._pending: deque[_Group[Req, Res]] = deque()
+        self._pending_count = self._pending_bytes = 0
         self._writing: deque[tuple[asyncio.Task[Sequence[Res]], list[_Group[Req, Res]]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self.crashes = 0
 
     def start(self) -> None:
         self._closing = False
         self._event_loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="store-group-commit")
+        self._watchdog = asyncio.create_task(self._expire(), name="store-write-timeouts")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._closing
 
     async def submit(self, request: Req) -> Res:
         return (await self._submit((request,)))[0]
@@ -84,11 +127,19 @@ class GroupCommitter(Generic[Req, Prep, Res]):
     def _submit(self, requests: Sequence[Req]) -> asyncio.Future[list[Res]]:
         loop = self._event_loop
         if self._closing or self._task is None or loop is None:
-            raise RuntimeError("the store is not open")
+            raise StoreClosed("the store is not open")
+        weigh = self._weigh
+        weight = 0 if weigh is _nothing else sum(map(weigh, requests))
+        if self._pending_count + len(requests) > self.max_pending or (
+            weight and self._pending_bytes + weight > self.max_pending_bytes
+        ):
+            raise StoreBusy(f"{self._pending_count} writes are waiting already; try again shortly")
         # Not `_Group[Req, Res](...)`: calling a subscripted generic goes through typing's
         # machinery, 1.8 us against 0.2 us, once per submit.
-        group: _Group[Req, Res] = _Group(requests, loop.create_future())
+        group: _Group[Req, Res] = _Group(requests, loop.create_future(), loop.time(), weight)
         self._pending.append(group)
+        self._pending_count += len(requests)
+        self._pending_bytes += weight
         self._wake.set()
         return group.future
 
@@ -101,19 +152,56 @@ class GroupCommitter(Generic[Req, Prep, Res]):
             # the caller (suppressing CancelledError here would).
             await asyncio.wait({self._task})
             self._task = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
 
     async def _run(self) -> None:
         try:
-            await self._loop()
+            while True:
+                try:
+                    await self._loop()
+                    return
+                except Exception as exc:  # a bug: fail who waits, and carry on
+                    self.crashes += 1
+                    log.exception("store_committer_crashed")
+                    self._fail_all(
+                        StoreUnavailable(f"the store's writer failed ({type(exc).__name__}); retry")
+                    )
+                    await self._abandon()
+                    await asyncio.sleep(RESTART_PAUSE)
         finally:  # never leave a caller waiting on a committer that is gone
             self._closing = True
-            gone = RuntimeError("the store's writer stopped")
-            groups = [*self._pending, *(group for _, batch in self._writing for group in batch)]
-            self._pending.clear()
-            self._writing.clear()
-            for group in groups:
+            self._fail_all(StoreClosed("the store's writer stopped"))
+
+    def _fail_all(self, error: StoreError) -> None:
+        groups = [*self._pending, *(group for _, batch in self._writing for group in batch)]
+        for task, _ in self._writing:
+            task.cancel()  # only its wait: the writer finishes or refuses what it was sent
+        self._pending.clear()
+        self._writing.clear()
+        self._pending_count = self._pending_bytes = 0
+        for group in groups:
+            if not group.future.done():
+                group.future.set_exception(error)
+
+    async def _expire(self) -> None:
+        """Fail the callers that have waited longer than `write_timeout` for a commit."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.write_timeout / 4))
+            limit = loop.time() - self.write_timeout
+            groups = [group for _, batch in self._writing for group in batch]
+            for group in (*groups, *self._pending):  # each oldest first
+                if group.since > limit:
+                    continue
                 if not group.future.done():
-                    group.future.set_exception(gone)
+                    group.future.set_exception(
+                        StoreUnavailable(
+                            f"no commit within {self.write_timeout:g} s; the write may still land, retry it"
+                        )
+                    )
 
     async def _loop(self) -> None:
         while True:
@@ -132,10 +220,14 @@ class GroupCommitter(Generic[Req, Prep, Res]):
     def _take(self) -> list[_Group[Req, Res]]:
         """Whole groups, oldest first, up to `max_batch` requests (always at least one)."""
         batch = [self._pending.popleft()]
-        size = len(batch[0].requests)
+        size, weight = len(batch[0].requests), batch[0].weight
         while self._pending and size + len(self._pending[0].requests) <= self._max_batch:
-            size += len(self._pending[0].requests)
-            batch.append(self._pending.popleft())
+            group = self._pending.popleft()
+            size += len(group.requests)
+            weight += group.weight
+            batch.append(group)
+        self._pending_count -= size
+        self._pending_bytes -= weight
         return batch
 
     async def _written_or_woken(self) -> None:
@@ -181,33 +273,50 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         except Exception as exc:
             behind = await self._wait_out()
             await self._abandon()
-            if isinstance(exc, PlanAgain):
+            if isinstance(exc, OutcomeUnknown):
+                self._fail(batch, exc)
+            elif isinstance(exc, PlanAgain):
                 await self._rewrite(batch)
             else:
                 await self._one_by_one(batch)
-            for later in behind:
-                await self._one_by_one(later)
+            for later, error in behind:
+                if isinstance(error, OutcomeUnknown):
+                    self._fail(later, error)
+                else:
+                    await self._one_by_one(later)
             return False
         self._answer(batch, results)
         return True
 
-    async def _wait_out(self) -> list[list[_Group[Req, Res]]]:
+    async def _wait_out(self) -> list[tuple[list[_Group[Req, Res]], Exception]]:
         """After a failed write: wait for every batch in flight behind it, answer those
-        that were written anyway, and return those that were not (to be retried)."""
+        that were written anyway, and return those that were not, with their error."""
         failed = []
         while self._writing:
             task, batch = self._writing.popleft()
             try:
                 results = await task
-            except Exception:
-                failed.append(batch)
+            except Exception as exc:
+                failed.append((batch, exc))
             else:
                 self._answer(batch, results)
         return failed
 
+    async def _abandon(self) -> None:
+        """Let the backend drop what it assumed; a failure there is logged, never raised
+        (the next write starts from what is committed either way)."""
+        try:
+            await self._abandon_backend()
+        except Exception:
+            log.exception("store_abandon_failed")
+
     async def _rewrite(self, batch: list[_Group[Req, Res]]) -> None:
         try:
             results = await self._write([request for group in batch for request in group.requests])
+        except OutcomeUnknown as exc:
+            await self._abandon()
+            self._fail(batch, exc)
+            return
         except Exception:
             await self._abandon()
             await self._one_by_one(batch)
@@ -231,6 +340,12 @@ class GroupCommitter(Generic[Req, Prep, Res]):
                 group.future.set_result([results[start]] if end == start + 1 else list(results[start:end]))
             start = end
 
+    @staticmethod
+    def _fail(batch: list[_Group[Req, Res]], error: Exception) -> None:
+        for group in batch:
+            if not group.future.done():
+                group.future.set_exception(error)
+
     async def _one_by_one(self, batch: list[_Group[Req, Res]]) -> None:
         for group in batch:
             results: list[Res] = []
@@ -240,11 +355,19 @@ class GroupCommitter(Generic[Req, Prep, Res]):
                     results.append((await self._write([request]))[0])
                 except Exception as exc:
                     await self._abandon()
-                    log.exception("intake_commit_failed")
-                    failure = failure or RuntimeError(f"the store could not commit: {exc}")
+                    if not isinstance(exc, StoreUnavailable):
+                        log.exception("intake_commit_failed")
+                    failure = failure or _typed(exc)
             if group.future.done():
                 continue
             if failure is not None:
                 group.future.set_exception(failure)
             else:
                 group.future.set_result(results)
+
+
+def _typed(exc: Exception) -> StoreError:
+    """A failure as the store's own error (a caller handles `StoreError`, nothing else)."""
+    if isinstance(exc, StoreError):
+        return exc
+    return StoreError(f"the store could not commit: {type(exc).__name__}: {exc}")

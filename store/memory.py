@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, WriteRequest, plan_batch
+from core.intake import (
+    AttemptRecord,
+    IntakeRequest,
+    JobKey,
+    Planner,
+    Refused,
+    Result,
+    WriteRequest,
+    plan_batch,
+    settle,
+)
 from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
 from store import rows
-from store.base import MAX_STORED_BODY, Claim, Page, Store, StoredDelivery, StoreError
+from store.base import (
+    MAX_STORED_BODY,
+    Claim,
+    LeaseLost,
+    Page,
+    Store,
+    StoreClosed,
+    StoredDelivery,
+    StoreError,
+)
 
 
 class MemoryStore(Store):
@@ -24,10 +43,10 @@ class MemoryStore(Store):
         self._jobs: dict[JobKey, tuple[int, Job]] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._by_id: dict[int, str] = {}
-        self._leases: dict[int, datetime] = {}
+        self._leases: dict[int, tuple[str, datetime]] = {}  # entry id: (owner, until)
         self._disabled: dict[str, str] = {}
 
-    async def open(self) -> None:
+    async def open(self, *, exclusive: bool = False) -> None:
         self._open = True
 
     async def close(self) -> None:
@@ -44,11 +63,20 @@ class MemoryStore(Store):
         assert isinstance(result, IntakeResult)
         return result.delivery_id
 
-    def _apply_attempt(self, record: AttemptRecord, now: datetime) -> None:
+    def _holds(self, record: AttemptRecord) -> bool:
+        """Whether the record may be written: its owner still holds the lease (a replay:
+        the item is not pending)."""
         key = self._by_id.get(record.entry_id)
         if key is None:
-            return
-        entry = self._outbox[key]
+            return False
+        if record.owner is None:
+            return self._outbox[key].status != "pending"
+        lease = self._leases.get(record.entry_id)
+        return lease is not None and lease[0] == record.owner
+
+    def _apply_attempt(self, record: AttemptRecord, now: datetime) -> None:
+        entry = self._outbox[self._by_id[record.entry_id]]
+        key = entry.item.key
         item = entry.item if record.payload is None else replace(entry.item, payload=dict(record.payload))
         self._outbox[key] = replace(
             entry,
@@ -69,28 +97,43 @@ class MemoryStore(Store):
 
     async def record_attempt(self, record: AttemptRecord) -> Event | None:
         result = await self._commit(record)
+        if isinstance(result, Refused):
+            raise LeaseLost(result)
         assert result is None or isinstance(result, Event)
         return result
 
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
         async with self._lock:
-            if not self._open:
-                raise StoreError("the store is not open")
+            self._check_open()
             due = sorted(
                 (e for e in self._outbox.values() if self._claimable(e, claim)),
                 key=lambda e: (e.next_attempt_at or e.created_at, e.id),
             )[: claim.limit]
             for entry in due:
-                self._leases[entry.id] = claim.lease_until
+                self._leases[entry.id] = (claim.owner, claim.lease_until)
             return due
 
     async def has_due(self, claim: Claim) -> bool:
         return any(self._claimable(e, claim) for e in self._outbox.values())
 
-    async def release_leases(self) -> int:
-        released = len(self._leases)
-        self._leases.clear()
-        return released
+    async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
+        async with self._lock:
+            self._check_open()
+            held = [i for i in entry_ids if self._leases.get(i, ("", until))[0] == owner]
+            for entry_id in held:
+                self._leases[entry_id] = (owner, until)
+            return held
+
+    async def release(self, owner: str) -> int:
+        async with self._lock:
+            mine = [i for i, (holder, _) in self._leases.items() if holder == owner]
+            for entry_id in mine:
+                del self._leases[entry_id]
+            return len(mine)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreClosed("the store is not open")
 
     def _claimable(self, entry: OutboxEntry, claim: Claim) -> bool:
         item = entry.item
@@ -98,7 +141,8 @@ class MemoryStore(Store):
             return False
         if (entry.next_attempt_at or entry.created_at) > claim.now:
             return False
-        if self._leases.get(entry.id, claim.now) > claim.now:
+        lease = self._leases.get(entry.id)
+        if lease is not None and lease[1] > claim.now:
             return False
         if claim.wait_for_downloads and item.kind == "notify" and item.payload.get("status") == "succeeded":
             return not any(
@@ -108,31 +152,32 @@ class MemoryStore(Store):
             )
         return True
 
-    async def _commit(self, request: WriteRequest) -> IntakeResult | Event | None:
+    async def _commit(self, request: WriteRequest) -> Result:
         async with self._lock:
-            if not self._open:
-                raise StoreError("the store is not open")
+            self._check_open()
             jobs = {k: self._jobs[k][1] for k in request.job_keys() if k in self._jobs}
-            plan = plan_batch(
-                [request],
-                jobs,
-                len(self._deliveries) + 1,
-                len(self._events) + 1,
-                self.planner,
-                utcnow(),
-            )
-            for planned in plan.events:
-                e = planned.event
-                if planned.fingerprint is not None:
-                    logged = (e.provider, e.job_id, planned.fingerprint)
-                    if logged in self._fingerprints:
-                        raise StoreError(f"fingerprint {logged} logged twice")
-                    self._fingerprints.add(logged)
-                self._events.append(e)
-            for d in plan.deliveries:
+            try:
+                plan = plan_batch([request], jobs, self.planner, utcnow())
+            except Exception as exc:  # as the SQL backends report it: the store's own error
+                raise StoreError(f"the store could not commit: {type(exc).__name__}: {exc}") from exc
+            refused = {n for n, record in enumerate(plan.attempts) if not self._holds(record)}
+            first_delivery, first_seq = len(self._deliveries) + 1, len(self._events) + 1
+            [result] = settle(plan, first_delivery, first_seq, refused)
+            events = [result] if isinstance(result, Event) else []
+            if isinstance(result, IntakeResult):
+                events = list(result.events)
+            written = [e for e in plan.events if e.attempt not in refused]
+            logged = {(e.provider, e.job_id, e.fingerprint) for e in written if e.fingerprint is not None}
+            if logged & self._fingerprints:  # the unique index of the SQL backends
+                raise StoreError(f"fingerprints logged twice: {sorted(logged & self._fingerprints)}")
+            self._fingerprints |= logged
+            self._events.extend(events)
+            for n, d in enumerate(plan.deliveries):
                 body = bytes(d.delivery.body)
                 stored = replace(d.delivery, body=body[:MAX_STORED_BODY])
-                self._deliveries.append(StoredDelivery(d.id, stored, d.verdict, d.reason, len(body)))
+                self._deliveries.append(
+                    StoredDelivery(first_delivery + n, stored, d.verdict, d.reason, len(body))
+                )
             for key, job in plan.jobs.items():
                 position = self._jobs[key][0] if key in self._jobs else len(self._jobs) + 1
                 self._jobs[key] = (position, job)
@@ -142,10 +187,11 @@ class MemoryStore(Store):
                     entry = OutboxEntry(len(self._outbox) + 1, item, item.status, 0, None, now, now, now)
                     self._outbox[item.key] = entry
                     self._by_id[entry.id] = item.key
-            for record in plan.attempts:
+            held = [record for n, record in enumerate(plan.attempts) if n not in refused]
+            for record in held:
                 self._apply_attempt(record, now)
-            self._committed(plan)
-            return plan.results[0]
+            self._heard(appended=bool(events), outbox=bool(plan.outbox or held))
+            return result
 
     async def get_job(self, provider: str, job_id: str) -> Job | None:
         found = self._jobs.get((provider, job_id))
@@ -234,5 +280,4 @@ class MemoryStore(Store):
         return found[:limit]
 
     async def ping(self) -> None:
-        if not self._open:
-            raise StoreError("the store is not open")
+        self._check_open()

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from core.intake import AttemptRecord
+from core.intake import AttemptRecord, PlannedEvent
 from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict, isoformat
 from store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
 
@@ -89,17 +89,19 @@ def job_from(row: Sequence[Any]) -> Job:
     )
 
 
-def event_row(event: Event, fingerprint: str | None) -> tuple[Any, ...]:
+def event_row(event: PlannedEvent, at: str) -> tuple[Any, ...]:
+    """A planned event for the writer, which numbers it: (provider, job_id, type, source,
+    at, data, delivery position, fingerprint, attempt position)."""
     return (
-        event.seq,
         event.provider,
         event.job_id,
         event.type,
         event.source,
-        iso(event.at),
+        at,
         dumps(event.data),
-        event.delivery_id,
-        fingerprint,
+        event.delivery,
+        event.fingerprint,
+        event.attempt,
     )
 
 
@@ -116,11 +118,9 @@ def event_from(row: Sequence[Any]) -> Event:
     )
 
 
-def delivery_row(
-    delivery_id: int, delivery: Delivery, verdict: Verdict, reason: str | None
-) -> tuple[Any, ...]:
+def delivery_row(delivery: Delivery, verdict: Verdict, reason: str | None) -> tuple[Any, ...]:
+    """A delivery's columns but its id (the writer numbers it)."""
     return (
-        delivery_id,
         delivery.source,
         delivery.provider,
         delivery.job_id,
@@ -169,7 +169,7 @@ def outbox_row(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
 
 def attempt_row(record: AttemptRecord, now: datetime) -> tuple[Any, ...]:
     """`UPDATE outbox SET status, attempts, next_attempt_at, last_error, payload, updated_at
-    WHERE id`; the lease is released."""
+    WHERE id` (and the lease it must hold); the lease is released."""
     return (
         record.status,
         record.attempts,

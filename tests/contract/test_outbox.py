@@ -8,11 +8,14 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from core.effects import EffectPlanner
 from core.intake import AttemptRecord
 from core.model import Delivery, Observation, OutboxEntry, utcnow
+from dispatch.replay import requeue
 from store import open_store
-from store.base import Claim, Store
+from store.base import Claim, LeaseLost, Store
 from store.migrations import load
 
 
@@ -27,13 +30,19 @@ async def downloads(store: Store, job_id: str) -> list[OutboxEntry]:
     return [e for e in await store.outbox_for_job("pixazo", job_id) if e.item.kind == "download"]
 
 
-def claim(kind: str, seconds: float = 60, wait: bool = True, limit: int = 10, later: float = 0) -> Claim:
+OWNER = "worker-a"
+
+
+def claim(
+    kind: str, seconds: float = 60, wait: bool = True, limit: int = 10, later: float = 0, owner: str = OWNER
+) -> Claim:
     now = utcnow() + timedelta(seconds=later)
-    return Claim(kind, now, now + timedelta(seconds=seconds), limit, wait)
+    return Claim(kind, now, now + timedelta(seconds=seconds), limit, owner, wait)
 
 
 def record(entry: OutboxEntry, status: str, **kw: object) -> AttemptRecord:
     fields: dict[str, object] = {
+        "owner": OWNER,
         "entry_id": entry.id,
         "provider": entry.item.provider,
         "job_id": entry.item.job_id,
@@ -113,18 +122,20 @@ async def test_a_disabled_sink_is_not_claimed_until_enabled(tmp_path: Path) -> N
     for url in (f"sqlite:///{tmp_path / 's.db'}", "memory://"):
         store = open_store(url, EffectPlanner(("slack",)))
         await store.open()
-        await store.intake(
-            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "j2"), [Observation("pixazo", "j2", "failed")]
-        )
-        [notify] = await store.claim(claim("notify", seconds=0))
-        await store.record_attempt(record(notify, "pending", sink_state=("slack", "HTTP 410 Gone")))
+        for job_id in ("j2", "j3"):
+            await store.intake(
+                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id),
+                [Observation("pixazo", job_id, "failed")],
+            )
+        [notify, other] = await store.claim(claim("notify", seconds=0))
+        await store.record_attempt(record(notify, "dead", sink_state=("slack", "HTTP 410 Gone")))
         assert {"slack": "HTTP 410 Gone"} == await store.disabled_sinks()
-        assert [] == await store.claim(claim("notify"))
-        await store.record_attempt(
-            record(notify, "pending", sink_state=("slack", None), event_type="sink.enabled")
-        )
+        assert [] == await store.claim(claim("notify", later=1)), "the other item waits for the sink"
+        dead = await store.outbox_entry(notify.id)
+        assert dead is not None
+        await store.record_attempt(requeue(dead, "the endpoint is back", enable_sink=True))
         assert {} == await store.disabled_sinks()
-        assert 1 == len(await store.claim(claim("notify")))
+        assert {notify.id, other.id} == {e.id for e in await store.claim(claim("notify", later=1))}
         await store.close()
 
 
@@ -178,19 +189,98 @@ async def test_a_version_1_database_is_migrated_forward_with_its_data(tmp_path: 
     assert 1 == len(await store.claim(claim("download")))
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert [1, 2] == [
+        assert [1, 2, 3] == [
             v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
         ]
 
 
-async def test_leases_are_released_at_start_up(store: Store) -> None:
-    """A lease held by a process that died must not hold its work until the lease ends."""
+async def test_a_lease_is_not_taken_by_another_owner_until_it_ends(store: Store) -> None:
     await succeed(store, "j1")
-    assert 1 == len(await store.claim(claim("download", seconds=3600)))
-    assert not await store.has_due(claim("download"))
-    assert 1 == await store.release_leases()
-    assert await store.has_due(claim("download"))
-    assert 1 == len(await store.claim(claim("download")))
+    [mine] = await store.claim(claim("download", seconds=30))
+    assert [] == await store.claim(claim("download", owner="worker-b"))
+    assert not await store.has_due(claim("download", owner="worker-b"))
+    [theirs] = await store.claim(claim("download", owner="worker-b", later=31))
+    assert mine.id == theirs.id
+
+
+async def test_an_attempt_recorded_without_the_lease_is_refused_and_writes_nothing(store: Store) -> None:
+    """A worker whose lease ran out and was taken by another must not record over it:
+    the other's attempt is the one in progress."""
+    await succeed(store, "j1")
+    [entry] = await store.claim(claim("download", seconds=1))
+    await store.claim(claim("download", owner="worker-b", later=2))
+    events = len(await store.events_after(0))
+    with pytest.raises(LeaseLost):
+        await store.record_attempt(record(entry, "done"))
+    assert events == len(await store.events_after(0))
+    after = await store.outbox_entry(entry.id)
+    assert after is not None and ("pending", 0) == (after.status, after.attempts)
+    event = await store.record_attempt(record(entry, "done", owner="worker-b"))
+    assert event is not None and event.seq == events + 1
+
+
+async def test_a_refused_attempt_leaves_no_gap_in_the_log(store: Store) -> None:
+    """Numbers are the backend's: an event that is not written gets none, whatever was
+    committed beside it."""
+    await succeed(store, "j1")
+    [entry] = await store.claim(claim("download"))
+    refused, taken = await asyncio.gather(
+        store.record_attempt(record(entry, "done", owner="worker-b")),
+        store.intake(
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "j2"), [Observation("pixazo", "j2", "queued")]
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(refused, LeaseLost)
+    seqs = [e.seq for e in await store.events_after(0)]
+    assert list(range(1, len(seqs) + 1)) == seqs
+    assert not isinstance(taken, BaseException) and seqs[-1] == taken.events[0].seq
+
+
+async def test_renewing_extends_only_the_owners_own_leases(store: Store) -> None:
+    for job_id in ("j1", "j2"):
+        await succeed(store, job_id)
+    [first] = await store.claim(claim("download", seconds=1, limit=1))
+    [second] = await store.claim(claim("download", seconds=1, limit=1, owner="worker-b"))
+    held = await store.renew(OWNER, [first.id, second.id], utcnow() + timedelta(seconds=60))
+    assert [first.id] == held
+    assert [second.id] == [e.id for e in await store.claim(claim("download", owner="worker-c", later=2))]
+
+
+async def test_releasing_frees_only_the_owners_own_leases(store: Store) -> None:
+    for job_id in ("j1", "j2"):
+        await succeed(store, job_id)
+    await store.claim(claim("download", limit=1))
+    [theirs] = await store.claim(claim("download", limit=1, owner="worker-b"))
+    assert 1 == await store.release(OWNER)
+    assert 0 == await store.release(OWNER)
+    free = await store.claim(claim("download", owner="worker-c"))
+    assert theirs.id not in {e.id for e in free} and 1 == len(free)
+
+
+async def test_a_replay_is_refused_while_the_item_is_pending(store: Store) -> None:
+    await succeed(store, "j1")
+    [entry] = await store.claim(claim("download"))
+    with pytest.raises(LeaseLost):
+        await store.record_attempt(requeue(entry, "by hand"))
+    await store.record_attempt(record(entry, "dead"))
+    dead = await store.outbox_entry(entry.id)
+    assert dead is not None
+    event = await store.record_attempt(requeue(dead, "by hand"))
+    assert event is not None and "download.replayed" == event.type
+
+
+async def test_wake_ups_fire_for_appends_and_outbox_work(store: Store) -> None:
+    appended = asyncio.ensure_future(store.wait_for_append(10))
+    outbox = asyncio.ensure_future(store.wait_for_outbox(10))
+    await asyncio.sleep(0)
+    await succeed(store, "j1")  # an event, and a download to do
+    assert (True, True) == (await appended, await outbox)
+    quiet = asyncio.ensure_future(store.wait_for_outbox(0.2))
+    await store.intake(
+        Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "j9"), [Observation("pixazo", "j9", "queued")]
+    )
+    assert not await quiet, "intake that queues no work wakes no outbox waiter"
 
 
 async def test_has_due_agrees_with_claim(store: Store) -> None:

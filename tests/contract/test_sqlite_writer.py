@@ -1,4 +1,4 @@
-"""The SQLite writer plans from memory (store/known.py) and checks that memory in every
+"""The SQLite writer plans from memory (store/sqlite/known.py) and checks that memory in every
 transaction. These tests make the memory wrong in each way it can be and check that the
 log and the jobs still come out right."""
 
@@ -14,7 +14,7 @@ from core.effects import EffectPlanner
 from core.model import Delivery, Observation, Status, Verdict, utcnow
 from store import open_store
 from store.base import Store
-from store.known import KnownJobs
+from store.sqlite.known import KnownJobs
 
 
 def delivery(job_id: str) -> Delivery:

@@ -136,7 +136,7 @@ async def test_a_failing_transaction_writes_nothing(tmp_path: Path) -> None:
         store = open_store(url, Exploding())
         await store.open()
         await store.intake(delivery(), [obs(progress=5)])
-        with pytest.raises(RuntimeError):
+        with pytest.raises(StoreError, match="planner blew up"):
             await store.intake(delivery(), [obs(kind="succeeded", result_urls=("https://cdn/a",))])
         job = await store.get_job("pixazo", "job-1")
         assert job is not None and 5 == job.progress and not job.status.terminal
@@ -160,7 +160,7 @@ async def test_one_bad_request_does_not_fail_the_rest_of_its_batch(tmp_path: Pat
         *(store.intake(delivery(i), [obs(i)]) for i in ids), return_exceptions=True
     )
     await store.close()
-    assert [RuntimeError] == [type(r) for r in results if isinstance(r, BaseException)]
+    assert [StoreError] == [type(r) for r in results if isinstance(r, BaseException)]
     assert 20 == sum(1 for r in results if not isinstance(r, BaseException))
 
 
@@ -179,7 +179,7 @@ async def test_sqlite_survives_reopening_and_records_the_schema_version(tmp_path
     import sqlite3
 
     with sqlite3.connect(tmp_path / "reopen.db") as conn:
-        assert [(1, "init"), (2, "dispatch")] == conn.execute(
+        assert [(1, "init"), (2, "dispatch"), (3, "lease_owner")] == conn.execute(
             "SELECT version, name FROM schema_migrations"
         ).fetchall()
         assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]

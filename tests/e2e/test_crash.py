@@ -51,7 +51,7 @@ def writers_exit(db: Path, within: float = 10.0) -> bool:
                 args = cmdline.read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(arg.endswith(b"sqlite_writer.py") for arg in args) and str(db).encode() in args:
+            if any(arg.endswith(b"sqlite/writer.py") for arg in args) and str(db).encode() in args:
                 alive.append(cmdline)
         if not alive:
             return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from core.effects import EffectPlanner
@@ -14,6 +15,7 @@ from dispatch.schedule import Outcome, RetrySchedule, decide
 from dispatch.worker import Pool, Worker
 from listeners.health import Component
 from store import open_store
+from store.base import Claim
 
 DEAD = 600
 UNCONFIGURED = Outcome(False, error="the sink 'slack' is not configured", permanent=True)
@@ -36,8 +38,10 @@ async def test_replaying_dead_items_visits_each_once_while_the_worker_kills_them
     await store.open()
     try:
         await store.intake_many([failed(n) for n in range(DEAD)])
-        for entry in await store.outbox(status="pending", limit=DEAD):
-            await store.record_attempt(decide(entry, UNCONFIGURED, RetrySchedule(), utcnow(), 0.0))
+        now = utcnow()
+        for entry in await store.claim(Claim("notify", now, now + timedelta(seconds=60), DEAD, "setup")):
+            record = decide(entry, UNCONFIGURED, RetrySchedule(), utcnow(), 0.0)
+            await store.record_attempt(record._replace(owner="setup"))
         assert DEAD == len(await store.outbox(status="dead", limit=DEAD + 1))
 
         async def unconfigured(entry: OutboxEntry) -> Outcome:

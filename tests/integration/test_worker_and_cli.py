@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from dispatch.worker import Pool, Worker
 from listeners.health import Component
 from receiver.cli import main
 from store import open_store
-from store.base import Store
+from store.base import Claim, Store
 
 SECRET = "sk-live-very-secret-0123456789"
 
@@ -63,9 +64,11 @@ def test_the_cli_lists_and_replays_dead_letters(
         store = open_store(f"sqlite:///{tmp_path / 'jobtrail.db'}", EffectPlanner(("slack",)))
         await store.open()
         await failed_job(store, "p1")
-        [entry] = await store.outbox_for_job("pixazo", "p1")
+        now = utcnow()
+        [entry] = await store.claim(Claim("notify", now, now + timedelta(seconds=60), 1, "worker"))
         gone = Outcome(False, 410, "HTTP 410: gone", disable_sink=True)
-        await store.record_attempt(decide(entry, gone, RetrySchedule(), utcnow(), 0.01))
+        record = decide(entry, gone, RetrySchedule(), utcnow(), 0.01)
+        await store.record_attempt(record._replace(owner="worker"))
         await store.close()
 
     asyncio.run(prepare())

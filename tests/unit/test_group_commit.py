@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
 from store.batching import GroupCommitter, PlanAgain
 
 
@@ -98,7 +99,7 @@ async def test_a_failing_request_fails_alone(backend: Backend) -> None:
     backend.broken = {"b"}
     results = await run(backend, [["a"], ["b"], ["c"]])
     assert ["0:a"] == results[0] and ["0:c"] == results[2]
-    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[1], StoreError) and "disk full" in str(results[1])
 
 
 class Pipelined(Backend):
@@ -157,7 +158,7 @@ async def test_a_failed_batch_fails_alone_and_the_batch_sent_behind_it_is_writte
         behind = asyncio.ensure_future(committer.submit("b"))  # sent while "a" is written
         results = await asyncio.gather(failing, behind, return_exceptions=True)
         later = await committer.submit("c")
-    assert isinstance(results[0], RuntimeError) and "0:b" == results[1] and "0:c" == later
+    assert isinstance(results[0], StoreError) and "0:b" == results[1] and "0:c" == later
     assert 2 == backend.most_in_flight
     assert [["b"], ["c"]] == backend.written  # nothing written twice, nothing lost
     # retries were planned only once nothing sent before them could still be written
@@ -167,3 +168,133 @@ async def test_a_failed_batch_fails_alone_and_the_batch_sent_behind_it_is_writte
 def test_in_flight_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="in_flight"):
         GroupCommitter(Backend().prepare, Backend().finish, Backend().abandon, in_flight=0)
+
+
+class Dying(Pipelined):
+    """The writer goes away with everything it was sent: unknown outcomes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead: set[str] = set()
+
+    async def finish(self, prepared: tuple[int, list[str]]) -> list[str]:
+        if self.dead & set(prepared[1]):
+            await asyncio.sleep(0.001)
+            raise OutcomeUnknown("the writer exited before answering")
+        return await super().finish(prepared)
+
+
+async def test_an_unknown_outcome_is_reported_at_once_and_never_retried() -> None:
+    """The write may have landed: retrying it here would plan on a guess, so its callers
+    (and those of the batch sent behind it, to the same dead writer) are told."""
+    backend = Dying()
+    backend.dead = {"a", "b"}
+    async with committing(backend, in_flight=2) as committer:
+        first = asyncio.ensure_future(committer.submit("a"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        behind = asyncio.ensure_future(committer.submit("b"))
+        results = await asyncio.gather(first, behind, return_exceptions=True)
+        later = await committer.submit("c")
+    assert [OutcomeUnknown, OutcomeUnknown] == [type(r) for r in results]
+    assert [["a"], ["b"], ["c"]] == backend.prepared, "nothing prepared twice: nothing retried"
+    assert "0:c" == later and backend.abandons >= 1
+
+
+async def test_a_caller_waits_no_longer_than_the_write_timeout() -> None:
+    backend = Backend()
+    release = asyncio.Event()
+    written = backend.finish
+
+    async def stuck(prepared: tuple[int, list[str]]) -> list[str]:
+        await release.wait()
+        return await written(prepared)
+
+    committer = GroupCommitter(backend.prepare, stuck, backend.abandon, write_timeout=0.2)
+    committer.start()
+    try:
+        with pytest.raises(StoreUnavailable, match="no commit within 0.2 s"):
+            await committer.submit("a")
+        release.set()
+        assert "0:b" == await committer.submit("b")
+    finally:
+        await committer.close()
+    assert [["a"], ["b"]] == backend.written, "the slow write still landed, once"
+
+
+async def test_a_full_queue_refuses_at_once_and_takes_work_again_once_drained() -> None:
+    backend = Backend()
+    release = asyncio.Event()
+    written = backend.finish
+
+    async def slow(prepared: tuple[int, list[str]]) -> list[str]:
+        await release.wait()
+        return await written(prepared)
+
+    committer = GroupCommitter(
+        backend.prepare, slow, backend.abandon, max_pending=3, weigh=len, max_pending_bytes=100
+    )
+    committer.start()
+    try:
+        first = asyncio.ensure_future(committer.submit("a"))
+        await asyncio.sleep(0.01)  # "a" is being written; the next ones wait in the queue
+        queued = [asyncio.ensure_future(committer.submit(r)) for r in "bcd"]
+        await asyncio.sleep(0)
+        with pytest.raises(StoreBusy):
+            await committer.submit("e")
+        with pytest.raises(StoreBusy):  # by bytes: the queue holds 3 of its 100
+            await committer.submit_many(["x" * 98])
+        release.set()
+        assert ["0:a", "0:b", "0:c", "0:d"] == await asyncio.gather(first, *queued)
+        assert "0:e" == await committer.submit("e")
+    finally:
+        await committer.close()
+
+
+async def test_an_abandon_that_fails_does_not_stop_the_committer(backend: Backend) -> None:
+    """Regression: `abandon` raised (the writer exited while being resumed), the batching
+    task died with it, the request in flight never returned and every later one failed."""
+    backend.broken = {"a"}
+
+    async def abandon() -> None:
+        raise StoreError("the SQLite writer process has exited")
+
+    committer = GroupCommitter(backend.prepare, backend.finish, abandon)
+    committer.start()
+    try:
+        with pytest.raises(StoreError, match="disk full"):
+            await committer.submit("a")
+        assert "0:b" == await committer.submit("b")
+        assert committer.running
+    finally:
+        await committer.close()
+
+
+async def test_a_crash_of_the_batching_loop_fails_its_callers_and_the_loop_goes_on() -> None:
+    backend = Backend()
+    crashed = False
+
+    async def prepare(requests: Sequence[str]) -> tuple[int, list[str]]:
+        return await backend.prepare(requests)
+
+    committer = GroupCommitter(prepare, backend.finish, backend.abandon)
+    original = committer._take
+
+    def take() -> Any:  # a bug in the loop itself, once
+        nonlocal crashed
+        if not crashed:
+            crashed = True
+            raise KeyError("bug")
+        return original()
+
+    committer._take = take  # type: ignore[method-assign]
+    committer.start()
+    try:
+        with pytest.raises(StoreUnavailable, match="KeyError"):
+            await committer.submit("a")
+        assert "0:b" == await committer.submit("b")
+        assert 1 == committer.crashes
+    finally:
+        await committer.close()
+    with pytest.raises(StoreClosed):
+        await committer.submit("c")

@@ -1,8 +1,7 @@
-"""The writer's memory of committed jobs, so planning a batch needs no read.
+"""The SQLite store's memory of committed jobs, so planning a batch needs no read.
 
-Only valid while this process is the database's only writer: the writer checks, in every
-transaction, that the log ends where it last left it (store/sqlite_writes.py), and the
-memory is forgotten as soon as it does not. A job not remembered here is planned as new;
+Valid only while it is exactly what is committed: the store forgets it whenever that is
+in doubt (store/sqlite/store.py says when). A job not remembered here is planned as new;
 the write then checks that it really is, and if not, hands back the stored job so the
 batch can be planned again (store/batching.PlanAgain).
 """

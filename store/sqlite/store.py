@@ -1,19 +1,24 @@
-"""The embedded backend: one SQLite file in WAL mode.
+"""The SQLite store: the port (store/base.py) over one file in WAL mode.
 
-Writes go through one connection in a process of its own (store/sqlite_writer.py) and a
-two-stage group committer (store/batching.py): each batch is one `BEGIN IMMEDIATE ...
-COMMIT`, sent to the writer as one message however many deliveries it holds, with
-`synchronous=FULL` by default so a commit survives power loss, not just a crash. The next
-batch is planned while one is written, from the jobs this writer remembers
-(store/known.py), so planning never waits for a read. Reads use aiosqlite connections of
-their own and never wait for writes.
+Writes go through a two-stage group committer (store/batching.py) to the writer process
+(store/sqlite/process.py): each batch is planned on the event loop, from the jobs this
+store remembers (store/sqlite/known.py) and the plans still in flight, and written as one
+transaction, one message to the writer. Reads use aiosqlite connections of their own and
+never wait for writes.
+
+What the memory of jobs may hold is the crux: it must be exactly what is committed. It
+is forgotten whenever that is in doubt: a batch whose outcome is unknown (its writer
+died, or the batch loop failed with it in flight), another process's write (the writer
+notices: `ForeignWrite`), an event the log already has (`Conflict`), a new writer
+process. A job not remembered is planned as new; the write checks that it is, and if it
+is not, the stored job is read and the batch planned again (`PlanAgain`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -21,16 +26,28 @@ from typing import Any, cast
 import aiosqlite
 import structlog
 
-from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, WriteRequest, plan_batch
-from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Status, utcnow
+from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused, plan_batch, settle
+from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
 from store import rows
-from store import sqlite_writes as sql
-from store.base import Claim, Page, Store, StoredDelivery, StoreError
+from store.base import (
+    Claim,
+    LeaseLost,
+    OutcomeUnknown,
+    Page,
+    Store,
+    StoreClosed,
+    StoredDelivery,
+    StoreError,
+    StoreUnavailable,
+)
 from store.batching import GroupCommitter, PlanAgain
-from store.known import KnownJobs
-from store.sqlite_process import WriterProcess
-from store.sqlite_schema import migrate
-from store.sqlite_writer import ForeignWrite, RowsExist
+from store.sqlite import reads
+from store.sqlite import writes as sql
+from store.sqlite.known import KnownJobs
+from store.sqlite.lock import ServerLock
+from store.sqlite.process import WriterProcess
+from store.sqlite.schema import migrate
+from store.sqlite.writer import Conflict, ForeignWrite, RowsExist
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
@@ -40,7 +57,9 @@ IN_FLIGHT = 2
 
 log = structlog.get_logger(__name__)
 
-_COMMANDS = (Claim, sql.Release)  # statements, not planned rows
+
+def _body_size(request: sql.Write) -> int:
+    return len(request.delivery.body) if type(request) is IntakeRequest else 0
 
 
 class SQLiteStore(Store):
@@ -50,20 +69,23 @@ class SQLiteStore(Store):
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.path = Path(path)
         self.synchronous = synchronous
-        self._writer = WriterProcess(self.path, self._pragmas())
+        self._writer = WriterProcess(self.path, self._pragmas(), on_start=self._writer_started)
+        self._lock = ServerLock(self.path)
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self._tails: dict[int, Mapping[JobKey, Job]] = {}  # the jobs of each plan in flight, oldest first
         self._known = KnownJobs()
-        self._next_ids: tuple[int, int] | None = None
-        self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Result](
-            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT
+        self._epoch = 0  # which memory of jobs a plan was made from; moves on when it is forgotten
+        self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Answer](
+            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT, weigh=_body_size
         )
 
-    async def open(self) -> None:
+    async def open(self, *, exclusive: bool = False) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                await asyncio.to_thread(self._lock.acquire)
             await asyncio.to_thread(migrate, self.path, self._pragmas())
             await self._writer.open()
             self._reader = await self._connect()
@@ -117,6 +139,7 @@ class SQLiteStore(Store):
                 await conn.close()
         self._reader = self._checkpointer = None
         await self._writer.close()
+        self._lock.release()
 
     # -- writes ------------------------------------------------------------------------
 
@@ -133,39 +156,39 @@ class SQLiteStore(Store):
         return (await self.intake_many([IntakeRequest(delivery, rejection=reason)]))[0].delivery_id
 
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
-        result = await self._committer.submit(claim)
-        assert isinstance(result, list)
-        return [entry for entry in result if isinstance(entry, OutboxEntry)]
+        return cast("list[OutboxEntry]", await self._committer.submit(claim))
 
     async def has_due(self, claim: Claim) -> bool:
         return bool(await self._fetch(sql.DUE, sql.due_params(claim._replace(limit=1))))
 
-    async def release_leases(self) -> int:
-        result = await self._committer.submit(sql.Release())
-        assert isinstance(result, list)
-        return len(result)
+    async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
+        if not entry_ids:
+            return []
+        return cast("list[int]", await self._committer.submit(sql.Renew(owner, entry_ids, until)))
+
+    async def release(self, owner: str) -> int:
+        return len(cast("list[int]", await self._committer.submit(sql.Release(owner))))
 
     async def record_attempt(self, record: AttemptRecord) -> Event | None:
         result = await self._committer.submit(record)
+        if isinstance(result, Refused):
+            raise LeaseLost(result)
         assert result is None or isinstance(result, Event)
         return result
 
     async def _prepare(self, requests: Sequence[sql.Write]) -> sql.Prepared:
         """Plan a batch on top of what is committed plus the batches in flight (`_tails`).
 
-        Jobs come from the plans in flight, newest first, then from the jobs this writer
-        has committed (`_known`); any other job is planned as new, and the write checks
-        that it is. So planning never waits for a read. Claims are not planned: they run
-        as statements at the end of the transaction.
+        Jobs come from the plans in flight, newest first, then from the jobs this store
+        remembers (`_known`); any other job is planned as new, and the write checks that
+        it is. So planning never waits for a read. Commands are not planned: they run as
+        statements at the end of the transaction.
         """
-        if self._next_ids is None:
-            found = await self._fetch(sql.LAST_IDS)
-            self._next_ids = (found[0][0] + 1, found[0][1] + 1)
-        commands = [r for r in requests if isinstance(r, _COMMANDS)]
-        writes: Sequence[WriteRequest] = (
-            [r for r in requests if not isinstance(r, _COMMANDS)]
+        commands = [r for r in requests if isinstance(r, sql.COMMANDS)]
+        writes = (
+            [r for r in requests if not isinstance(r, sql.COMMANDS)]
             if commands
-            else cast("Sequence[WriteRequest]", requests)
+            else cast("Sequence[IntakeRequest | AttemptRecord]", requests)
         )
         jobs: dict[JobKey, Job] = {}
         new_jobs: dict[JobKey, None] = {}  # ordered, each once
@@ -185,70 +208,83 @@ class SQLiteStore(Store):
                         new_jobs[key] = None
                     else:
                         jobs[key] = job
-        first_delivery, first_seq = self._next_ids
-        plan = plan_batch(writes, jobs, first_delivery, first_seq, self.planner, utcnow())
-        after = (first_delivery - 1, first_seq - 1)
-        prepared = sql.prepare(plan, after, requests, list(new_jobs))
+        plan = plan_batch(writes, jobs, self.planner, utcnow())
+        prepared = sql.prepare(plan, requests, list(new_jobs), self._epoch)
         self._tails[id(plan.jobs)] = plan.jobs
-        self._next_ids = (first_delivery + len(plan.deliveries), first_seq + len(plan.events))
         return prepared
 
-    async def _finish(self, prepared: sql.Prepared) -> Sequence[sql.Result]:
+    async def _finish(self, prepared: sql.Prepared) -> Sequence[sql.Answer]:
         """Write a prepared batch in one transaction: one message to the writer process."""
+        plan = prepared.plan
         try:
-            claimed_rows = await self._writer.write(prepared.batch)
+            await self._writer.ready()  # a new writer process forgets the memory of jobs...
+            if prepared.epoch != self._epoch:  # ...and what was planned from it
+                raise PlanAgain("planned before the writer process restarted")
+            written = await self._writer.write(prepared.batch)
         except RowsExist as exc:
+            self._tails.pop(id(plan.jobs), None)
             found = [
-                row
-                for query, params in sql.job_queries(prepared.new_jobs)
-                for row in await self._fetch(query, params)
+                row for query in reads.jobs_by_key(prepared.new_jobs) for row in await self._fetch(*query)
             ]
             if not found:
-                raise
+                raise StoreError(f"SQLite write failed: {exc}") from exc
             self._known.learn(((job.provider, job.id), job) for job in map(rows.job_from, found))
             raise PlanAgain(f"{len(found)} jobs planned as new exist") from exc
-        except ForeignWrite:
-            self._known.forget()
+        except (ForeignWrite, Conflict) as exc:
+            self._tails.pop(id(plan.jobs), None)
+            self._forget()
+            if isinstance(exc, ForeignWrite):
+                self._heard(appended=True, outbox=True)  # another process wrote: look again
+            raise PlanAgain(str(exc)) from exc
+        except OutcomeUnknown:
+            raise  # the plan stays in `_tails`: `_abandon` forgets what it may have changed
+        except Exception:
+            self._tails.pop(id(plan.jobs), None)  # refused or not sent: nothing was written
             raise
-        self._known.learn(prepared.plan.jobs)
-        self._tails.pop(id(prepared.plan.jobs), None)
-        self._committed(prepared.plan)
-        if not claimed_rows:
-            return prepared.plan.results
-        claimed = iter(claimed_rows)
-        planned = iter(prepared.plan.results)
-        results: list[sql.Result] = []
-        for request in prepared.requests:
-            if isinstance(request, Claim):
-                results.append(sql.claimed(next(claimed)))
-            elif isinstance(request, sql.Release):
-                results.append([row[0] for row in next(claimed)])
-            else:
-                results.append(next(planned))
-        return results
+        self._known.learn(plan.jobs)
+        self._tails.pop(id(plan.jobs), None)
+        self._heard(appended=bool(plan.events), outbox=bool(plan.outbox or plan.attempts))
+        results: list[sql.Answer] = list(
+            settle(plan, written.first_delivery, written.first_seq, written.refused)
+        )
+        if not written.rows:
+            return results
+        queried = iter(written.rows)
+        planned = iter(results)
+        return [
+            sql.command_result(request, next(queried)) if isinstance(request, sql.COMMANDS) else next(planned)
+            for request in prepared.requests
+        ]
+
+    def _forget(self) -> None:
+        self._known.forget()
+        self._epoch += 1
+
+    def _writer_started(self) -> None:
+        """A new writer process: what the old one committed last may be unknown here."""
+        self._forget()
 
     async def _abandon(self) -> None:
         """After a failed write: forget what the plans in flight assumed (the next batch is
-        planned from committed state), and let the writer take batches again (it refused
-        those sent behind the failed one)."""
-        self._tails.clear()
-        self._next_ids = None
+        planned from committed state, and if a plan's outcome is unknown, from the file),
+        and let the writer take batches again (it refused those sent behind the failed
+        one)."""
+        if self._tails:
+            self._tails.clear()
+            self._forget()
         await self._writer.resume()
 
     # -- reads -------------------------------------------------------------------------
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         conn = self._conn(self._reader)
         try:
-            return list(await conn.execute_fetchall(sql, params))
+            return list(await conn.execute_fetchall(query, params))
         except aiosqlite.Error as exc:
             raise StoreError(f"SQLite read failed: {exc}") from exc
 
     async def get_job(self, provider: str, job_id: str) -> Job | None:
-        found = await self._fetch(
-            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id = ?",
-            (provider, job_id),
-        )
+        found = await self._fetch(reads.JOB, (provider, job_id))
         return rows.job_from(found[0]) if found else None
 
     async def list_jobs(
@@ -259,56 +295,27 @@ class SQLiteStore(Store):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        where, params = ["1 = 1"], []
-        if provider is not None:
-            where.append("provider = ?")
-            params.append(provider)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if cursor is not None:
-            where.append("jid < ?")
-            params.append(str(rows.decode_cursor(cursor)))
-        found = await self._fetch(
-            f"SELECT {rows.JOB_COLUMNS}, jid FROM jobs WHERE {' AND '.join(where)} ORDER BY jid DESC LIMIT ?",
-            [*params, limit + 1],
-        )
+        before = rows.decode_cursor(cursor) if cursor is not None else None
+        found = await self._fetch(*reads.jobs_page(provider, status, before, limit + 1))
         more = len(found) > limit
         found = found[:limit]
         next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
         return Page([rows.job_from(row) for row in found], next_cursor)
 
     async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
-        found = await self._fetch(
-            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE provider = ? AND status IN (?, ?) "
-            "ORDER BY jid LIMIT ?",
-            (provider, Status.QUEUED.value, Status.PROCESSING.value, limit),
-        )
-        return [rows.job_from(row) for row in found]
+        return [rows.job_from(row) for row in await self._fetch(reads.OPEN_JOBS, (provider, limit))]
 
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
-        found = await self._fetch(
-            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE provider = ? AND job_id = ? "
-            "AND seq > ? ORDER BY seq LIMIT ?",
-            (provider, job_id, after, limit),
-        )
+        found = await self._fetch(reads.JOB_EVENTS, (provider, job_id, after, limit))
         return [rows.event_from(row) for row in found]
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        found = await self._fetch(
-            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),
-        )
-        return [rows.event_from(row) for row in found]
+        return [rows.event_from(row) for row in await self._fetch(reads.EVENTS_AFTER, (seq, limit))]
 
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
-        found = await self._fetch(
-            f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? ORDER BY id",
-            (provider, job_id),
-        )
-        return [rows.outbox_from(row) for row in found]
+        return [rows.outbox_from(row) for row in await self._fetch(reads.JOB_OUTBOX, (provider, job_id))]
 
     async def outbox(
         self,
@@ -320,52 +327,34 @@ class SQLiteStore(Store):
         limit: int = 1000,
         after: int = 0,
     ) -> list[OutboxEntry]:
-        where: list[str] = ["id > ?"]
-        params: list[Any] = [after]
-        for clause, value in (
-            ("status = ?", status),
-            ("sink = ?", sink),
-            ("created_at >= ?", rows.stamp(since) if since else None),
-            ("created_at < ?", rows.stamp(until) if until else None),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        found = await self._fetch(
-            f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-            [*params, limit],
-        )
+        found = await self._fetch(*reads.outbox_page(status, sink, since, until, after, limit))
         return [rows.outbox_from(row) for row in found]
 
     async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
-        found = await self._fetch(f"SELECT {rows.OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,))
+        found = await self._fetch(reads.OUTBOX_ENTRY, (entry_id,))
         return rows.outbox_from(found[0]) if found else None
 
     async def disabled_sinks(self) -> dict[str, str]:
-        found = await self._fetch("SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL")
-        return {name: reason or "" for name, reason in found}
+        return {name: reason or "" for name, reason in await self._fetch(reads.DISABLED_SINKS)}
 
     async def deliveries(
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
     ) -> list[StoredDelivery]:
-        where, params = ["1 = 1"], []
-        if provider is not None:
-            where.append("provider = ?")
-            params.append(provider)
-        if job_id is not None:
-            where.append("job_id = ?")
-            params.append(job_id)
-        found = await self._fetch(
-            f"SELECT {rows.DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-            [*params, limit],
-        )
+        found = await self._fetch(*reads.deliveries_page(provider, job_id, limit))
         return [rows.delivery_from(row) for row in found]
 
     async def ping(self) -> None:
-        await self._fetch("SELECT 1")
+        """Ready to take writes: the batching loop runs, a writer process answers, a read
+        works. `StoreUnavailable` with the reason otherwise."""
+        if not self._committer.running:
+            raise StoreClosed("the store is not open")
+        problem = self._writer.problem
+        if problem is not None:
+            raise StoreUnavailable(problem)
+        await self._fetch(reads.PING)
 
     @staticmethod
     def _conn(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if conn is None:
-            raise StoreError("the store is not open")
+            raise StoreClosed("the store is not open")
         return conn

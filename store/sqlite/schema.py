@@ -9,7 +9,7 @@ from pathlib import Path
 from core.model import utcnow
 from store import migrations
 from store.base import SchemaTooNew
-from store.sqlite_writer import connect
+from store.sqlite.writer import connect
 
 
 def migrate(path: Path, pragmas: Sequence[str]) -> None:

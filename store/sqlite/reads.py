@@ -1,0 +1,80 @@
+"""The SQLite store's read queries, by name: each a statement, or a function giving the
+statement and its parameters where filters are optional. Values are always bound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from core.intake import JobKey
+from core.model import Status
+from store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, stamp
+
+Query = tuple[str, list[Any]]
+
+JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id = ?"
+OPEN_JOBS = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND status IN ('{Status.QUEUED.value}', "
+    f"'{Status.PROCESSING.value}') ORDER BY jid LIMIT ?"
+)
+JOB_EVENTS = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE provider = ? AND job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+EVENTS_AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+JOB_OUTBOX = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? ORDER BY id"
+OUTBOX_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?"
+DISABLED_SINKS = "SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL"
+PING = "SELECT 1"
+
+
+def _where(clauses: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """`a = ? AND b = ?` of the clauses whose value is given (None: not filtered)."""
+    given = [(clause, value) for clause, value in clauses if value is not None]
+    return " AND ".join(["1 = 1", *(c for c, _ in given)]), [v for _, v in given]
+
+
+def jobs_page(provider: str | None, status: str | None, before: int | None, limit: int) -> Query:
+    """Jobs newest first (by row id, `jid`, returned last), below `before` if given."""
+    where, params = _where((("provider = ?", provider), ("status = ?", status), ("jid < ?", before)))
+    return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
+
+
+def outbox_page(
+    status: str | None,
+    sink: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: int,
+    limit: int,
+) -> Query:
+    where, params = _where(
+        (
+            ("id > ?", after),
+            ("status = ?", status),
+            ("sink = ?", sink),
+            ("created_at >= ?", stamp(since) if since else None),
+            ("created_at < ?", stamp(until) if until else None),
+        )
+    )
+    return f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY id LIMIT ?", [*params, limit]
+
+
+def deliveries_page(provider: str | None, job_id: str | None, limit: int) -> Query:
+    where, params = _where((("provider = ?", provider), ("job_id = ?", job_id)))
+    return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ?", [*params, limit]
+
+
+def jobs_by_key(keys: Iterable[JobKey]) -> Iterable[Query]:
+    """Queries loading jobs through the (provider, job_id) unique index, 500 at a time."""
+    by_provider: dict[str, list[str]] = {}
+    for provider, job_id in keys:
+        by_provider.setdefault(provider, []).append(job_id)
+    for provider, ids in by_provider.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            yield (
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
+                [provider, *chunk],
+            )
