@@ -125,7 +125,7 @@ async def test_closing_the_store_ends_the_writer(tmp_path: Path) -> None:
 async def test_after_a_failed_batch_the_writer_refuses_the_rest_until_resumed(tmp_path: Path) -> None:
     """Batches are sent ahead, each planned on the ones before: once one fails, those
     behind it must not be written. The writer process itself stays up."""
-    path, writer = writer_on_plain_table(tmp_path)
+    _, writer = writer_on_plain_table(tmp_path)
     await writer.open()
     try:
         pid = writer.pid

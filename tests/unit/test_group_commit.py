@@ -213,7 +213,7 @@ async def test_a_caller_waits_no_longer_than_the_write_timeout() -> None:
     committer = GroupCommitter(backend.prepare, stuck, backend.abandon, write_timeout=0.2)
     committer.start()
     try:
-        with pytest.raises(StoreUnavailable, match="no commit within 0.2 s"):
+        with pytest.raises(StoreUnavailable, match=r"no commit within 0\.2 s"):
             await committer.submit("a")
         release.set()
         assert "0:b" == await committer.submit("b")
