@@ -85,6 +85,25 @@ async def test_a_second_writer_on_the_same_file_is_noticed_and_its_changes_respe
         await theirs.close()
 
 
+async def test_a_remembered_job_behind_the_file_is_read_again_not_failed(path: Path) -> None:
+    """If the memory ever holds a job older than the file (its next event is logged
+    already), the event's unique fingerprint refuses the batch: the store forgets,
+    reads the job and plans again, instead of failing the write (and its every retry)."""
+    store = await opened(path)
+    try:
+        await store.intake(delivery("j1"), [processing("j1", 10)])
+        stale = await store.get_job("pixazo", "j1")
+        await store.intake(delivery("j1"), [Observation("pixazo", "j1", "succeeded")])
+        assert stale is not None
+        store._known.learn({("pixazo", "j1"): stale})  # type: ignore[attr-defined]
+        again = await store.intake(delivery("j1"), [Observation("pixazo", "j1", "succeeded")])
+        assert Verdict.DUPLICATE == again.verdict
+        late = await store.intake(delivery("j1"), [processing("j1", 50)])
+        assert late.job is not None and Status.SUCCEEDED == late.job.status
+    finally:
+        await store.close()
+
+
 async def test_a_job_forgotten_for_lack_of_room_is_found_again(path: Path) -> None:
     store = await opened(path)
     try:
