@@ -14,7 +14,7 @@ from core import logs
 from core.model import PROVIDERS, Status
 from core.settings import ConfigError, Settings, load
 from receiver import timeline
-from store.base import StoreError
+from store.base import StoreError, StoreLocked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
     try:
         code: int = asyncio.run(args.run(settings, args))
+    except StoreLocked as exc:
+        print(f"jobtrail: JOBTRAIL_DATA_DIR {settings.data_dir}: {exc}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"jobtrail: store error: {exc}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     store = store_for(settings)
-    await store.open()
+    await store.open(exclusive=True)  # SQLite: one server per file (StoreLocked)
     runner = web.AppRunner(
         create_app(settings, store, background=True), access_log=None, handle_signals=False
     )
