@@ -10,6 +10,8 @@
 - 401/403: no hot loop. Marked failed in `/readyz` and retried only every
   `auth_pause` seconds (the pollers keep the jobs moving meanwhile). 204: stop for good.
   A wrong content type is never parsed.
+- A line over 1 MiB (or an event over 16 MiB) is a protocol error: the connection is
+  dropped and made again, with the reason in `/readyz`.
 - `Last-Event-ID` is sent when an id is known; it only advances once the events before
   it were handed over and committed.
 - After every successful (re)connect `on_connect` runs: the gap must be polled.
@@ -31,7 +33,7 @@ import structlog
 from core.model import utcnow
 from core.retry import Backoff, retry_after_seconds
 from listeners.health import Component, State
-from listeners.sse_decoder import SSEDecoder, SSEEvent
+from listeners.sse_decoder import SSEDecoder, SSEEvent, SSEProtocolError
 from providers.replies import HttpCall
 
 log = structlog.get_logger(__name__)
@@ -142,6 +144,8 @@ class SSEListener:
             return StreamEnd(f"connection failed: {type(exc).__name__}: {exc}", connected=connected)
         except _HandlerFailed as exc:
             return StreamEnd(f"events could not be recorded: {exc}", connected=connected)
+        except SSEProtocolError as exc:
+            return StreamEnd(f"protocol error: {exc}; reconnecting", connected=connected)
 
     def _connected(self) -> None:
         self.component.set(State.CONNECTED)

@@ -9,7 +9,10 @@ It follows the WHATWG parsing rules where httpx-sse 0.4 does not (SSE.md):
 - `retry:` counts only when it is all ASCII digits; `id:` containing NUL is ignored;
   the last event id survives events and reconnects (pass it back in);
 - a line split over many chunks is joined once, so a multi-megabyte event decodes in
-  linear time.
+  linear time;
+- memory is bounded: a line longer than `MAX_LINE` characters, or an event whose data
+  exceeds `MAX_EVENT`, is a protocol error (`SSEProtocolError`): the listener drops the
+  connection and reconnects rather than buffer without end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from dataclasses import dataclass
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BOM = "\ufeff"
+MAX_LINE = 1024 * 1024  # characters in one line
+MAX_EVENT = 16 * 1024 * 1024  # characters of data in one event
+
+
+class SSEProtocolError(ValueError):
+    """The stream broke a bound no well-behaved server reaches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +50,9 @@ class SSEDecoder:
         self._started = False
         self._cr_pending = False
         self._partial: list[str] = []
+        self._partial_size = 0
         self._data: list[str] = []
+        self._data_size = 0
         self._event = ""
         self._id = last_event_id
         self.last_event_id = last_event_id
@@ -62,12 +73,18 @@ class SSEDecoder:
         if len(parts) == 1:
             if parts[0]:
                 self._partial.append(parts[0])
+                self._partial_size += len(parts[0])
+                if self._partial_size > MAX_LINE:
+                    raise SSEProtocolError(f"a line longer than {MAX_LINE} characters")
             return []
         if self._partial:
             self._partial.append(parts[0])
             parts[0] = "".join(self._partial)
         tail = parts.pop()
         self._partial = [tail] if tail else []
+        self._partial_size = len(tail)
+        if self._partial_size > MAX_LINE:
+            raise SSEProtocolError(f"a line longer than {MAX_LINE} characters")
         events: list[SSEEvent] = []
         for line in parts:
             self._line(line, events)
@@ -77,12 +94,17 @@ class SSEDecoder:
         if not line:
             self._dispatch(events)
             return
+        if len(line) > MAX_LINE:
+            raise SSEProtocolError(f"a line longer than {MAX_LINE} characters")
         if line[0] == ":":
             return
         name, _, value = line.partition(":")
         if value[:1] == " ":
             value = value[1:]
         if name == "data":
+            self._data_size += len(value)
+            if self._data_size > MAX_EVENT:
+                raise SSEProtocolError(f"an event with more than {MAX_EVENT} characters of data")
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -96,4 +118,5 @@ class SSEDecoder:
         if self._data:
             events.append(SSEEvent(self._event or "message", "\n".join(self._data), self._id))
         self._data = []
+        self._data_size = 0
         self._event = ""

@@ -236,12 +236,22 @@ async def test_a_wrong_content_type_is_never_parsed() -> None:
 
 
 async def test_a_multi_megabyte_event_arrives_whole() -> None:
-    """Case 12."""
-    raw = b"data: " + b"y" * (6 * 1024 * 1024) + b"\n\n"
+    """Case 12: 6 MiB of data, in 512 KiB lines."""
+    raw = (b"data: " + b"y" * (512 * 1024) + b"\n") * 12 + b"\n"
     chunks = [raw[i : i + 65536] for i in range(0, len(raw), 65536)]
     async with Harness([hang(*chunks, pause=0.0)]) as h:
         await h.until(lambda: len(h.events) >= 1)
-    assert 6 * 1024 * 1024 == len(h.events[0].data)
+    assert 12 * 512 * 1024 + 11 == len(h.events[0].data)
+
+
+async def test_a_line_over_one_mebibyte_drops_the_connection_with_the_reason() -> None:
+    """Memory stays bounded whatever the server sends: the connection is made again, and
+    /readyz says why."""
+    endless = b"data: " + b"z" * (1024 * 1024 + 1)
+    async with Harness([hang(endless, pause=0.0), hang(b"data: after\n\n")]) as h:
+        await h.until(lambda: len(h.events) >= 1)
+    assert ["after"] == [e.data for e in h.events]
+    assert h.reasons[0] is not None and "protocol error: a line longer than" in h.reasons[0]
 
 
 async def test_cancelling_leaves_no_connection_or_task_open() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listeners.sse_decoder import SSEDecoder, SSEEvent
+from listeners.sse_decoder import MAX_LINE, SSEDecoder, SSEEvent, SSEProtocolError
 
 
 def decode(*chunks: bytes, last_event_id: str = "") -> tuple[list[SSEEvent], SSEDecoder]:
@@ -151,13 +151,36 @@ def test_an_empty_data_line_is_an_event_with_empty_data() -> None:
 
 
 def test_a_multi_megabyte_event_split_in_small_chunks_decodes_whole() -> None:
-    """Joined once at the line end: linear time (a quadratic join would not finish here)."""
-    payload = b"x" * (16 * 1024 * 1024)
-    raw = b"data: " + payload + b"\n\n"
+    """Lines joined once at their end: linear time (a quadratic join would not finish
+    here). 15.5 MiB of data in 512 KiB lines, each split over 512 chunks."""
+    line = b"data: " + b"x" * (512 * 1024) + b"\n"
+    raw = line * 31 + b"\n"
     chunks = [raw[i : i + 1024] for i in range(0, len(raw), 1024)]
     events, _ = decode(*chunks)
     assert 1 == len(events)
-    assert len(payload) == len(events[0].data)
+    assert 31 * 512 * 1024 + 30 == len(events[0].data)  # the lines, joined by newlines
+
+
+@pytest.mark.parametrize("chunk", [1024, 4 * 1024 * 1024], ids=["split", "whole"])
+def test_a_line_over_the_limit_is_a_protocol_error(chunk: int) -> None:
+    raw = b"data: " + b"x" * MAX_LINE + b"\n\n"
+    decoder = SSEDecoder()
+    with pytest.raises(SSEProtocolError, match="line longer"):
+        for start in range(0, len(raw), chunk):
+            decoder.feed(raw[start : start + chunk])
+
+
+def test_a_line_at_the_limit_is_fine() -> None:
+    raw = b"data:" + b"x" * (MAX_LINE - 5) + b"\n\n"
+    assert [MAX_LINE - 5] == [len(d) for d in datas(raw[:1000], raw[1000:])]
+
+
+def test_an_event_with_too_much_data_is_a_protocol_error() -> None:
+    line = b"data: " + b"x" * (1024 * 1024 - 6) + b"\n"
+    decoder = SSEDecoder()
+    with pytest.raises(SSEProtocolError, match="more than"):
+        for _ in range(17):
+            decoder.feed(line)
 
 
 _field_text = st.text(
