@@ -1,6 +1,11 @@
 """`POST /api/jobs/submit`: start a job at a provider with its push channel wired, and
 track it. The parameters are checked before any request is sent (providers/submission);
-a provider answering 429 or 503 is asked again a few times."""
+a provider answering 429 or 503 is asked again a few times.
+
+Once the provider has taken the job, it exists (and costs money) whatever happens here:
+recording it is retried while the store is unavailable (the intake is idempotent), and
+if it still cannot be recorded, the answer and the log name the provider's job id, so it
+can be tracked by hand (`POST /api/jobs`)."""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import structlog
 from aiohttp import web
 
-from core.model import Observation, utcnow
+from core.model import Delivery, IntakeResult, Observation, utcnow
 from core.retry import retry_after_seconds
 from listeners import http
 from listeners.health import State
@@ -20,10 +26,14 @@ from receiver import bodies
 from receiver.errors import ApiError
 from receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
 from receiver.views import job_view
+from store.base import Store, StoreError, StoreUnavailable
 
 STREAM_WAIT = 10.0
 RETRIES = 5
+RECORD_ATTEMPTS = 6  # over about 15 s: 0.5, 1, 2, 4, 8 s apart (or as the store asks)
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+log = structlog.get_logger(__name__)
 
 
 def setup(app: web.Application) -> None:
@@ -75,10 +85,32 @@ async def submit_job(request: web.Request) -> web.Response:
     observation = Observation(
         name, job_id, "tracked", params={**params, "submitted": {"video": video, **options}}
     )
-    result = await store.intake(delivery, [observation])
+    try:
+        result = await _record(store, delivery, observation)
+    except StoreError as exc:
+        log.error("submitted_job_not_recorded", provider=name, job_id=job_id, error=str(exc))
+        raise ApiError(
+            503,
+            "job_not_recorded",
+            f"{name} accepted the job as {job_id!r}, but jobtrail could not record it; track it with "
+            f'POST /api/jobs {{"provider": "{name}", "id": "{job_id}"}} once jobtrail is ready',
+        ) from exc
     request.app[METRICS].delivery(name, "api", result.verdict.value, len(result.events))
     assert result.job is not None
     return web.json_response(job_view(result.job, await store.outbox_for_job(name, job_id)), status=201)
+
+
+async def _record(store: Store, delivery: Delivery, observation: Observation) -> IntakeResult:
+    """Intake the tracked job, again while the store is unavailable (a retry of a write
+    that landed anyway is a duplicate: harmless)."""
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            return await store.intake(delivery, [observation])
+        except StoreUnavailable as exc:
+            if attempt == RECORD_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(max(0.5 * 2**attempt, min(exc.retry_after, 5.0)))
+    raise AssertionError("unreachable")
 
 
 async def _send(client: aiohttp.ClientSession, call: HttpCall) -> tuple[int, bytes]:

@@ -3,15 +3,20 @@ channel, the job tracked; bad input and refusals answered clearly."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from core.model import Delivery, IntakeResult, Observation
 from core.settings import Settings
+from receiver import submit
 from receiver.app import create_app
+from receiver.keys import SETTINGS
 from receiver.serve import store_for
 from simulators.cluster import Cluster
+from store.base import Store, StoreUnavailable
 from tests.conftest import WEBHOOK_TOKEN
 
 
@@ -123,3 +128,55 @@ def test_the_cli_checks_parameters_before_sending_anything(capsys: pytest.Captur
     assert "fps must be 24, 30, 60" in capsys.readouterr().err
     assert 1 == main(["submit", "venice", "--video", "https://v/a.mp4", "--api", "http://127.0.0.1:9"])
     assert "cannot reach jobtrail" in capsys.readouterr().err
+
+
+class _Unavailable:
+    """The store, but its first `failures` intakes raise StoreUnavailable (a writer that
+    is restarting, a full queue)."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self._store, self.failures, self.tries = store, failures, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
+        self.tries += 1
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("the SQLite writer is restarting", retry_after=0.01)
+        return await self._store.intake(delivery, observations)
+
+
+async def test_a_job_the_provider_took_is_recorded_once_the_store_is_back(
+    api: Any, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the provider took (and charged) the job, the intake failed once, and
+    the job was never tracked: nothing would ever poll it or fetch its result."""
+    monkeypatch.setattr(submit, "RECORD_ATTEMPTS", 3)
+    flaky = _Unavailable(api.store, failures=2)
+    client = await aiohttp_client(create_app(api.app[SETTINGS], flaky))  # type: ignore[arg-type]
+    response = await client.post("/api/jobs/submit", json={"provider": "pixazo", "video": "https://v/a.mp4"})
+    assert 201 == response.status
+    job_id = (await response.json())["id"]
+    assert 3 == flaky.tries
+    tracked = await api.store.get_job("pixazo", job_id)
+    assert tracked is not None and job_id in api.cluster.pixazo.jobs
+
+
+async def test_a_job_that_cannot_be_recorded_is_named_in_the_answer(
+    api: Any, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submit, "RECORD_ATTEMPTS", 2)
+    flaky = _Unavailable(api.store, failures=100)
+    client = await aiohttp_client(create_app(api.app[SETTINGS], flaky))  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        response = await client.post(
+            "/api/jobs/submit", json={"provider": "pixazo", "video": "https://v/a.mp4"}
+        )
+    body = await response.json()
+    assert (503, "job_not_recorded") == (response.status, body["error"])
+    [job_id] = list(api.cluster.pixazo.jobs)
+    assert job_id in body["message"] and "POST /api/jobs" in body["message"]
+    [logged] = [e for e in logs if e["event"] == "submitted_job_not_recorded"]
+    assert ("pixazo", job_id, "error") == (logged["provider"], logged["job_id"], logged["log_level"])
