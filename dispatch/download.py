@@ -91,7 +91,7 @@ class Downloader:
             return Outcome(False, error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     async def _fetch(self, entry: OutboxEntry, url: str, dest: Path) -> Outcome:
-        resume = files.part_size(dest)
+        resume = await files.part_size(dest)
         for _ in range(MAX_REDIRECTS + 1):
             check_url(url, self.allow_hosts)
             headers = {"Range": f"bytes={resume}-"} if resume else {}
@@ -102,7 +102,7 @@ class Downloader:
                     url = urljoin(url, r.headers["Location"])
                     continue
                 if r.status == 416 and resume:
-                    dest.with_name(dest.name + ".part").unlink(missing_ok=True)
+                    await files.drop_part(dest)
                     resume = 0
                     continue
                 if r.status not in (200, 206):

@@ -5,7 +5,8 @@ final name only once the file is complete and on stable storage.
 against what the server announced and against a maximum, fsyncs the file, renames it to
 `dest` and fsyncs the directory. On failure the error is raised and the part file is
 removed, or kept for a resumed attempt (`keep_part`): a partial file is never presented
-under the final name.
+under the final name. Every call that touches the disk runs on a worker thread: an fsync
+or a slow file system never holds the event loop.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ async def save_stream(
     blocks on the disk (bench/download).
     """
     loop = asyncio.get_running_loop()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     size = resume_from
@@ -119,11 +119,11 @@ async def save_stream(
         finally:
             pipeline.close()
             out.close()
-        os.replace(part, dest)
-        _fsync_dir(dest.parent)
+        await loop.run_in_executor(None, _publish, part, dest)
     except BaseException:
         if not keep_part:
-            part.unlink(missing_ok=True)
+            # shielded: a cancel must not leave the part file behind
+            await asyncio.shield(loop.run_in_executor(None, _remove, part))
         raise
     return SavedFile(dest, size, digest.hexdigest())
 
@@ -162,15 +162,29 @@ class _Pipeline:
         self.writer.shutdown(wait=False)
 
 
-def part_size(dest: Path) -> int:
+async def part_size(dest: Path) -> int:
     """How much of `dest` an earlier attempt left in its part file (0 if none)."""
+    return await asyncio.get_running_loop().run_in_executor(None, _part_size, dest)
+
+
+async def drop_part(dest: Path) -> None:
+    """Remove the part file an earlier attempt left for `dest`, if any."""
+    await asyncio.get_running_loop().run_in_executor(None, _remove, dest.with_name(dest.name + ".part"))
+
+
+def _part_size(dest: Path) -> int:
     try:
         return dest.with_name(dest.name + ".part").stat().st_size
     except FileNotFoundError:
         return 0
 
 
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 def _open_part(part: Path, digest: Any, resume_from: int) -> BinaryIO:
+    part.parent.mkdir(parents=True, exist_ok=True)
     if not resume_from:
         return open(part, "wb", buffering=0)
     out = open(part, "r+b", buffering=0)  # noqa: SIM115 - closed by save_stream
@@ -207,6 +221,12 @@ def _hash(digest: Any, chunks: list[bytes]) -> None:
 def _seal(out: BinaryIO) -> None:
     out.flush()
     os.fsync(out.fileno())
+
+
+def _publish(part: Path, dest: Path) -> None:
+    """The complete file under its final name, the rename itself on stable storage."""
+    os.replace(part, dest)
+    _fsync_dir(dest.parent)
 
 
 def _fsync_dir(path: Path) -> None:

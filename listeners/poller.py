@@ -56,6 +56,7 @@ class Poller:
         data_dir: Path,
         schedule: PollSchedule = DEFAULT_SCHEDULE,
         concurrency: int = 4,
+        max_result_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -63,6 +64,7 @@ class Poller:
         self.settings, self.spec, self.store = settings, spec, store
         self.component, self.session, self.data_dir = component, session, data_dir
         self.schedule, self.concurrency = schedule, concurrency
+        self.max_result_bytes = max_result_bytes  # a result that is the answer (Venice)
         self._clock, self._rand = clock, rand
         self._refresh = min(max(schedule.min_interval, 0.05), 5.0)
         self._wake = asyncio.Event()
@@ -186,10 +188,16 @@ class Poller:
                 and self.spec.streamed
                 and self.spec.streams_result(response.content_type)
             ):
+                limit, announced = self.max_result_bytes, response.content_length
+                if limit is not None and announced is not None and announced > limit:
+                    raise files.SizeError(
+                        f"the result ({announced} bytes) is larger than the {limit}-byte limit"
+                    )
                 saved = await files.save_stream(
                     response.content.iter_any(),
                     files.download_path(self.data_dir, self.provider, job.id, _file_name(job, response)),
-                    expected_bytes=response.content_length,
+                    expected_bytes=announced,
+                    max_bytes=limit,
                 )
                 observation = self.spec.streamed(job, saved.to_json())
                 return Observed(observation), self._delivery(job, headers, b"")

@@ -58,6 +58,7 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
             data_dir=settings.data_dir,
             schedule=schedule,
             concurrency=tuning.poll_concurrency,
+            max_result_bytes=settings.dispatch.download_max_bytes,
         )
         pollers[name] = poller
         loops.append((component, poller.run))

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import os
+import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,3 +258,38 @@ async def test_a_result_over_the_size_limit_is_refused(rig: Rig) -> None:
         entry = await settled(store, "g10", attempts=99)
     assert "dead" == entry.status and entry.last_error is not None and "1000-byte limit" in entry.last_error
     assert not (rig.settings.data_dir / "downloads" / "oxen" / "g10" / "huge.mp4").exists()
+
+
+async def test_every_disk_call_of_a_saved_stream_runs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync can take a second on a busy disk: on the loop it would stall every
+    request. Seen before: the rename and both fsyncs ran on the loop's thread."""
+    loop_thread = threading.get_ident()
+    calls: list[tuple[str, bool]] = []
+
+    def watched(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append((name, threading.get_ident() == loop_thread))
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("fsync", "replace", "open", "mkdir", "unlink"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, watched(name, getattr(os, name)))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * 1000
+
+    dest = tmp_path / "deep" / "er" / "video.mp4"
+    saved = await files.save_stream(chunks(), dest, expected_bytes=3000)
+    assert 3000 == saved.bytes and dest.read_bytes() == b"x" * 3000
+    with pytest.raises(files.SizeError):
+        await files.save_stream(chunks(), tmp_path / "other.mp4", max_bytes=10)
+    assert not (tmp_path / "other.mp4.part").exists()
+    assert 0 == await files.part_size(dest)
+    names = {name for name, _ in calls}
+    assert {"fsync", "replace", "open", "mkdir", "unlink"} <= names
+    assert [] == [name for name, on_loop in calls if on_loop]

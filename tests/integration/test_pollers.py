@@ -500,3 +500,18 @@ async def test_a_poller_whose_loop_dies_mid_poll_polls_every_open_job_after_its_
         polled = {job_id: world.fake.polls("pixazo", job_id) for job_id in ids}
         await until(_true_when(lambda: all(world.fake.polls("pixazo", j) >= polled[j] + 2 for j in ids)))
     assert State.RUNNING == world.health.component("pixazo.poller", "poller").state
+
+
+async def test_a_venice_answer_larger_than_the_download_limit_is_not_kept(world: World) -> None:
+    """The poll answer is the result: it is held to JOBTRAIL_DOWNLOAD_MAX_BYTES like any
+    download (seen before: streamed to disk without a limit)."""
+    store = await world.start(("venice",), JOBTRAIL_DOWNLOAD_MAX_BYTES="100000")
+    await world.track(store, "venice", "q-big")
+    world.fake.script("venice", "q-big", Answer(raw=b"v" * 300_000, content_type="video/mp4"))
+    async with world.running(store):
+        await until(_true_when(lambda: world.fake.polls("venice", "q-big") >= 2))
+    assert Status.SUCCEEDED != (await job(store, "venice", "q-big")).status
+    folder = world.settings.data_dir / "downloads" / "venice" / "q-big"
+    assert [] == (list(folder.iterdir()) if folder.exists() else [])
+    assert [] == world.fake.completed, "Venice is not told to delete a result we do not have"
+    assert world.health.snapshot()["venice.poller"]["counts"]["unavailable"] >= 2
