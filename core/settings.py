@@ -18,20 +18,17 @@ from core import values
 from core.model import PROVIDERS
 from core.values import ConfigError as ConfigError
 
-DEFAULT_BASE_URLS = {
-    "pixazo": "https://gateway.pixazo.ai",
-    "apiframe": "https://api.apiframe.ai",
-    "oxen": "https://hub.oxen.ai",
-    "venice": "https://api.venice.ai",
-}
 MAX_BODY_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
+    """A provider's key and endpoint. `base_url` None: the provider's public host (each
+    provider's module knows its own)."""
+
     name: str
     api_key: str | None
-    base_url: str
+    base_url: str | None = None
 
     @property
     def active(self) -> bool:
@@ -139,7 +136,7 @@ class Settings:
     dispatch: DispatchSettings = DispatchSettings()
 
     def provider(self, name: str) -> ProviderSettings:
-        return self.providers.get(name) or ProviderSettings(name, None, DEFAULT_BASE_URLS[name])
+        return self.providers.get(name) or ProviderSettings(name, None)
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction."""
@@ -271,7 +268,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
         name: ProviderSettings(
             name,
             values.string(*get(f"{name}_api_key")),
-            values.url(*get(f"{name}_base_url")) or DEFAULT_BASE_URLS[name],
+            values.url(*get(f"{name}_base_url")),
         )
         for name in PROVIDERS
     }

@@ -27,9 +27,9 @@ import aiohttp
 
 from core.model import OutboxEntry, utcnow
 from core.retry import retry_after_seconds
-from dispatch import files
 from dispatch.guard import GuardedResolver, Refused, check_url
 from dispatch.schedule import Outcome
+from runtime import files
 
 MAX_REDIRECTS = 5
 EXPIRED = (403, 404, 410)

@@ -30,7 +30,7 @@ import structlog
 from core.logs import Redactor
 from core.model import OutboxEntry, utcnow
 from dispatch.schedule import Outcome, RetrySchedule, decide
-from listeners.health import Component, State
+from runtime.health import Component, State
 from store.base import Claim, LeaseLost, Store, StoreError
 
 log = structlog.get_logger(__name__)

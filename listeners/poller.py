@@ -30,12 +30,11 @@ import structlog
 
 from core.model import Delivery, Job, Observation, utcnow
 from core.settings import ProviderSettings
-from dispatch import files
-from listeners import http
-from listeners.health import Component, State
 from listeners.schedule import PollSchedule
 from providers.polling import PollSpec
 from providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
+from runtime import files, http
+from runtime.health import Component, State
 from store.base import Store, StoreError
 
 log = structlog.get_logger(__name__)

@@ -12,26 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import timedelta
 
 import aiohttp
 import structlog
 
 from core.model import PROVIDERS, utcnow
 from core.settings import Settings
-from listeners import http
-from listeners.health import Component, Health, State
 from listeners.poller import Poller
 from listeners.schedule import PollSchedule
 from listeners.sse import SSEListener
 from listeners.sse_decoder import SSEEvent
 from providers import oxen
 from providers.polling import SPECS
+from runtime import http
+from runtime.health import Component, Health
+from runtime.supervise import supervise
 from store.base import Store
 
 log = structlog.get_logger(__name__)
-
-RESTART_PAUSE = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -94,16 +92,3 @@ def record_stream(store: Store) -> Callable[[Sequence[SSEEvent]], Awaitable[None
         await store.intake_many([oxen.intake_request(e.event, e.data, e.id, at) for e in events])
 
     return record
-
-
-async def supervise(component: Component, run: Callable[[], Awaitable[None]]) -> None:
-    """Run a loop; if it dies of a bug, report it and start it again after a pause."""
-    while True:
-        try:
-            await run()
-            return
-        except Exception as exc:
-            log.exception("listener_crashed", component=component.name)
-            until = utcnow() + timedelta(seconds=RESTART_PAUSE)
-            component.set(State.FAILED, f"crashed: {type(exc).__name__}: {exc}", until)
-            await asyncio.sleep(RESTART_PAUSE)

@@ -32,9 +32,9 @@ import structlog
 
 from core.model import utcnow
 from core.retry import Backoff, retry_after_seconds
-from listeners.health import Component, State
 from listeners.sse_decoder import SSEDecoder, SSEEvent, SSEProtocolError
 from providers.replies import HttpCall
+from runtime.health import Component, State
 
 log = structlog.get_logger(__name__)
 

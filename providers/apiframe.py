@@ -19,6 +19,8 @@ from providers.fields import PayloadError
 from providers.replies import HttpCall
 
 NAME = "apiframe"
+BASE_URL = "https://api.apiframe.ai"
+KEY_HEADER = "X-API-Key"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 EVENT_HEADER = "X-Webhook-Event"
 
@@ -49,6 +51,18 @@ def verify(key: bytes, body: bytes, header: str | None) -> bool:
     if given[:7].lower() == "sha256=":
         given = given[7:]
     return hmac.compare_digest(sign(key, body).encode(), given.lower().encode("ascii", "replace"))
+
+
+def refusal(api_key: str | None, header: str | None, body: bytes) -> str | None:
+    """Why a webhook must be refused, or None when `header` signs `body` with `api_key`:
+    HMAC-SHA256 over the raw body, keyed with the raw SHA-256 digest of the API key."""
+    if not api_key:
+        return "APIFRAME_API_KEY is not set, so no signature can be checked"
+    if not header:
+        return f"the {SIGNATURE_HEADER} header is missing"
+    if not verify(signing_key(api_key), body, header):
+        return f"the {SIGNATURE_HEADER} does not sign this body"
+    return None
 
 
 def parse(payload: Any) -> Observation:
@@ -88,6 +102,6 @@ def status_call(settings: ProviderSettings, job: Job) -> HttpCall:
     """`GET /v2/jobs/{id}` with the API key."""
     return HttpCall(
         "GET",
-        f"{settings.base_url}/v2/jobs/{quote(job.id, safe='')}",
-        {"X-API-Key": settings.api_key or ""},
+        f"{settings.base_url or BASE_URL}/v2/jobs/{quote(job.id, safe='')}",
+        {KEY_HEADER: settings.api_key or ""},
     )

@@ -21,6 +21,7 @@ from providers.fields import PayloadError
 from providers.replies import HttpCall
 
 NAME = "oxen"
+BASE_URL = "https://hub.oxen.ai"
 COMPLETED_EVENT = "media_generation_completed"
 STATUSES = {s.value: s for s in Status}
 
@@ -30,11 +31,13 @@ def _auth(settings: ProviderSettings) -> dict[str, str]:
 
 
 def events_call(settings: ProviderSettings) -> HttpCall:
-    return HttpCall("GET", f"{settings.base_url}/api/events", _auth(settings))
+    return HttpCall("GET", f"{settings.base_url or BASE_URL}/api/events", _auth(settings))
 
 
 def status_call(settings: ProviderSettings, job: Job) -> HttpCall:
-    return HttpCall("GET", f"{settings.base_url}/api/ai/queue/{quote(job.id, safe='')}", _auth(settings))
+    return HttpCall(
+        "GET", f"{settings.base_url or BASE_URL}/api/ai/queue/{quote(job.id, safe='')}", _auth(settings)
+    )
 
 
 def _status(value: Any, allowed: dict[str, Status]) -> Status:

@@ -17,6 +17,8 @@ from providers.fields import PayloadError
 from providers.replies import HttpCall
 
 NAME = "pixazo"
+BASE_URL = "https://gateway.pixazo.ai"
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 STATUSES = {
     "QUEUED": Status.QUEUED,
@@ -68,6 +70,6 @@ def status_call(settings: ProviderSettings, job: Job) -> HttpCall:
     """`GET /v2/requests/status/{request_id}` with the subscription key."""
     return HttpCall(
         "GET",
-        f"{settings.base_url}/v2/requests/status/{quote(job.id, safe='')}",
-        {"Ocp-Apim-Subscription-Key": settings.api_key or ""},
+        f"{settings.base_url or BASE_URL}/v2/requests/status/{quote(job.id, safe='')}",
+        {KEY_HEADER: settings.api_key or ""},
     )

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from core.settings import ProviderSettings
-from providers import replies
+from providers import apiframe, catalog, pixazo, replies
 from providers.replies import HttpCall
 
 PIXAZO_SUBMIT = "/topaz-upscale-video-753/v1/topaz-upscale-video-request"
@@ -102,14 +102,15 @@ def submit_call(
     provider: str, settings: ProviderSettings, video: str, options: Mapping[str, Any], callback: Callback
 ) -> HttpCall:
     """The submit request, push channel wired (options from `validate`)."""
-    base, key = settings.base_url, settings.api_key or ""
+    base = settings.base_url or catalog.PROVIDERS[provider].base_url
+    key = settings.api_key or ""
     if provider == "pixazo":
         if not callback.public_url or not callback.webhook_token:
             raise InvalidSubmission(
                 "Pixazo pushes to a URL: set JOBTRAIL_PUBLIC_URL and JOBTRAIL_WEBHOOK_TOKEN"
             )
         headers = {
-            "Ocp-Apim-Subscription-Key": key,
+            pixazo.KEY_HEADER: key,
             "X-Webhook-URL": f"{callback.public_url}/webhooks/pixazo/{callback.webhook_token}",
             "X-Webhook-Mode": options["webhook_mode"],
         }
@@ -133,7 +134,10 @@ def submit_call(
             body["webhookEvents"] = ["progress", "completed", "failed"]
         idempotency = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
         return HttpCall(
-            "POST", f"{base}/v2/videos/upscale", {"X-API-Key": key, "Idempotency-Key": idempotency}, body
+            "POST",
+            f"{base}/v2/videos/upscale",
+            {apiframe.KEY_HEADER: key, "Idempotency-Key": idempotency},
+            body,
         )
     if provider == "oxen":
         body = {"model": OXEN_MODEL, "input_video": video, "num_generations": 1}

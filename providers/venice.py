@@ -22,6 +22,7 @@ from providers.fields import PayloadError
 from providers.replies import HttpCall, Observed, Reply
 
 NAME = "venice"
+BASE_URL = "https://api.venice.ai"
 DEFAULT_MODEL = "topaz-video-upscale"
 FAILED_STATUSES = (400, 404, 422, 500)
 VIDEO_TYPES = ("video/", "application/octet-stream")
@@ -35,7 +36,7 @@ def model_of(job: Job) -> str:
 def _call(settings: ProviderSettings, path: str, job: Job) -> HttpCall:
     return HttpCall(
         "POST",
-        f"{settings.base_url}/api/v1/video/{path}",
+        f"{settings.base_url or BASE_URL}/api/v1/video/{path}",
         {"Authorization": f"Bearer {settings.api_key or ''}"},
         {"model": model_of(job), "queue_id": job.id},
     )

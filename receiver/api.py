@@ -11,7 +11,7 @@ from aiohttp import web
 
 from core.model import PROVIDERS, Observation, Status
 from dispatch import replay
-from providers import fields
+from providers import catalog, fields
 from providers.fields import PayloadError
 from receiver import bodies
 from receiver.errors import ApiError, Handler
@@ -19,7 +19,6 @@ from receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from receiver.views import job_view, outbox_view
 from store.base import BadCursor
 
-DEFAULT_MODELS = {"venice": "topaz-video-upscale"}
 MAX_PAGE = 500
 HEARTBEAT_SECONDS = 15.0
 
@@ -116,7 +115,7 @@ async def track_job(request: web.Request) -> web.Response:
         job_id = fields.job_id(payload.get("id"), "id")
     except PayloadError as exc:
         raise ApiError(400, "invalid_payload", str(exc)) from exc
-    model = payload.get("model", DEFAULT_MODELS.get(provider))
+    model = payload.get("model", catalog.PROVIDERS[provider].default_model)
     if model is not None and (not isinstance(model, str) or not 0 < len(model) <= 128):
         raise ApiError(400, "invalid_payload", "model must be a string of 1 to 128 characters")
     download_url = payload.get("download_url")

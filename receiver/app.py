@@ -13,13 +13,13 @@ from aiohttp import web
 
 from core.settings import Settings
 from dispatch.run import running as dispatching
-from listeners import run
-from listeners.health import Health
+from listeners import refresh, run
 from receiver import api, health, submit, webhooks
 from receiver.bodies import HeaderScrubber
 from receiver.errors import error_middleware
 from receiver.keys import HEALTH, METRICS, SCRUB, SETTINGS, STORE
 from receiver.metrics import Metrics
+from runtime.health import Health
 from store.base import Store
 
 
@@ -45,5 +45,9 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     settings, store, health = app[SETTINGS], app[STORE], app[HEALTH]
-    async with run.running(settings, store, health), dispatching(settings, store, health):
+    async with (
+        run.running(settings, store, health),
+        refresh.refreshing(settings, store) as fresh_url,
+        dispatching(settings, store, health, fresh_url),
+    ):
         yield

@@ -10,11 +10,11 @@ import orjson
 from aiohttp import web
 
 from core.model import Delivery, utcnow
+from providers import catalog
 from receiver.errors import ApiError
 
-_DROPPED_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "ocp-apim-subscription-key"}
-)
+# Credentials, never kept with a delivery: the generic ones and every provider's key header.
+_DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"}) | catalog.KEY_HEADERS
 
 
 def check_length(request: web.Request, limit: int) -> int | None:

@@ -6,9 +6,9 @@ import aiohttp
 from aiohttp import web
 
 from core.settings import Settings
-from listeners.health import Health
 from receiver.bodies import HeaderScrubber
 from receiver.metrics import Metrics
+from runtime.health import Health
 from store.base import Store
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -18,14 +18,14 @@ from aiohttp import web
 
 from core.model import Delivery, IntakeResult, Observation, utcnow
 from core.retry import retry_after_seconds
-from listeners import http
-from listeners.health import State
-from providers import submission
+from providers import catalog, submission
 from providers.replies import HttpCall
 from receiver import bodies
 from receiver.errors import ApiError
 from receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
 from receiver.views import job_view
+from runtime import http
+from runtime.health import State
 from store.base import Store, StoreError, StoreUnavailable
 
 STREAM_WAIT = 10.0
@@ -70,8 +70,8 @@ async def submit_job(request: web.Request) -> web.Response:
     name = str(provider)
     if not settings.provider(name).active:
         raise ApiError(400, "provider_not_configured", f"set {name.upper()}_API_KEY to submit to {name}")
-    if name == "oxen":
-        await _stream_connected(request)
+    if catalog.PROVIDERS[name].stream_first:
+        await _stream_connected(request, name)
     try:
         status, answer = await _send(request.app[CLIENT], call)
         job_id, params = submission.read_submitted(name, status, answer, options)
@@ -126,11 +126,13 @@ async def _send(client: aiohttp.ClientSession, call: HttpCall) -> tuple[int, byt
     raise AssertionError("unreachable")
 
 
-async def _stream_connected(request: web.Request) -> None:
-    """Oxen's stream has no replay: submit only once it is connected."""
-    component = request.app[HEALTH].component("oxen.sse", "sse")
+async def _stream_connected(request: web.Request, name: str) -> None:
+    """A stream without replay (Oxen's): submit only once it is connected."""
+    component = request.app[HEALTH].component(f"{name}.sse", "sse")
     for _ in range(int(STREAM_WAIT / 0.05)):
         if component.state is State.CONNECTED:
             return
         await asyncio.sleep(0.05)
-    raise ApiError(503, "stream_not_connected", "the Oxen event stream is not connected; try again shortly")
+    raise ApiError(
+        503, "stream_not_connected", f"the {name} event stream is not connected; try again shortly"
+    )

@@ -60,11 +60,9 @@ class _Webhooks:
         api_key = self.settings.provider(apiframe.NAME).api_key
 
         def authenticate(body: bytes) -> None:
-            if not api_key:
-                raise _Unauthorized("APIFRAME_API_KEY is not set, so no signature can be checked")
-            header = request.headers.get(apiframe.SIGNATURE_HEADER)
-            if not apiframe.verify(apiframe.signing_key(api_key), body, header):
-                raise _Unauthorized("the X-Webhook-Signature does not sign this body")
+            reason = apiframe.refusal(api_key, request.headers.get(apiframe.SIGNATURE_HEADER), body)
+            if reason is not None:
+                raise _Unauthorized(reason)
 
         return await self._intake(request, apiframe.NAME, authenticate, apiframe.parse)
 

@@ -38,12 +38,12 @@ from core.intake import IntakeRequest
 from core.model import Delivery, Observation, utcnow
 from core.settings import load
 from listeners import run
-from listeners.health import Health, State
 from listeners.sse import SSEListener
 from listeners.sse_decoder import SSEEvent
 from providers import oxen
 from providers.replies import HttpCall
 from receiver.serve import tune_gc
+from runtime.health import Health, State
 from store.sqlite import SQLiteStore
 
 KEY = "bench-oxen-key-0123456789"

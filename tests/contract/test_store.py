@@ -10,7 +10,7 @@ import pytest
 from core.effects import EffectPlanner
 from core.model import Delivery, Job, Observation, OutboxItem, Verdict, utcnow
 from store import open_store
-from store.base import BadCursor, SchemaTooNew, Store, StoreError
+from store.base import BadCursor, SchemaTooNew, Store, StoreClosed, StoreError
 
 
 def delivery(job_id: str | None = "job-1", body: bytes = b"{}") -> Delivery:
@@ -210,3 +210,16 @@ async def test_a_closed_store_refuses_intake(store: Store) -> None:
     with pytest.raises((StoreError, RuntimeError)):
         await store.intake(delivery(), [obs()])
     await store.open()
+
+
+async def test_a_closed_store_refuses_writes_with_its_own_error(store: Store) -> None:
+    """Regression: the SQLite store raised a bare RuntimeError here, which the poller's
+    `except StoreError` never caught."""
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await store.intake(delivery(), [obs()])
+    with pytest.raises(StoreClosed):
+        await store.reject(delivery(), "late")
+    with pytest.raises(StoreClosed):
+        await store.ping()
+    await store.open()  # for the fixture's own close

@@ -4,6 +4,7 @@ restart, refresh, SSRF refusals, hostile names, a full disk, the size limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -16,11 +17,12 @@ import pytest
 
 from core.model import Delivery, Observation, OutboxEntry, utcnow
 from core.settings import Settings
-from dispatch import files
 from dispatch import run as dispatch_run
-from listeners.health import Health
+from listeners import refresh
 from receiver.serve import store_for
 from receiver.views import job_view
+from runtime import files
+from runtime.health import Health
 from store.base import Store
 from tests.integration.fake_providers import KEY, Answer, FakeProviders
 from tests.integration.file_server import FileServer
@@ -55,8 +57,14 @@ class Rig:
             [Observation(provider, job_id, "succeeded", result_urls=(url,))],
         )
 
-    def running(self, store: Store) -> Any:
-        return dispatch_run.running(self.settings, store, Health())
+    @contextlib.asynccontextmanager
+    async def running(self, store: Store) -> AsyncIterator[Any]:
+        """The dispatcher, with the listeners' URL refresh, as the app composes them."""
+        async with (
+            refresh.refreshing(self.settings, store) as fresh_url,
+            dispatch_run.running(self.settings, store, Health(), fresh_url) as worker,
+        ):
+            yield worker
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from core.model import Delivery, Observation, utcnow
 from core.settings import Settings
 from dispatch import run as dispatch_run
 from dispatch import signing
-from listeners.health import Health
 from receiver.serve import store_for
+from runtime.health import Health
 from store.base import Store
 from tests.e2e.helpers import free_port
 

@@ -22,9 +22,9 @@ from core.model import Delivery, Observation, OutboxEntry, utcnow
 from core.settings import Settings
 from dispatch import replay
 from dispatch import run as dispatch_run
-from listeners.health import Health
 from receiver.app import create_app
 from receiver.serve import store_for
+from runtime.health import Health
 from store.base import Store
 from tests.conftest import WEBHOOK_TOKEN
 from tests.integration.file_server import FileServer

@@ -14,9 +14,10 @@ from aiohttp import web
 from core.model import Delivery, Job, Observation, Status, utcnow
 from core.settings import Settings
 from listeners import run
-from listeners.health import Health, State
 from receiver.app import create_app
 from receiver.serve import store_for
+from runtime import supervise
+from runtime.health import Health, State
 from store.base import Store
 from tests.integration.fake_providers import KEY, Answer, FakeProviders, keep_alive_forever, sse
 
@@ -487,7 +488,7 @@ async def test_a_poller_whose_loop_dies_mid_poll_polls_every_open_job_after_its_
     off the heap but still marked due, and the restarted loop (same object) never planned
     them again: the component said "running" while nothing was polled (a Venice job,
     poll-only, would never finish)."""
-    monkeypatch.setattr(run, "RESTART_PAUSE", 0.05)
+    monkeypatch.setattr(supervise, "RESTART_PAUSE", 0.05)
     ids = [f"r{n}" for n in range(4)]
     store = await world.start(("pixazo",))
     for job_id in ids:

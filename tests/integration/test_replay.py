@@ -13,7 +13,7 @@ from core.model import Delivery, Observation, OutboxEntry, utcnow
 from dispatch import replay
 from dispatch.schedule import Outcome, RetrySchedule, decide
 from dispatch.worker import Pool, Worker
-from listeners.health import Component
+from runtime.health import Component
 from store import open_store
 from store.base import Claim
 

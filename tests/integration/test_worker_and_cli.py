@@ -12,8 +12,8 @@ from core.effects import EffectPlanner
 from core.model import Delivery, Observation, OutboxEntry, utcnow
 from dispatch.schedule import Outcome, RetrySchedule, decide
 from dispatch.worker import Pool, Worker
-from listeners.health import Component
 from receiver.cli import main
+from runtime.health import Component
 from store import open_store
 from store.base import Claim, Store
 

@@ -17,10 +17,11 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from core.effects import EffectPlanner
 from core.model import Job, Observation, OutboxEntry, OutboxItem, Status
 from core.settings import Rule
-from dispatch import files, messages, signing
+from dispatch import messages, signing
 from dispatch.download import file_name
 from dispatch.guard import Refused, check_url, forbidden
 from dispatch.schedule import Outcome, RetrySchedule, decide
+from runtime import files
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -192,3 +192,23 @@ def test_a_time_without_an_offset_is_read_as_utc_as_before(value: str) -> None:
     assert expected == got
     if got is not None:
         assert (expected.utcoffset(), expected.tzinfo is UTC) == (got.utcoffset(), got.tzinfo is UTC)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "header", "reason"),
+    [
+        (None, "sha256=00", "APIFRAME_API_KEY is not set, so no signature can be checked"),
+        (API_KEY, None, "the X-Webhook-Signature header is missing"),
+        (API_KEY, "", "the X-Webhook-Signature header is missing"),
+        (API_KEY, "sha256=" + "0" * 64, "the X-Webhook-Signature does not sign this body"),
+    ],
+)
+def test_apiframe_refusals_say_which_check_failed(
+    api_key: str | None, header: str | None, reason: str
+) -> None:
+    assert reason == apiframe.refusal(api_key, header, COMPLETED_BODY)
+
+
+def test_apiframe_a_good_signature_is_no_refusal() -> None:
+    header = "sha256=" + apiframe.sign(apiframe.signing_key(API_KEY), COMPLETED_BODY)
+    assert None is apiframe.refusal(API_KEY, header, COMPLETED_BODY)
