@@ -14,8 +14,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.model import Job, Observation, OutboxItem, Status
-from core.settings import Rule
+from jobtrail.core.model import Job, Observation, OutboxItem, Status
+from jobtrail.core.settings import Rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from core.machine import apply
-from core.model import (
+from jobtrail.core.machine import apply
+from jobtrail.core.model import (
     Delivery,
     Event,
     IntakeResult,

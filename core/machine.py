@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from core.model import Job, NewEvent, Observation, Status, isoformat
+from jobtrail.core.model import Job, NewEvent, Observation, Status, isoformat
 
 
 class Step(NamedTuple):

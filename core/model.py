@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from core.frozen import fast_init
+from jobtrail.core.frozen import fast_init
 
 PROVIDERS: tuple[str, ...] = ("pixazo", "apiframe", "oxen", "venice")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core import values
-from core.model import PROVIDERS
-from core.values import ConfigError as ConfigError
+from jobtrail.core import values
+from jobtrail.core.model import PROVIDERS
+from jobtrail.core.values import ConfigError as ConfigError
 
 MAX_BODY_LIMIT = 64 * 1024 * 1024
 

@@ -25,11 +25,11 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
-from core.model import OutboxEntry, utcnow
-from core.retry import retry_after_seconds
-from dispatch.guard import GuardedResolver, Refused, check_url
-from dispatch.schedule import Outcome
-from runtime import files
+from jobtrail.core.model import OutboxEntry, utcnow
+from jobtrail.core.retry import retry_after_seconds
+from jobtrail.dispatch.guard import GuardedResolver, Refused, check_url
+from jobtrail.dispatch.schedule import Outcome
+from jobtrail.runtime import files
 
 MAX_REDIRECTS = 5
 EXPIRED = (403, 404, 410)

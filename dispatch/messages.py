@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from core.model import Job, OutboxEntry
+from jobtrail.core.model import Job, OutboxEntry
 
 _MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⚪", "processing": "⏳", "queued": "⏳"}
 

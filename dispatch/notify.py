@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiohttp
 import aiosmtplib
 
-from core.model import OutboxEntry, utcnow
-from core.retry import retry_after_seconds
-from core.settings import NotifySettings
-from dispatch import messages, signing
-from dispatch.schedule import Outcome
-from store.base import Store
+from jobtrail.core.model import OutboxEntry, utcnow
+from jobtrail.core.retry import retry_after_seconds
+from jobtrail.core.settings import NotifySettings
+from jobtrail.dispatch import messages, signing
+from jobtrail.dispatch.schedule import Outcome
+from jobtrail.store.base import Store
 
 
 class Notifier:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.intake import AttemptRecord
-from core.model import Event, OutboxEntry, utcnow
-from store.base import Store
+from jobtrail.core.intake import AttemptRecord
+from jobtrail.core.model import Event, OutboxEntry, utcnow
+from jobtrail.store.base import Store
 
 _NOUN = {"download": "download", "notify": "notification"}
 

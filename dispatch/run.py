@@ -17,16 +17,16 @@ from dataclasses import replace
 import aiohttp
 import structlog
 
-from core.model import OutboxEntry
-from core.settings import Settings
-from dispatch import download
-from dispatch.notify import Notifier
-from dispatch.schedule import Outcome, RetrySchedule
-from dispatch.worker import Pool, Worker
-from runtime import http
-from runtime.health import Health
-from runtime.supervise import supervise
-from store.base import Store, StoreError
+from jobtrail.core.model import OutboxEntry
+from jobtrail.core.settings import Settings
+from jobtrail.dispatch import download
+from jobtrail.dispatch.notify import Notifier
+from jobtrail.dispatch.schedule import Outcome, RetrySchedule
+from jobtrail.dispatch.worker import Pool, Worker
+from jobtrail.runtime import http
+from jobtrail.runtime.health import Health
+from jobtrail.runtime.supervise import supervise
+from jobtrail.store.base import Store, StoreError
 
 log = structlog.get_logger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.intake import AttemptRecord
-from core.model import OutboxEntry
+from jobtrail.core.intake import AttemptRecord
+from jobtrail.core.model import OutboxEntry
 
 SVIX = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MAX_ERROR = 1000

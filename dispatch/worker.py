@@ -27,11 +27,11 @@ from datetime import timedelta
 
 import structlog
 
-from core.logs import Redactor
-from core.model import OutboxEntry, utcnow
-from dispatch.schedule import Outcome, RetrySchedule, decide
-from runtime.health import Component, State
-from store.base import Claim, LeaseLost, Store, StoreError
+from jobtrail.core.logs import Redactor
+from jobtrail.core.model import OutboxEntry, utcnow
+from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
+from jobtrail.runtime.health import Component, State
+from jobtrail.store.base import Claim, LeaseLost, Store, StoreError
 
 log = structlog.get_logger(__name__)
 

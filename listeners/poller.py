@@ -28,14 +28,14 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from core.model import Delivery, Job, Observation, utcnow
-from core.settings import ProviderSettings
-from listeners.schedule import PollSchedule
-from providers.polling import PollSpec
-from providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
-from runtime import files, http
-from runtime.health import Component, State
-from store.base import Store, StoreError
+from jobtrail.core.model import Delivery, Job, Observation, utcnow
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.listeners.schedule import PollSchedule
+from jobtrail.providers.polling import PollSpec
+from jobtrail.providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
+from jobtrail.runtime import files, http
+from jobtrail.runtime.health import Component, State
+from jobtrail.store.base import Store, StoreError
 
 log = structlog.get_logger(__name__)
 

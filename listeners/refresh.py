@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
-from core.model import Delivery, OutboxEntry, utcnow
-from core.settings import Settings
-from providers import catalog
-from providers.replies import Observed
-from runtime import http
-from store.base import Store
+from jobtrail.core.model import Delivery, OutboxEntry, utcnow
+from jobtrail.core.settings import Settings
+from jobtrail.providers import catalog
+from jobtrail.providers.replies import Observed
+from jobtrail.runtime import http
+from jobtrail.store.base import Store
 
 FreshUrl = Callable[[OutboxEntry], Awaitable[str | None]]
 TIMEOUT = aiohttp.ClientTimeout(total=30)

@@ -16,18 +16,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import aiohttp
 import structlog
 
-from core.model import PROVIDERS, utcnow
-from core.settings import Settings
-from listeners.poller import Poller
-from listeners.schedule import PollSchedule
-from listeners.sse import SSEListener
-from listeners.sse_decoder import SSEEvent
-from providers import oxen
-from providers.polling import SPECS
-from runtime import http
-from runtime.health import Component, Health
-from runtime.supervise import supervise
-from store.base import Store
+from jobtrail.core.model import PROVIDERS, utcnow
+from jobtrail.core.settings import Settings
+from jobtrail.listeners.poller import Poller
+from jobtrail.listeners.schedule import PollSchedule
+from jobtrail.listeners.sse import SSEListener
+from jobtrail.listeners.sse_decoder import SSEEvent
+from jobtrail.providers import oxen
+from jobtrail.providers.polling import SPECS
+from jobtrail.runtime import http
+from jobtrail.runtime.health import Component, Health
+from jobtrail.runtime.supervise import supervise
+from jobtrail.store.base import Store
 
 log = structlog.get_logger(__name__)
 

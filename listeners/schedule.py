@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.retry import Backoff
+from jobtrail.core.retry import Backoff
 
 
 @dataclass(frozen=True, slots=True)

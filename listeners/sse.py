@@ -30,11 +30,11 @@ from datetime import timedelta
 import aiohttp
 import structlog
 
-from core.model import utcnow
-from core.retry import Backoff, retry_after_seconds
-from listeners.sse_decoder import SSEDecoder, SSEEvent, SSEProtocolError
-from providers.replies import HttpCall
-from runtime.health import Component, State
+from jobtrail.core.model import utcnow
+from jobtrail.core.retry import Backoff, retry_after_seconds
+from jobtrail.listeners.sse_decoder import SSEDecoder, SSEEvent, SSEProtocolError
+from jobtrail.providers.replies import HttpCall
+from jobtrail.runtime.health import Component, State
 
 log = structlog.get_logger(__name__)
 

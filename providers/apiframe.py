@@ -12,11 +12,11 @@ import hmac
 from typing import Any
 from urllib.parse import quote
 
-from core.model import Job, Observation, Status
-from core.settings import ProviderSettings
-from providers import fields
-from providers.fields import PayloadError
-from providers.replies import HttpCall
+from jobtrail.core.model import Job, Observation, Status
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import fields
+from jobtrail.providers.fields import PayloadError
+from jobtrail.providers.replies import HttpCall
 
 NAME = "apiframe"
 BASE_URL = "https://api.apiframe.ai"

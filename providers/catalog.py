@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from providers import apiframe, oxen, pixazo, venice
-from providers.polling import SPECS, PollSpec
+from jobtrail.providers import apiframe, oxen, pixazo, venice
+from jobtrail.providers.polling import SPECS, PollSpec
 
 
 @dataclass(frozen=True, slots=True)

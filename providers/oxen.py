@@ -13,12 +13,12 @@ from urllib.parse import quote
 
 import orjson
 
-from core.intake import IntakeRequest
-from core.model import Delivery, Job, Observation, Status
-from core.settings import ProviderSettings
-from providers import fields
-from providers.fields import PayloadError
-from providers.replies import HttpCall
+from jobtrail.core.intake import IntakeRequest
+from jobtrail.core.model import Delivery, Job, Observation, Status
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import fields
+from jobtrail.providers.fields import PayloadError
+from jobtrail.providers.replies import HttpCall
 
 NAME = "oxen"
 BASE_URL = "https://hub.oxen.ai"

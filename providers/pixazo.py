@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from core.model import Job, Observation, Status
-from core.settings import ProviderSettings
-from providers import fields
-from providers.fields import PayloadError
-from providers.replies import HttpCall
+from jobtrail.core.model import Job, Observation, Status
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import fields
+from jobtrail.providers.fields import PayloadError
+from jobtrail.providers.replies import HttpCall
 
 NAME = "pixazo"
 BASE_URL = "https://gateway.pixazo.ai"

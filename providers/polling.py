@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.model import Job, Observation
-from core.settings import ProviderSettings
-from providers import apiframe, oxen, pixazo, replies, venice
-from providers.replies import HttpCall, Reply
+from jobtrail.core.model import Job, Observation
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import apiframe, oxen, pixazo, replies, venice
+from jobtrail.providers.replies import HttpCall, Reply
 
 Reader = Callable[[Job, int, Mapping[str, str], bytes, datetime], Reply]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from core.model import Observation
-from core.retry import retry_after_seconds
-from providers.fields import PayloadError
+from jobtrail.core.model import Observation
+from jobtrail.core.retry import retry_after_seconds
+from jobtrail.providers.fields import PayloadError
 
 MAX_WORDS = 500
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from core.settings import ProviderSettings
-from providers import apiframe, catalog, pixazo, replies
-from providers.replies import HttpCall
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import apiframe, catalog, pixazo, replies
+from jobtrail.providers.replies import HttpCall
 
 PIXAZO_SUBMIT = "/topaz-upscale-video-753/v1/topaz-upscale-video-request"
 OXEN_MODEL = "topazlabs-upscale-starlight-2-5-video"

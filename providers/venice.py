@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from core.model import Job, Observation, Status
-from core.settings import ProviderSettings
-from providers import fields, replies
-from providers.fields import PayloadError
-from providers.replies import HttpCall, Observed, Reply
+from jobtrail.core.model import Job, Observation, Status
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import fields, replies
+from jobtrail.providers.fields import PayloadError
+from jobtrail.providers.replies import HttpCall, Observed, Reply
 
 NAME = "venice"
 BASE_URL = "https://api.venice.ai"

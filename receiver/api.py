@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from core.model import PROVIDERS, Observation, Status
-from dispatch import replay
-from providers import catalog, fields
-from providers.fields import PayloadError
-from receiver import bodies
-from receiver.errors import ApiError, Handler
-from receiver.keys import METRICS, SCRUB, SETTINGS, STORE
-from receiver.views import job_view, outbox_view
-from store.base import BadCursor
+from jobtrail.core.model import PROVIDERS, Observation, Status
+from jobtrail.dispatch import replay
+from jobtrail.providers import catalog, fields
+from jobtrail.providers.fields import PayloadError
+from jobtrail.receiver import bodies
+from jobtrail.receiver.errors import ApiError, Handler
+from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.receiver.views import job_view, outbox_view
+from jobtrail.store.base import BadCursor
 
 MAX_PAGE = 500
 HEARTBEAT_SECONDS = 15.0

@@ -11,16 +11,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from core.settings import Settings
-from dispatch.run import running as dispatching
-from listeners import refresh, run
-from receiver import api, health, submit, webhooks
-from receiver.bodies import HeaderScrubber
-from receiver.errors import error_middleware
-from receiver.keys import HEALTH, METRICS, SCRUB, SETTINGS, STORE
-from receiver.metrics import Metrics
-from runtime.health import Health
-from store.base import Store
+from jobtrail.core.settings import Settings
+from jobtrail.dispatch.run import running as dispatching
+from jobtrail.listeners import refresh, run
+from jobtrail.receiver import api, health, submit, webhooks
+from jobtrail.receiver.bodies import HeaderScrubber
+from jobtrail.receiver.errors import error_middleware
+from jobtrail.receiver.keys import HEALTH, METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.receiver.metrics import Metrics
+from jobtrail.runtime.health import Health
+from jobtrail.store.base import Store
 
 
 def create_app(settings: Settings, store: Store, *, background: bool = False) -> web.Application:

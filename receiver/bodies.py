@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from core.model import Delivery, utcnow
-from providers import catalog
-from receiver.errors import ApiError
+from jobtrail.core.model import Delivery, utcnow
+from jobtrail.providers import catalog
+from jobtrail.receiver.errors import ApiError
 
 # Credentials, never kept with a delivery: the generic ones and every provider's key header.
 _DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"}) | catalog.KEY_HEADERS

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core import logs
-from core.model import PROVIDERS, Status
-from core.settings import ConfigError, Settings, load
-from receiver import timeline
-from store.base import StoreError, StoreLocked
+from jobtrail.core import logs
+from jobtrail.core.model import PROVIDERS, Status
+from jobtrail.core.settings import ConfigError, Settings, load
+from jobtrail.receiver import timeline
+from jobtrail.store.base import StoreError, StoreLocked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,14 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from receiver.serve import serve
+    from jobtrail.receiver.serve import serve
 
     await serve(settings)
     return 0
 
 
 async def _jobs_list(settings: Settings, args: argparse.Namespace) -> int:
-    from receiver.serve import store_for
+    from jobtrail.receiver.serve import store_for
 
     store = store_for(settings)
     await store.open()
@@ -66,7 +66,7 @@ async def _jobs_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _jobs_show(settings: Settings, args: argparse.Namespace) -> int:
-    from receiver.serve import store_for
+    from jobtrail.receiver.serve import store_for
 
     store = store_for(settings)
     await store.open()
@@ -84,7 +84,7 @@ async def _jobs_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
-    from receiver.serve import store_for
+    from jobtrail.receiver.serve import store_for
 
     store = store_for(settings)
     await store.open()
@@ -102,8 +102,8 @@ async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatch import replay
-    from receiver.serve import store_for
+    from jobtrail.dispatch import replay
+    from jobtrail.receiver.serve import store_for
 
     if args.id is None and args.sink is None and args.since is None and args.until is None:
         print("jobtrail: name an item id, or --sink / --since / --until for dead items", file=sys.stderr)
@@ -126,7 +126,7 @@ async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from simulators.demo import run_demo
+    from jobtrail.simulators.demo import run_demo
 
     logs.configure(level=os.environ.get("JOBTRAIL_LOG_LEVEL", "warning"), fmt=settings.log_format)
     return await run_demo(keep=Path(args.keep) if args.keep else None)
@@ -135,7 +135,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 async def _submit(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from providers import submission
+    from jobtrail.providers import submission
 
     options = {
         "upscale_factor": args.upscale_factor,

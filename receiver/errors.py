@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from store.base import StoreError, StoreUnavailable
+from jobtrail.store.base import StoreError, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from receiver.keys import HEALTH, METRICS, STORE
-from receiver.metrics import render_components
-from store.base import StoreError
+from jobtrail.receiver.keys import HEALTH, METRICS, STORE
+from jobtrail.receiver.metrics import render_components
+from jobtrail.store.base import StoreError
 
 
 def setup(app: web.Application) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from core.settings import Settings
-from receiver.bodies import HeaderScrubber
-from receiver.metrics import Metrics
-from runtime.health import Health
-from store.base import Store
+from jobtrail.core.settings import Settings
+from jobtrail.receiver.bodies import HeaderScrubber
+from jobtrail.receiver.metrics import Metrics
+from jobtrail.runtime.health import Health
+from jobtrail.store.base import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)

@@ -9,11 +9,11 @@ import signal
 import structlog
 from aiohttp import web
 
-from core.effects import EffectPlanner
-from core.settings import Settings
-from receiver.app import create_app
-from store import open_store
-from store.base import Store
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.settings import Settings
+from jobtrail.receiver.app import create_app
+from jobtrail.store import open_store
+from jobtrail.store.base import Store
 
 log = structlog.get_logger(__name__)
 

@@ -16,17 +16,17 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from core.model import Delivery, IntakeResult, Observation, utcnow
-from core.retry import retry_after_seconds
-from providers import catalog, submission
-from providers.replies import HttpCall
-from receiver import bodies
-from receiver.errors import ApiError
-from receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
-from receiver.views import job_view
-from runtime import http
-from runtime.health import State
-from store.base import Store, StoreError, StoreUnavailable
+from jobtrail.core.model import Delivery, IntakeResult, Observation, utcnow
+from jobtrail.core.retry import retry_after_seconds
+from jobtrail.providers import catalog, submission
+from jobtrail.providers.replies import HttpCall
+from jobtrail.receiver import bodies
+from jobtrail.receiver.errors import ApiError
+from jobtrail.receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.receiver.views import job_view
+from jobtrail.runtime import http
+from jobtrail.runtime.health import State
+from jobtrail.store.base import Store, StoreError, StoreUnavailable
 
 STREAM_WAIT = 10.0
 RETRIES = 5
@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 
 def setup(app: web.Application) -> None:
-    from receiver.api import guarded
+    from jobtrail.receiver.api import guarded
 
     app.router.add_post("/api/jobs/submit", guarded(submit_job))
     app.cleanup_ctx.append(_client)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.model import Event, Job, OutboxEntry
+from jobtrail.core.model import Event, Job, OutboxEntry
 
 
 def job_table(jobs: Sequence[Job]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.model import Job, OutboxEntry
+from jobtrail.core.model import Job, OutboxEntry
 
 
 def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:

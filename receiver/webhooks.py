@@ -15,12 +15,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from core.model import Observation
-from providers import apiframe, pixazo
-from providers.fields import PayloadError
-from receiver import bodies
-from receiver.errors import ApiError
-from receiver.keys import METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.core.model import Observation
+from jobtrail.providers import apiframe, pixazo
+from jobtrail.providers.fields import PayloadError
+from jobtrail.receiver import bodies
+from jobtrail.receiver.errors import ApiError
+from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.model import utcnow
+from jobtrail.core.model import utcnow
 
 
 class State(enum.StrEnum):

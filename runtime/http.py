@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from providers.replies import HttpCall
+from jobtrail.providers.replies import HttpCall
 
 MAX_ANSWER = 4 * 1024 * 1024
 USER_AGENT = "jobtrail"

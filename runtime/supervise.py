@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import structlog
 
-from core.model import utcnow
-from runtime.health import Component, State
+from jobtrail.core.model import utcnow
+from jobtrail.runtime.health import Component, State
 
 log = structlog.get_logger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from providers import apiframe
-from simulators.base import Faults, Pusher, SimJob, push, result_routes, result_url
+from jobtrail.providers import apiframe
+from jobtrail.simulators.base import Faults, Pusher, SimJob, push, result_routes, result_url
 
 WORDS = {
     "queued": "QUEUED",

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from simulators.apiframe import Apiframe
-from simulators.base import Faults
-from simulators.oxen import Oxen
-from simulators.pixazo import Pixazo
-from simulators.venice import Venice
+from jobtrail.simulators.apiframe import Apiframe
+from jobtrail.simulators.base import Faults
+from jobtrail.simulators.oxen import Oxen
+from jobtrail.simulators.pixazo import Pixazo
+from jobtrail.simulators.venice import Venice
 
 KEYS = {
     "pixazo": "sim-pixazo-key-0123456789",

@@ -24,12 +24,12 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from core.settings import load
-from dispatch import signing
-from receiver.app import create_app
-from receiver.serve import store_for
-from simulators.base import Faults
-from simulators.cluster import Cluster, free_port
+from jobtrail.core.settings import load
+from jobtrail.dispatch import signing
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.serve import store_for
+from jobtrail.simulators.base import Faults
+from jobtrail.simulators.cluster import Cluster, free_port
 
 TOKEN = "demo-webhook-token-0123456789"  # noqa: S105 - the demo's own throwaway token
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 - the Standard Webhooks spec's example

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from simulators.base import Faults, SimJob, result_routes, result_url
+from jobtrail.simulators.base import Faults, SimJob, result_routes, result_url
 
 MODEL = "topazlabs-upscale-starlight-2-5-video"
 

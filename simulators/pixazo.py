@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators.base import Faults, Pusher, SimJob, push, result_routes, result_url
+from jobtrail.simulators.base import Faults, Pusher, SimJob, push, result_routes, result_url
 
 SUBMIT = "/topaz-upscale-video-753/v1/topaz-upscale-video-request"
 WORDS = {

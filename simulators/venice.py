@@ -8,7 +8,7 @@ import uuid
 
 from aiohttp import web
 
-from simulators.base import Faults, SimJob, video_bytes
+from jobtrail.simulators.base import Faults, SimJob, video_bytes
 
 MODEL = "topaz-video-upscale"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from core.intake import Planner
-from store.base import Store, StoreError
+from jobtrail.core.intake import Planner
+from jobtrail.store.base import Store, StoreError
 
 
 def open_store(url: str, planner: Planner) -> Store:
     """A store for `sqlite:///PATH`, `memory://` or (later) `postgresql://...`; not yet opened."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        from store.sqlite import SQLiteStore
+        from jobtrail.store.sqlite import SQLiteStore
 
         # As in SQLAlchemy: sqlite:///relative/path.db and sqlite:////absolute/path.db
         path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else ""
@@ -22,7 +22,7 @@ def open_store(url: str, planner: Planner) -> Store:
         synchronous = options.get("synchronous", ["full"])[0].lower()
         return SQLiteStore(path, planner, synchronous=synchronous)
     if parts.scheme == "memory":
-        from store.memory import MemoryStore
+        from jobtrail.store.memory import MemoryStore
 
         return MemoryStore(planner)
     raise StoreError(f"unsupported store URL scheme {parts.scheme!r}; use sqlite:/// or memory://")

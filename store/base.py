@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from core.intake import AttemptRecord, IntakeRequest, Planner, Refused
-from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Refused
+from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
 MAX_STORED_BODY = 64 * 1024
 

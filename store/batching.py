@@ -40,7 +40,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
+from jobtrail.store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
 
 Req = TypeVar("Req")
 Prep = TypeVar("Prep")

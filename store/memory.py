@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from core.intake import (
+from jobtrail.core.intake import (
     AttemptRecord,
     IntakeRequest,
     JobKey,
@@ -18,9 +18,9 @@ from core.intake import (
     plan_batch,
     settle,
 )
-from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
-from store import rows
-from store.base import (
+from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
+from jobtrail.store import rows
+from jobtrail.store.base import (
     MAX_STORED_BODY,
     Claim,
     LeaseLost,

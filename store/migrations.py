@@ -18,7 +18,7 @@ class Migration:
 
 def load(dialect: str) -> list[Migration]:
     """Every migration of a dialect in version order; versions must be 1, 2, 3, ..."""
-    folder = resources.files("store") / "sql" / dialect
+    folder = resources.files("jobtrail.store") / "sql" / dialect
     found = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from core.intake import AttemptRecord, PlannedEvent
-from core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict, isoformat
-from store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
+from jobtrail.core.intake import AttemptRecord, PlannedEvent
+from jobtrail.core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict, isoformat
+from jobtrail.store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
 
 JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls, error, provider_status, terminals, "

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.effects import EffectPlanner
-from core.settings import Settings, load
-from store import open_store
-from store.base import Store
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.settings import Settings, load
+from jobtrail.store import open_store
+from jobtrail.store.base import Store
 
 BACKENDS = ["memory", "sqlite"]
 WEBHOOK_TOKEN = "pixazo-token-0123456789abcdef"

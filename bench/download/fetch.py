@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.model import OutboxEntry, OutboxItem, utcnow
-from dispatch.download import Downloader, new_session
+from jobtrail.core.model import OutboxEntry, OutboxItem, utcnow
+from jobtrail.dispatch.download import Downloader, new_session
 
 
 async def main(url: str, data_dir: Path) -> dict[str, object]:

@@ -6,7 +6,7 @@ import sys
 
 from aiohttp import web
 
-from receiver.bodies import parse_json
+from jobtrail.receiver.bodies import parse_json
 
 
 async def handle(request: web.Request) -> web.Response:

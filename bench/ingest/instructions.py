@@ -146,7 +146,12 @@ def main() -> int:
             "JOBTRAIL_LOG_LEVEL": "info",
         }
         durable = measure(
-            "jobtrail", [sys.executable, "-m", "receiver.cli", "serve"], jt_port, env, work, args.seconds
+            "jobtrail",
+            [sys.executable, "-m", "jobtrail.receiver.cli", "serve"],
+            jt_port,
+            env,
+            work,
+            args.seconds,
         )
         print(f"  instruction ratio bare/durable: {bare / durable:.2f}")
     finally:

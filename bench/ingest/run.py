@@ -151,7 +151,9 @@ def main() -> int:
     }
     bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
     served = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve"], env=env, stderr=(work / "serve.log").open("w")
+        [sys.executable, "-m", "jobtrail.receiver.cli", "serve"],
+        env=env,
+        stderr=(work / "serve.log").open("w"),
     )
     try:
         wait_up(bare_port, "/"), wait_up(jt_port)

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from dispatch import signing
+from jobtrail.dispatch import signing
 
 
 def make_app(target: str, secret: str) -> web.Application:

@@ -116,7 +116,9 @@ async def main_async(rate: float, seconds: float) -> int:
     }
     relay = subprocess.Popen([sys.executable, "-m", "bench.latency.relay", str(relay_port), target, SECRET])
     served = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve"], env=env, stderr=(work / "serve.log").open("w")
+        [sys.executable, "-m", "jobtrail.receiver.cli", "serve"],
+        env=env,
+        stderr=(work / "serve.log").open("w"),
     )
     try:
         await asyncio.to_thread(wait_up, relay_port)

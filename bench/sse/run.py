@@ -32,19 +32,19 @@ import httpx
 import httpx_sse
 
 from bench.ingest.run import free_port, wait_up
-from core import logs
-from core.effects import EffectPlanner
-from core.intake import IntakeRequest
-from core.model import Delivery, Observation, utcnow
-from core.settings import load
-from listeners import run
-from listeners.sse import SSEListener
-from listeners.sse_decoder import SSEEvent
-from providers import oxen
-from providers.replies import HttpCall
-from receiver.serve import tune_gc
-from runtime.health import Health, State
-from store.sqlite import SQLiteStore
+from jobtrail.core import logs
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.intake import IntakeRequest
+from jobtrail.core.model import Delivery, Observation, utcnow
+from jobtrail.core.settings import load
+from jobtrail.listeners import run
+from jobtrail.listeners.sse import SSEListener
+from jobtrail.listeners.sse_decoder import SSEEvent
+from jobtrail.providers import oxen
+from jobtrail.providers.replies import HttpCall
+from jobtrail.receiver.serve import tune_gc
+from jobtrail.runtime.health import Health, State
+from jobtrail.store.sqlite import SQLiteStore
 
 KEY = "bench-oxen-key-0123456789"
 TARGET = 20_000

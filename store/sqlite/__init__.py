@@ -6,6 +6,6 @@ queries; `known.py` is the memory of committed jobs that lets a batch be planned
 a read; `schema.py` migrates the file; `lock.py` keeps to one server per file.
 """
 
-from store.sqlite.store import SQLiteStore
+from jobtrail.store.sqlite.store import SQLiteStore
 
 __all__ = ["SQLiteStore"]

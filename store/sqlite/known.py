@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from core.intake import JobKey
-from core.model import Job
+from jobtrail.core.intake import JobKey
+from jobtrail.core.model import Job
 
 DEFAULT_CAPACITY = 20_000
 

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from store.base import StoreLocked
+from jobtrail.store.base import StoreLocked
 
 
 class ServerLock:

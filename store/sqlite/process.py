@@ -28,8 +28,17 @@ from typing import Any
 
 import structlog
 
-from store.base import OutcomeUnknown, StoreClosed, StoreError, StoreUnavailable
-from store.sqlite.writer import FRAME, Batch, Conflict, ForeignWrite, RowsExist, Skipped, Written, frame
+from jobtrail.store.base import OutcomeUnknown, StoreClosed, StoreError, StoreUnavailable
+from jobtrail.store.sqlite.writer import (
+    FRAME,
+    Batch,
+    Conflict,
+    ForeignWrite,
+    RowsExist,
+    Skipped,
+    Written,
+    frame,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from core.intake import JobKey
-from core.model import Status
-from store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, stamp
+from jobtrail.core.intake import JobKey
+from jobtrail.core.model import Status
+from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, stamp
 
 Query = tuple[str, list[Any]]
 

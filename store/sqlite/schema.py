@@ -6,10 +6,10 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from core.model import utcnow
-from store import migrations
-from store.base import SchemaTooNew
-from store.sqlite.writer import connect
+from jobtrail.core.model import utcnow
+from jobtrail.store import migrations
+from jobtrail.store.base import SchemaTooNew
+from jobtrail.store.sqlite.writer import connect
 
 
 def migrate(path: Path, pragmas: Sequence[str]) -> None:

@@ -26,10 +26,10 @@ from typing import Any, cast
 import aiosqlite
 import structlog
 
-from core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused, plan_batch, settle
-from core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
-from store import rows
-from store.base import (
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused, plan_batch, settle
+from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
+from jobtrail.store import rows
+from jobtrail.store.base import (
     Claim,
     LeaseLost,
     OutcomeUnknown,
@@ -40,14 +40,14 @@ from store.base import (
     StoreError,
     StoreUnavailable,
 )
-from store.batching import GroupCommitter, PlanAgain
-from store.sqlite import reads
-from store.sqlite import writes as sql
-from store.sqlite.known import KnownJobs
-from store.sqlite.lock import ServerLock
-from store.sqlite.process import WriterProcess
-from store.sqlite.schema import migrate
-from store.sqlite.writer import Conflict, ForeignWrite, RowsExist
+from jobtrail.store.batching import GroupCommitter, PlanAgain
+from jobtrail.store.sqlite import reads
+from jobtrail.store.sqlite import writes as sql
+from jobtrail.store.sqlite.known import KnownJobs
+from jobtrail.store.sqlite.lock import ServerLock
+from jobtrail.store.sqlite.process import WriterProcess
+from jobtrail.store.sqlite.schema import migrate
+from jobtrail.store.sqlite.writer import Conflict, ForeignWrite, RowsExist
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from core.intake import AttemptRecord, IntakeRequest, JobKey, Plan, Result
-from core.model import OutboxEntry, utcnow
-from store import rows
-from store.base import Claim
-from store.sqlite.writer import Batch
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Plan, Result
+from jobtrail.core.model import OutboxEntry, utcnow
+from jobtrail.store import rows
+from jobtrail.store.base import Claim
+from jobtrail.store.sqlite.writer import Batch
 
 INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 INSERT_EVENT = f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from core.effects import EffectPlanner
-from core.intake import AttemptRecord
-from core.model import Delivery, Observation, OutboxEntry, utcnow
-from dispatch.replay import requeue
-from store import open_store
-from store.base import Claim, LeaseLost, Store
-from store.migrations import load
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.intake import AttemptRecord
+from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.dispatch.replay import requeue
+from jobtrail.store import open_store
+from jobtrail.store.base import Claim, LeaseLost, Store
+from jobtrail.store.migrations import load
 
 
 async def succeed(store: Store, job_id: str, urls: tuple[str, ...] = ("https://cdn.test/a.mp4",)) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from core.effects import EffectPlanner
-from core.model import Delivery, Observation, Status, Verdict, utcnow
-from store import open_store
-from store.base import Store
-from store.sqlite.known import KnownJobs
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, Status, Verdict, utcnow
+from jobtrail.store import open_store
+from jobtrail.store.base import Store
+from jobtrail.store.sqlite.known import KnownJobs
 
 
 def delivery(job_id: str) -> Delivery:
@@ -120,7 +120,7 @@ async def test_a_job_forgotten_for_lack_of_room_is_found_again(path: Path) -> No
 def test_known_jobs_forget_the_least_recently_written_first() -> None:
     from datetime import UTC, datetime
 
-    from core.model import Job
+    from jobtrail.core.model import Job
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
     known = KnownJobs(capacity=2)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.effects import EffectPlanner
-from core.model import Delivery, Job, Observation, OutboxItem, Verdict, utcnow
-from store import open_store
-from store.base import BadCursor, SchemaTooNew, Store, StoreClosed, StoreError
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Job, Observation, OutboxItem, Verdict, utcnow
+from jobtrail.store import open_store
+from jobtrail.store.base import BadCursor, SchemaTooNew, Store, StoreClosed, StoreError
 
 
 def delivery(job_id: str | None = "job-1", body: bytes = b"{}") -> Delivery:

@@ -21,7 +21,7 @@ def free_port() -> int:
 def start_serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve"],
+        [sys.executable, "-m", "jobtrail.receiver.cli", "serve"],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,

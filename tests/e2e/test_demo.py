@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.base import Faults
-from simulators.demo import Plan, run_demo
+from jobtrail.simulators.base import Faults
+from jobtrail.simulators.demo import Plan, run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ CLIPS = "https://media.example.com/clips"
 def test_jobtrail_demo_exits_0_with_its_summary(tmp_path: Path) -> None:
     env = {**os.environ, "JOBTRAIL_DATA_DIR": str(tmp_path / "unused")}
     done = subprocess.run(
-        [sys.executable, "-m", "receiver.cli", "demo", "--keep", str(tmp_path / "demo")],
+        [sys.executable, "-m", "jobtrail.receiver.cli", "demo", "--keep", str(tmp_path / "demo")],
         env=env,
         capture_output=True,
         text=True,
@@ -79,7 +79,7 @@ def test_on_a_terminal_the_demo_redraws_a_live_table(tmp_path: Path) -> None:
 
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "demo", "--keep", str(tmp_path / "tty")],
+        [sys.executable, "-m", "jobtrail.receiver.cli", "demo", "--keep", str(tmp_path / "tty")],
         stdout=follower,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "JOBTRAIL_DATA_DIR": str(tmp_path / "unused")},

@@ -21,7 +21,7 @@ TOKEN = "one-server-token-0123456789"
 
 def jobtrail(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "receiver.cli", *args],
+        [sys.executable, "-m", "jobtrail.receiver.cli", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from providers import apiframe
+from jobtrail.providers import apiframe
 from tests.e2e.helpers import free_port, start_serve
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.settings import Settings
-from receiver.app import create_app
-from receiver.serve import store_for
+from jobtrail.core.settings import Settings
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.serve import store_for
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from core.model import Delivery, Observation, OutboxEntry, utcnow
-from core.settings import Settings
-from dispatch import run as dispatch_run
-from listeners import refresh
-from receiver.serve import store_for
-from receiver.views import job_view
-from runtime import files
-from runtime.health import Health
-from store.base import Store
+from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.core.settings import Settings
+from jobtrail.dispatch import run as dispatch_run
+from jobtrail.listeners import refresh
+from jobtrail.receiver.serve import store_for
+from jobtrail.receiver.views import job_view
+from jobtrail.runtime import files
+from jobtrail.runtime.health import Health
+from jobtrail.store.base import Store
 from tests.integration.fake_providers import KEY, Answer, FakeProviders
 from tests.integration.file_server import FileServer
 

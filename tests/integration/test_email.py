@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from core.model import Delivery, Observation, utcnow
-from core.settings import Settings
-from dispatch import run as dispatch_run
-from dispatch import signing
-from receiver.serve import store_for
-from runtime.health import Health
-from store.base import Store
+from jobtrail.core.model import Delivery, Observation, utcnow
+from jobtrail.core.settings import Settings
+from jobtrail.dispatch import run as dispatch_run
+from jobtrail.dispatch import signing
+from jobtrail.receiver.serve import store_for
+from jobtrail.runtime.health import Health
+from jobtrail.store.base import Store
 from tests.e2e.helpers import free_port
 
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from core.effects import EffectPlanner
-from core.model import Delivery, Observation, OutboxEntry, utcnow
-from dispatch.schedule import Outcome, RetrySchedule, decide
-from dispatch.worker import Pool, Worker
-from runtime.health import Component
-from store import open_store
-from store.base import Claim, LeaseLost, Store
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
+from jobtrail.dispatch.worker import Pool, Worker
+from jobtrail.runtime.health import Component
+from jobtrail.store import open_store
+from jobtrail.store.base import Claim, LeaseLost, Store
 
 
 async def failed(store: Store, job_id: str) -> None:

@@ -18,14 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from standardwebhooks import Webhook
 
-from core.model import Delivery, Observation, OutboxEntry, utcnow
-from core.settings import Settings
-from dispatch import replay
-from dispatch import run as dispatch_run
-from receiver.app import create_app
-from receiver.serve import store_for
-from runtime.health import Health
-from store.base import Store
+from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.core.settings import Settings
+from jobtrail.dispatch import replay
+from jobtrail.dispatch import run as dispatch_run
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.serve import store_for
+from jobtrail.runtime.health import Health
+from jobtrail.store.base import Store
 from tests.conftest import WEBHOOK_TOKEN
 from tests.integration.file_server import FileServer
 

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from core.model import Delivery, Job, Observation, Status, utcnow
-from core.settings import Settings
-from listeners import run
-from receiver.app import create_app
-from receiver.serve import store_for
-from runtime import supervise
-from runtime.health import Health, State
-from store.base import Store
+from jobtrail.core.model import Delivery, Job, Observation, Status, utcnow
+from jobtrail.core.settings import Settings
+from jobtrail.listeners import run
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.serve import store_for
+from jobtrail.runtime import supervise
+from jobtrail.runtime.health import Health, State
+from jobtrail.store.base import Store
 from tests.integration.fake_providers import KEY, Answer, FakeProviders, keep_alive_forever, sse
 
 FAST = {

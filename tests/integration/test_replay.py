@@ -7,15 +7,15 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from core.effects import EffectPlanner
-from core.intake import IntakeRequest
-from core.model import Delivery, Observation, OutboxEntry, utcnow
-from dispatch import replay
-from dispatch.schedule import Outcome, RetrySchedule, decide
-from dispatch.worker import Pool, Worker
-from runtime.health import Component
-from store import open_store
-from store.base import Claim
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.intake import IntakeRequest
+from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.dispatch import replay
+from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
+from jobtrail.dispatch.worker import Pool, Worker
+from jobtrail.runtime.health import Component
+from jobtrail.store import open_store
+from jobtrail.store.base import Claim
 
 DEAD = 600
 UNCONFIGURED = Outcome(False, error="the sink 'slack' is not configured", permanent=True)

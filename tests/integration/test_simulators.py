@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from simulators.cluster import KEYS, Cluster
+from jobtrail.simulators.cluster import KEYS, Cluster
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ async def test_venice_answers_the_video_then_complete_deletes_it(sims: Cluster) 
 async def test_result_urls_expire(sims: Cluster) -> None:
     import aiohttp
 
-    from simulators.base import result_url
+    from jobtrail.simulators.base import result_url
 
     async with aiohttp.ClientSession() as session:
         fresh = await call(session, "GET", result_url(sims.bases["oxen"], "j1", 60))

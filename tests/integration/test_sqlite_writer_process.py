@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from core.effects import EffectPlanner
-from core.model import Delivery, Observation, utcnow
-from store.base import OutcomeUnknown, StoreError
-from store.sqlite import SQLiteStore
-from store.sqlite import process as sqlite_process
-from store.sqlite.process import WriterProcess
-from store.sqlite.schema import migrate
-from store.sqlite.writer import Batch, Skipped
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, utcnow
+from jobtrail.store.base import OutcomeUnknown, StoreError
+from jobtrail.store.sqlite import SQLiteStore
+from jobtrail.store.sqlite import process as sqlite_process
+from jobtrail.store.sqlite.process import WriterProcess
+from jobtrail.store.sqlite.schema import migrate
+from jobtrail.store.sqlite.writer import Batch, Skipped
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 

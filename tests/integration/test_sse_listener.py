@@ -14,10 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from listeners.sse import SSEListener
-from listeners.sse_decoder import SSEEvent
-from providers.replies import HttpCall
-from runtime.health import Component, State
+from jobtrail.listeners.sse import SSEListener
+from jobtrail.listeners.sse_decoder import SSEEvent
+from jobtrail.providers.replies import HttpCall
+from jobtrail.runtime.health import Component, State
 from tests.integration.sse_server import Script, ScriptedServer, answer, stream
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.effects import EffectPlanner
-from core.model import Delivery, Observation, Status, Verdict, utcnow
-from store.base import OutcomeUnknown, StoreUnavailable
-from store.sqlite import SQLiteStore
-from store.sqlite import process as writer_process
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, Status, Verdict, utcnow
+from jobtrail.store.base import OutcomeUnknown, StoreUnavailable
+from jobtrail.store.sqlite import SQLiteStore
+from jobtrail.store.sqlite import process as writer_process
 from tests.conftest import WEBHOOK_TOKEN
 from tests.integration.writer_faults import faulty_writer
 
@@ -173,7 +173,7 @@ async def test_readyz_is_503_while_no_writer_can_start_and_ready_once_one_does(
 
 
 def _writer_pid(client: TestClient[Any, Any]) -> int:
-    from receiver.keys import STORE
+    from jobtrail.receiver.keys import STORE
 
     store = client.app[STORE]
     assert isinstance(store, SQLiteStore)
@@ -229,7 +229,7 @@ async def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(
     make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
 ) -> None:
     client = await make_client()
-    from receiver.keys import STORE
+    from jobtrail.receiver.keys import STORE
 
     store = client.app[STORE]
     assert isinstance(store, SQLiteStore)

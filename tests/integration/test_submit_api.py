@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from core.model import Delivery, IntakeResult, Observation
-from core.settings import Settings
-from receiver import submit
-from receiver.app import create_app
-from receiver.keys import SETTINGS
-from receiver.serve import store_for
-from simulators.cluster import Cluster
-from store.base import Store, StoreUnavailable
+from jobtrail.core.model import Delivery, IntakeResult, Observation
+from jobtrail.core.settings import Settings
+from jobtrail.receiver import submit
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.keys import SETTINGS
+from jobtrail.receiver.serve import store_for
+from jobtrail.simulators.cluster import Cluster
+from jobtrail.store.base import Store, StoreUnavailable
 from tests.conftest import WEBHOOK_TOKEN
 
 
@@ -76,7 +76,7 @@ async def test_bad_submissions_are_refused_clearly(
 async def test_oxen_waits_for_the_stream_which_is_not_running_here(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from receiver import submit
+    from jobtrail.receiver import submit
 
     monkeypatch.setattr(submit, "STREAM_WAIT", 0.2)
     response = await api.post("/api/jobs/submit", json={"provider": "oxen", "video": "https://v/a.mp4"})
@@ -106,7 +106,7 @@ async def test_the_cli_submits_through_a_running_jobtrail(
 ) -> None:
     import asyncio
 
-    from receiver.cli import main
+    from jobtrail.receiver.cli import main
 
     url = str(api.make_url("")).rstrip("/")
     code = await asyncio.to_thread(
@@ -120,7 +120,7 @@ async def test_the_cli_submits_through_a_running_jobtrail(
 
 
 def test_the_cli_checks_parameters_before_sending_anything(capsys: pytest.CaptureFixture[str]) -> None:
-    from receiver.cli import main
+    from jobtrail.receiver.cli import main
 
     assert 2 == main(
         ["submit", "apiframe", "--video", "https://v/a.mp4", "--fps", "25", "--api", "http://127.0.0.1:9"]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from providers import apiframe
-from receiver.keys import STORE
+from jobtrail.providers import apiframe
+from jobtrail.receiver.keys import STORE
 from tests.conftest import APIFRAME_KEY, WEBHOOK_TOKEN
 
 PIXAZO = f"/webhooks/pixazo/{WEBHOOK_TOKEN}"

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from core.effects import EffectPlanner
-from core.model import Delivery, Observation, OutboxEntry, utcnow
-from dispatch.schedule import Outcome, RetrySchedule, decide
-from dispatch.worker import Pool, Worker
-from receiver.cli import main
-from runtime.health import Component
-from store import open_store
-from store.base import Claim, Store
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
+from jobtrail.dispatch.worker import Pool, Worker
+from jobtrail.receiver.cli import main
+from jobtrail.runtime.health import Component
+from jobtrail.store import open_store
+from jobtrail.store.base import Claim, Store
 
 SECRET = "sk-live-very-secret-0123456789"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from store.sqlite import process
+from jobtrail.store.sqlite import process
 
 _WRAPPER = """
 import os, signal, sys

@@ -14,14 +14,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from core.effects import EffectPlanner
-from core.model import Job, Observation, OutboxEntry, OutboxItem, Status
-from core.settings import Rule
-from dispatch import messages, signing
-from dispatch.download import file_name
-from dispatch.guard import Refused, check_url, forbidden
-from dispatch.schedule import Outcome, RetrySchedule, decide
-from runtime import files
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Job, Observation, OutboxEntry, OutboxItem, Status
+from jobtrail.core.settings import Rule
+from jobtrail.dispatch import messages, signing
+from jobtrail.dispatch.download import file_name
+from jobtrail.dispatch.guard import Refused, check_url, forbidden
+from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
+from jobtrail.runtime import files
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -8,8 +8,8 @@ from dataclasses import FrozenInstanceError, dataclass, field
 
 import pytest
 
-from core import model
-from core.frozen import fast_init
+from jobtrail.core import model
+from jobtrail.core.frozen import fast_init
 
 
 @fast_init

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
-from store.batching import GroupCommitter, PlanAgain
+from jobtrail.store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
+from jobtrail.store.batching import GroupCommitter, PlanAgain
 
 
 class Backend:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.model import isoformat
+from jobtrail.core.model import isoformat
 
 ZONES = st.sampled_from([UTC, None, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
 

@@ -23,7 +23,9 @@ ALLOWED = {
 EXCEPTIONS = {"receiver/cli.py": {"simulators"}}
 
 
-def imported_rooms(path: Path) -> set[str]:
+def imported_rooms(path: Path, bare: list[str] | None = None) -> set[str]:
+    """The rooms `path` imports; each import of a room outside `jobtrail.` is added to
+    `bare`."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text("utf-8"))):
         names = []
@@ -36,6 +38,8 @@ def imported_rooms(path: Path) -> set[str]:
             room = parts[1] if parts[0] == "jobtrail" and len(parts) > 1 else parts[0]
             if room in ALLOWED:
                 found.add(room)
+                if parts[0] != "jobtrail" and bare is not None:
+                    bare.append(name)
     return found
 
 
@@ -48,3 +52,16 @@ def test_a_room_imports_only_the_floors_below_it(room: str) -> None:
         for path in sorted((ROOT / room).rglob("*.py"))
     }
     assert {} == {path: rooms for path, rooms in wrong.items() if rooms}
+
+
+def test_every_import_of_a_room_goes_through_the_jobtrail_namespace() -> None:
+    """`core.model` and `jobtrail.core.model` would be two modules (two `Status` enums):
+    only the installed name is used, by the code, its tests and its benchmarks."""
+    bare: dict[str, list[str]] = {}
+    for folder in (*ALLOWED, "tests", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            found: list[str] = []
+            imported_rooms(path, found)
+            if found:
+                bare[str(path.relative_to(ROOT))] = found
+    assert {} == bare

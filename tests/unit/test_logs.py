@@ -7,7 +7,7 @@ import json
 
 import structlog
 
-from core import logs
+from jobtrail.core import logs
 
 
 def test_every_configured_secret_is_redacted_wherever_it_appears() -> None:

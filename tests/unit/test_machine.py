@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.machine import Step, apply
-from core.model import Job, Observation, Status
+from jobtrail.core.machine import Step, apply
+from jobtrail.core.model import Job, Observation, Status
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -176,7 +176,7 @@ def test_the_fast_copy_of_a_job_keeps_every_field() -> None:
     """`_evolve` spells out Job's fields for speed; a field added to Job must be added there."""
     from dataclasses import fields
 
-    from core.machine import _evolve
+    from jobtrail.core.machine import _evolve
 
     markers = {f.name: object() for f in fields(Job)}
     job = Job(**markers)  # type: ignore[arg-type]
@@ -202,7 +202,7 @@ def test_a_first_observation_builds_what_folding_it_into_a_blank_job_builds(
 ) -> None:
     """`apply(None, ...)` builds a first `queued`/`processing` directly (intake's usual
     case); it must equal the general fold of the same observation into a blank job."""
-    from core import machine
+    from jobtrail.core import machine
 
     o = Observation("pixazo", "job-9", kind, progress, urls, error, provider_status, provider_at)
     general = machine._step(machine._BLANK, o, machine.fingerprint(o), T0, identity=("pixazo", "job-9", T0))

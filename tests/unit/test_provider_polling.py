@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from core.model import Job, Status
-from core.settings import ProviderSettings
-from providers import oxen, replies, venice
-from providers.polling import SPECS
-from providers.replies import Missing, Observed, Refused, Throttled, Unavailable, Unreadable
+from jobtrail.core.model import Job, Status
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import oxen, replies, venice
+from jobtrail.providers.polling import SPECS
+from jobtrail.providers.replies import Missing, Observed, Refused, Throttled, Unavailable, Unreadable
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from core.model import Status
-from providers import apiframe, fields, pixazo
-from providers.fields import PayloadError
+from jobtrail.core.model import Status
+from jobtrail.providers import apiframe, fields, pixazo
+from jobtrail.providers.fields import PayloadError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 API_KEY = "apiframe-key-9f8e7d6c5b4a"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.retry import Backoff, retry_after_seconds
-from listeners.schedule import PollSchedule
+from jobtrail.core.retry import Backoff, retry_after_seconds
+from jobtrail.listeners.schedule import PollSchedule
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import ConfigError, load
-from receiver.cli import main
+from jobtrail.core.settings import ConfigError, load
+from jobtrail.receiver.cli import main
 
 GOOD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listeners.sse_decoder import MAX_LINE, SSEDecoder, SSEEvent, SSEProtocolError
+from jobtrail.listeners.sse_decoder import MAX_LINE, SSEDecoder, SSEEvent, SSEProtocolError
 
 
 def decode(*chunks: bytes, last_event_id: str = "") -> tuple[list[SSEEvent], SSEDecoder]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from core.settings import ProviderSettings
-from providers import submission
-from providers.submission import Callback, InvalidSubmission, SubmitRefused
+from jobtrail.core.settings import ProviderSettings
+from jobtrail.providers import submission
+from jobtrail.providers.submission import Callback, InvalidSubmission, SubmitRefused
 
 VIDEO = "https://media.example.com/a.mp4"
 HOOK = Callback("https://jobtrail.example.com", "token-0123456789abcdef")
