@@ -109,18 +109,12 @@ class PlannedEvent(NamedTuple):
     attempt: int | None
 
 
-class _Intake(NamedTuple):
-    """What to answer an intake: its delivery and events by position."""
-
-    delivery: int
-    verdict: Verdict
-    events: range
-    job: Job | None
-
-
-class _Attempt(NamedTuple):
-    attempt: int
-    event: int | None
+# What to answer each request, by position in the plan. Plain tuples, not NamedTuples:
+# one per delivery, and a NamedTuple costs ten times a tuple to build (290 against 27 ns).
+# An intake: (delivery, verdict, first event, end of its events, job after).
+_Intake = tuple[int, Verdict, int, int, Job | None]
+# An attempt record: (attempt, its event or None); two items, so never taken for an intake.
+_Attempt = tuple[int, int | None]
 
 
 @dataclass(slots=True)
@@ -154,9 +148,9 @@ def plan_batch(
             attempt = len(plan.attempts)
             plan.attempts.append(request)
             if request.event_type is None:
-                plan.answers.append(_Attempt(attempt, None))
+                plan.answers.append((attempt, None))
                 continue
-            plan.answers.append(_Attempt(attempt, len(events)))
+            plan.answers.append((attempt, len(events)))
             events.append(
                 PlannedEvent(
                     request.provider,
@@ -194,7 +188,7 @@ def plan_batch(
             plan.jobs[key] = after
         verdict = _verdict(request, len(events) > first)
         deliveries.append(PlannedDelivery(request.delivery, verdict, request.rejection))
-        plan.answers.append(_Intake(delivery, verdict, range(first, len(events)), last_job))
+        plan.answers.append((delivery, verdict, first, len(events), last_job))
     return plan
 
 
@@ -228,26 +222,27 @@ def settle(plan: Plan, first_delivery: int, first_seq: int, refused: Collection[
     seqs = numbered(plan, first_seq, refused) if refused else None
     results: list[Result] = []
     for answer in plan.answers:
-        if type(answer) is _Intake:
-            delivery_id = first_delivery + answer.delivery
+        if len(answer) == 5:
+            delivery, verdict, first, end, job = answer  # an _Intake
+            delivery_id = first_delivery + delivery
             built = []
-            for index in answer.events:
+            for index in range(first, end):
                 e = planned[index]
                 seq = first_seq + index if seqs is None else seqs[index]
                 assert seq is not None  # only an attempt's event goes unnumbered
                 # by position, in Event's field order: cheaper than keywords
                 built.append(Event(seq, e.provider, e.job_id, e.type, e.source, at, e.data, delivery_id))
-            results.append(IntakeResult(delivery_id, answer.verdict, tuple(built), answer.job))
+            results.append(IntakeResult(delivery_id, verdict, tuple(built), job))
             continue
-        assert type(answer) is _Attempt
-        if refused and answer.attempt in refused:
-            record = plan.attempts[answer.attempt]
+        attempt, event = answer  # an _Attempt
+        if refused and attempt in refused:
+            record = plan.attempts[attempt]
             results.append(Refused(record.entry_id, record.owner))
-        elif answer.event is None:
+        elif event is None:
             results.append(None)
         else:
-            e = planned[answer.event]
-            seq = first_seq + answer.event if seqs is None else seqs[answer.event]
+            e = planned[event]
+            seq = first_seq + event if seqs is None else seqs[event]
             assert seq is not None  # its attempt was not refused
             results.append(Event(seq, e.provider, e.job_id, e.type, e.source, at, e.data, None))
     return results

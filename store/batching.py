@@ -23,8 +23,8 @@ When a write fails:
   one by one, so one bad request cannot fail its neighbours.
 
 After each failure the backend's `abandon()` drops what it assumed about uncommitted
-state. Bounds: at most `max_pending` requests (and `max_pending_bytes`, as `weigh`
-counts them) wait to be batched, beyond that `submit` raises `StoreBusy` at once; a
+state. Bounds: at most `max_pending` requests (and `max_pending_bytes`, as the callers
+weigh them) wait to be batched, beyond that `submit` raises `StoreBusy` at once; a
 caller waits at most `write_timeout` seconds for its commit, then gets
 `StoreUnavailable` (the write goes on and may still land). If the batching loop itself
 dies of a bug, its callers get `StoreUnavailable` and the loop starts again.
@@ -68,10 +68,6 @@ class _Group(Generic[Req, Res]):
     weight: int
 
 
-def _nothing(request: Any) -> int:
-    return 0
-
-
 class GroupCommitter(Generic[Req, Prep, Res]):
     def __init__(
         self,
@@ -84,7 +80,6 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         write_timeout: float = WRITE_TIMEOUT,
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
-        weigh: Callable[[Req], int] = _nothing,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
@@ -95,7 +90,6 @@ class GroupCommitter(Generic[Req, Prep, Res]):
             max_pending,
             max_pending_bytes,
         )
-        self._weigh = weigh
         self._pending: deque[_Group[Req, Res]] = deque()
         self._pending_count = self._pending_bytes = 0
         self._writing: deque[tuple[asyncio.Task[Sequence[Res]], list[_Group[Req, Res]]]] = deque()
@@ -116,20 +110,19 @@ class GroupCommitter(Generic[Req, Prep, Res]):
     def running(self) -> bool:
         return self._task is not None and not self._task.done() and not self._closing
 
-    async def submit(self, request: Req) -> Res:
-        return (await self._submit((request,)))[0]
+    async def submit(self, request: Req, weight: int = 0) -> Res:
+        """Submit one request; `weight`: the bytes it holds, for the queue's bound."""
+        return (await self._submit((request,), weight))[0]
 
-    async def submit_many(self, requests: Sequence[Req]) -> list[Res]:
+    async def submit_many(self, requests: Sequence[Req], weight: int = 0) -> list[Res]:
         """Submit in order, committed in one batch where possible; results in the same
         order. If one fails, the others are still committed and the failure is raised."""
-        return await self._submit(requests)
+        return await self._submit(requests, weight)
 
-    def _submit(self, requests: Sequence[Req]) -> asyncio.Future[list[Res]]:
+    def _submit(self, requests: Sequence[Req], weight: int) -> asyncio.Future[list[Res]]:
         loop = self._event_loop
         if self._closing or self._task is None or loop is None:
             raise StoreClosed("the store is not open")
-        weigh = self._weigh
-        weight = 0 if weigh is _nothing else sum(map(weigh, requests))
         if self._pending_count + len(requests) > self.max_pending or (
             weight and self._pending_bytes + weight > self.max_pending_bytes
         ):

@@ -1,6 +1,6 @@
 """bench/ingest: durable webhook intake vs a bare aiohttp handler, same load generator, same run.
 
-    python -m bench.ingest.run [--seconds 10] [--connections 64] [--rounds 3]
+    python -m bench.ingest.run [--seconds 10] [--connections 64] [--rounds 3] [--compare DIR]
 
 Starts the bare handler and `jobtrail serve` (SQLite, synchronous=FULL, in a temp dir) on
 loopback, drives each with wrk (64 connections, unique job ids), then again with every
@@ -10,6 +10,11 @@ and the server's CPU time per request (all its threads and its SQLite writer pro
 from /proc: the figure that explains the ratio, and steadier than the rates), then the
 median ratio and p99. Checks the log afterwards: one event per acknowledged unique job,
 nothing duplicated.
+
+`--compare DIR` adds another jobtrail checkout (installed in `DIR/.venv`, say an earlier
+commit unpacked with `git archive`) as a third server in every round, with its own
+database: its ratio to the same bare runs, and the ratio of this code to it, show a
+change's cost without trusting two runs minutes apart.
 """
 
 from __future__ import annotations
@@ -118,6 +123,41 @@ def wrk(server: int, port: int, seconds: int, connections: int, copies: int, pre
     return Result(rate, p50, p99, total, int(errors.group(1)) if errors else 0, cpu_us)
 
 
+def serve_command(checkout: Path | None) -> list[str]:
+    """`jobtrail serve` from this checkout, or from `checkout` with its own venv (a
+    checkout from before the `jobtrail.` namespace runs `receiver.cli`)."""
+    if checkout is None:
+        return [sys.executable, "-m", "jobtrail.receiver.cli", "serve"]
+    module = "jobtrail.receiver.cli" if (checkout / "jobtrail" / "__init__.py").exists() else "receiver.cli"
+    return [str(checkout / ".venv" / "bin" / "python"), "-m", module, "serve"]
+
+
+def start(checkout: Path | None, work: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "JOBTRAIL_PORT": str(port),
+        "JOBTRAIL_DATA_DIR": str(work),
+        "JOBTRAIL_STORE_URL": f"sqlite:///{work / 'bench.db'}",
+        "JOBTRAIL_WEBHOOK_TOKEN": TOKEN,
+        "JOBTRAIL_LOG_LEVEL": "info",
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        serve_command(checkout), env=env, stderr=(work / "serve.log").open("w"), cwd=checkout or None
+    )
+
+
+def log_check(db: Path) -> bool:
+    with sqlite3.connect(db) as conn:
+        verdicts = dict(conn.execute("SELECT verdict, COUNT(*) FROM deliveries GROUP BY verdict"))
+        events, jobs = conn.execute("SELECT COUNT(*), COUNT(DISTINCT job_id) FROM events").fetchone()
+    print(
+        f"log check {db.parent.name}: deliveries {verdicts}, events {events} over {jobs} jobs "
+        f"({'one event per job' if events == jobs else 'DUPLICATED EVENTS'})"
+    )
+    return bool(events == jobs)
+
+
 def show(name: str, r: Result) -> None:
     cpu = f"{r.cpu_us:5.0f} us CPU/req" if r.cpu_us is not None else "CPU n/a"
     print(
@@ -131,74 +171,82 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="bare/durable pairs per mode")
+    parser.add_argument("--compare", type=Path, help="another checkout, with its .venv, run beside this one")
     args = parser.parse_args()
     for name in ("seconds", "connections", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.compare is not None and not (args.compare / ".venv" / "bin" / "python").exists():
+        parser.error(f"--compare {args.compare}: no .venv/bin/python there (install that checkout first)")
     if shutil.which("wrk") is None:
         print("bench/ingest needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="jobtrail-bench-"))
-    bare_port, jt_port = free_port(), free_port()
-    db = work / "bench.db"
-    env = {
-        **os.environ,
-        "JOBTRAIL_PORT": str(jt_port),
-        "JOBTRAIL_DATA_DIR": str(work),
-        "JOBTRAIL_STORE_URL": f"sqlite:///{db}",
-        "JOBTRAIL_WEBHOOK_TOKEN": TOKEN,
-        "JOBTRAIL_LOG_LEVEL": "info",
-    }
+    bare_port = free_port()
+    contenders = {"jobtrail durable intake": (None, work / "this", free_port())}
+    if args.compare is not None:
+        contenders[f"compared ({args.compare.name})"] = (
+            args.compare.resolve(),
+            work / "compared",
+            free_port(),
+        )
     bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
-    served = subprocess.Popen(
-        [sys.executable, "-m", "jobtrail.receiver.cli", "serve"],
-        env=env,
-        stderr=(work / "serve.log").open("w"),
-    )
+    servers = {name: start(checkout, folder, port) for name, (checkout, folder, port) in contenders.items()}
     try:
-        wait_up(bare_port, "/"), wait_up(jt_port)
+        wait_up(bare_port, "/")
+        for _, _, port in contenders.values():
+            wait_up(port)
         print(
             f"bench/ingest: wrk -t2 -c{args.connections} -d{args.seconds}s, Pixazo callbacks, "
-            f"{os.cpu_count()} cores, SQLite synchronous=FULL at {db}"
+            f"{os.cpu_count()} cores, SQLite synchronous=FULL in {work}"
         )
         wrk(bare.pid, bare_port, 2, args.connections, 1, "warm")
-        wrk(served.pid, jt_port, 2, args.connections, 1, "warm")
+        for name, (_, _, port) in contenders.items():
+            wrk(servers[name].pid, port, 2, args.connections, 1, f"warm{port}")
         for copies, label in ((1, "unique deliveries"), (3, "every delivery x3")):
             print(f"\n{label}:")
-            ratios, p99s, cpus = [], [], []
+            ratios: dict[str, list[float]] = {name: [] for name in contenders}
+            p99s: dict[str, list[float]] = {name: [] for name in contenders}
+            cpus: dict[str, list[float]] = {name: [] for name in ("bare", *contenders)}
             for round_ in range(1, args.rounds + 1):  # interleaved: the machine drifts
                 base = wrk(bare.pid, bare_port, args.seconds, args.connections, copies, f"b{copies}r{round_}")
-                durable = wrk(
-                    served.pid, jt_port, args.seconds, args.connections, copies, f"d{copies}r{round_}"
-                )
                 show(f"bare aiohttp (no storage) {round_}", base)
-                show(f"jobtrail durable intake {round_}", durable)
-                ratios.append(durable.rate / base.rate)
-                p99s.append(durable.p99_ms)
-                if base.cpu_us is not None and durable.cpu_us is not None:
-                    cpus.append((base.cpu_us, durable.cpu_us))
-            print(
-                f"  ratio durable/bare: median {statistics.median(ratios):.2f} "
-                f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.6)   "
-                f"intake p99: median {statistics.median(p99s):.1f} ms (target <= 20 ms)"
-            )
-            if cpus:
+                if base.cpu_us is not None:
+                    cpus["bare"].append(base.cpu_us)
+                for name, (_, _, port) in contenders.items():
+                    tag = f"{port}c{copies}r{round_}"
+                    durable = wrk(servers[name].pid, port, args.seconds, args.connections, copies, tag)
+                    show(f"{name} {round_}", durable)
+                    ratios[name].append(durable.rate / base.rate)
+                    p99s[name].append(durable.p99_ms)
+                    if durable.cpu_us is not None:
+                        cpus[name].append(durable.cpu_us)
+            for name in contenders:
                 print(
-                    f"  server CPU per request: median bare {statistics.median(b for b, _ in cpus):.0f} us, "
-                    f"durable {statistics.median(d for _, d in cpus):.0f} us"
+                    f"  {name}: ratio to bare median {statistics.median(ratios[name]):.2f} "
+                    f"(rounds {', '.join(f'{r:.2f}' for r in ratios[name])}; target >= 0.6)   "
+                    f"p99 median {statistics.median(p99s[name]):.1f} ms (target <= 20 ms)"
+                    + (f"   CPU/req median {statistics.median(cpus[name]):.0f} us" if cpus[name] else "")
                 )
+            if args.compare is not None:
+                this, other = contenders
+                per_round = [a / b for a, b in zip(ratios[this], ratios[other], strict=True)]
+                print(
+                    f"  this code / compared: median {statistics.median(per_round):.3f} "
+                    f"(rounds {', '.join(f'{r:.3f}' for r in per_round)})"
+                )
+            if cpus["bare"]:
+                print(f"  bare CPU/req median {statistics.median(cpus['bare']):.0f} us")
     finally:
-        bare.terminate(), served.terminate()
-        bare.wait(10), served.wait(10)
-    with sqlite3.connect(db) as conn:
-        verdicts = dict(conn.execute("SELECT verdict, COUNT(*) FROM deliveries GROUP BY verdict"))
-        events, jobs = conn.execute("SELECT COUNT(*), COUNT(DISTINCT job_id) FROM events").fetchone()
-    print(
-        f"\nlog check: deliveries {verdicts}, events {events} over {jobs} jobs "
-        f"({'one event per job' if events == jobs else 'DUPLICATED EVENTS'})"
-    )
+        bare.terminate()
+        for server in servers.values():
+            server.terminate()
+        bare.wait(10)
+        for server in servers.values():
+            server.wait(10)
+    ok = all(log_check(folder / "bench.db") for _, folder, _ in contenders.values())
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if events == jobs else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -58,10 +58,6 @@ IN_FLIGHT = 2
 log = structlog.get_logger(__name__)
 
 
-def _body_size(request: sql.Write) -> int:
-    return len(request.delivery.body) if type(request) is IntakeRequest else 0
-
-
 class SQLiteStore(Store):
     def __init__(self, path: str | Path, planner: Planner, *, synchronous: str = "full") -> None:
         super().__init__(planner)
@@ -78,7 +74,7 @@ class SQLiteStore(Store):
         self._known = KnownJobs()
         self._epoch = 0  # which memory of jobs a plan was made from; moves on when it is forgotten
         self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Answer](
-            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT, weigh=_body_size
+            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT
         )
 
     async def open(self, *, exclusive: bool = False) -> None:
@@ -144,12 +140,14 @@ class SQLiteStore(Store):
     # -- writes ------------------------------------------------------------------------
 
     async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
-        result = await self._committer.submit(IntakeRequest(delivery, tuple(observations)))
+        request = IntakeRequest(delivery, tuple(observations))
+        result = await self._committer.submit(request, len(delivery.body))
         assert isinstance(result, IntakeResult)
         return result
 
     async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
-        results = await self._committer.submit_many(requests)
+        weight = sum(len(request.delivery.body) for request in requests)
+        results = await self._committer.submit_many(requests, weight)
         return [r for r in results if isinstance(r, IntakeResult)]
 
     async def reject(self, delivery: Delivery, reason: str) -> int:

@@ -231,22 +231,22 @@ async def test_a_full_queue_refuses_at_once_and_takes_work_again_once_drained() 
         await release.wait()
         return await written(prepared)
 
-    committer = GroupCommitter(
-        backend.prepare, slow, backend.abandon, max_pending=3, weigh=len, max_pending_bytes=100
-    )
+    committer = GroupCommitter(backend.prepare, slow, backend.abandon, max_pending=4, max_pending_bytes=100)
     committer.start()
     try:
         first = asyncio.ensure_future(committer.submit("a"))
         await asyncio.sleep(0.01)  # "a" is being written; the next ones wait in the queue
-        queued = [asyncio.ensure_future(committer.submit(r)) for r in "bcd"]
+        queued = [asyncio.ensure_future(committer.submit(r, weight=1)) for r in "bcd"]
         await asyncio.sleep(0)
-        with pytest.raises(StoreBusy):
-            await committer.submit("e")
-        with pytest.raises(StoreBusy):  # by bytes: the queue holds 3 of its 100
-            await committer.submit_many(["x" * 98])
+        with pytest.raises(StoreBusy):  # by bytes: 3 + 98 of 100, though a fourth request fits
+            await committer.submit("x", weight=98)
+        queued.append(asyncio.ensure_future(committer.submit("e", weight=97)))  # 100 of 100
+        await asyncio.sleep(0)
+        with pytest.raises(StoreBusy):  # by count: a fifth request
+            await committer.submit("f")
         release.set()
-        assert ["0:a", "0:b", "0:c", "0:d"] == await asyncio.gather(first, *queued)
-        assert "0:e" == await committer.submit("e")
+        assert ["0:a", "0:b", "0:c", "0:d", "0:e"] == await asyncio.gather(first, *queued)
+        assert "0:f" == await committer.submit("f")
     finally:
         await committer.close()
 
