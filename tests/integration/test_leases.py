@@ -5,7 +5,8 @@ released on a clean stop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,21 @@ class Renewals:
         return [] if self.lose else held
 
 
+@contextlib.asynccontextmanager
+async def working(
+    store: Any, lease: float, run: Callable[[OutboxEntry], Awaitable[Outcome]]
+) -> AsyncIterator[None]:
+    """Worker "a" on `store` (a store, or a wrapper of one), one notify slot leased for
+    `lease` seconds, while the context is open."""
+    worker = Worker(store, [Pool("notify", 1, lease, run)], RetrySchedule(), Component("d", "w"), owner="a")
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def until(check: Callable[[], Any], seconds: float = 30) -> None:
     async with asyncio.timeout(seconds):  # a guard against a hang, not a speed check
         while not await check():
@@ -110,9 +126,7 @@ async def test_a_long_attempt_keeps_its_short_lease_and_no_one_takes_the_item(
         return Outcome(True)
 
     renewals = Renewals(a)
-    worker = Worker(renewals, [Pool("notify", 1, 0.6, slow)], RetrySchedule(), Component("d", "w"), owner="a")  # type: ignore[arg-type]
-    task = asyncio.create_task(worker.run())
-    try:
+    async with working(renewals, 0.6, slow):
         await started.wait()
         for _ in range(15):  # 1.5 s: more than twice the lease
             assert [] == await b.claim(claim("b", later=0))
@@ -124,9 +138,6 @@ async def test_a_long_attempt_keeps_its_short_lease_and_no_one_takes_the_item(
             return any(e.type == "notification.delivered" for e in await a.events_after(0))
 
         await until(delivered)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_an_attempt_whose_lease_is_lost_is_stopped_and_records_nothing(
@@ -146,16 +157,9 @@ async def test_an_attempt_whose_lease_is_lost_is_stopped_and_records_nothing(
 
     renewals = Renewals(a)
     renewals.lose = True
-    worker = Worker(
-        renewals, [Pool("notify", 1, 0.3, forever)], RetrySchedule(), Component("d", "w"), owner="a"
-    )  # type: ignore[arg-type]
     with capture_logs() as logs:
-        task = asyncio.create_task(worker.run())
-        try:
+        async with working(renewals, 0.3, forever):
             await asyncio.wait_for(cancelled.wait(), 30)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
     assert "dispatch_lease_lost" in [e["event"] for e in logs]
     assert [] == [e for e in await a.events_after(0) if e.source == "dispatch"]
 
@@ -170,10 +174,7 @@ async def test_a_worker_that_stops_cleanly_frees_its_leases_at_once(two: tuple[S
         await asyncio.sleep(3600)
         return Outcome(True)
 
-    worker = Worker(a, [Pool("notify", 1, 3600, forever)], RetrySchedule(), Component("d", "w"), owner="a")
-    task = asyncio.create_task(worker.run())
-    await started.wait()
-    assert [] == await b.claim(claim("b"))
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with working(a, 3600, forever):
+        await started.wait()
+        assert [] == await b.claim(claim("b"))
     assert 1 == len(await b.claim(claim("b"))), "an hour-long lease, free as soon as its owner stopped"
