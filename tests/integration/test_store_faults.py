@@ -266,3 +266,30 @@ async def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(
     per_job = events_per_job(store.path)
     assert {f"j{n}" for n in range(40)} | {"first"} == set(per_job)
     assert {1} == {len(kinds) for kinds in per_job.values()}
+
+
+async def test_a_full_database_refuses_with_store_unavailable_and_keeps_what_it_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk, as SQLite reports it (SQLITE_FULL, here from `max_page_count`): the
+    write that does not fit is refused whole with a retryable error (503, not 500), and
+    every acknowledged one is in the log."""
+    pragmas = SQLiteStore._pragmas
+    monkeypatch.setattr(SQLiteStore, "_pragmas", lambda self: [*pragmas(self), "PRAGMA max_page_count=60"])
+    store = SQLiteStore(tmp_path / "full.db", EffectPlanner())
+    await store.open()
+    try:
+        taken: list[str] = []
+        with pytest.raises(StoreUnavailable, match="full"):
+            for n in range(1000):
+                job_id = f"j{n}"
+                body = os.urandom(8000)  # incompressible, so the pages fill
+                await store.intake(
+                    Delivery("webhook", "pixazo", utcnow(), {}, body, job_id), [processing(job_id, 10)]
+                )
+                taken.append(job_id)
+        assert taken, "nothing fitted at all"
+        assert {job_id: ["job.processing"] for job_id in taken} == events_per_job(store.path)
+        await store.ping()  # reads and the writer still work: the file is full, not broken
+    finally:
+        await store.close()
