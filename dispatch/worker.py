@@ -70,6 +70,7 @@ class Worker:
         self._redactor = Redactor(secrets)
         # each pool's attempts in progress, by outbox item id
         self._running: dict[str, dict[int, asyncio.Task[None]]] = {pool.kind: {} for pool in pools}
+        self._recording: set[int] = set()  # attempts done, their record on its way: nothing to renew
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -137,9 +138,9 @@ class Worker:
             await asyncio.sleep(every)
             for pool in self.pools:
                 running = self._running[pool.kind]
-                if not running:
+                ids = [entry_id for entry_id in running if entry_id not in self._recording]
+                if not ids:
                     continue
-                ids = list(running)
                 try:
                     held = set(
                         await self.store.renew(self.owner, ids, utcnow() + timedelta(seconds=pool.lease))
@@ -149,9 +150,10 @@ class Worker:
                     continue
                 for entry_id in ids:
                     task = running.get(entry_id)
-                    if entry_id not in held and task is not None:
-                        log.warning("dispatch_lease_lost", entry_id=entry_id, kind=pool.kind)
-                        task.cancel()
+                    if entry_id in held or task is None or task.done() or entry_id in self._recording:
+                        continue  # held, or finished (its record released the lease) meanwhile
+                    log.warning("dispatch_lease_lost", entry_id=entry_id, kind=pool.kind)
+                    task.cancel()
 
     async def _idle(self, changes: int) -> None:
         """Until an attempt finishes, outbox work is added or changed, or `idle` passes.
@@ -179,6 +181,7 @@ class Worker:
         if outcome.error:  # an error text may quote a URL or a header: never log a secret
             outcome = replace(outcome, error=self._redactor.scrub(outcome.error))
         record = decide(entry, outcome, self.schedule, utcnow(), time.monotonic() - started)
+        self._recording.add(entry.id)
         try:
             await self.store.record_attempt(record._replace(owner=self.owner))
         except LeaseLost as exc:
@@ -187,6 +190,8 @@ class Worker:
         except StoreError as exc:  # the lease ends, and the work runs again
             log.error("dispatch_attempt_not_recorded", key=entry.item.key, error=str(exc))
             return
+        finally:
+            self._recording.discard(entry.id)
         self.component.saw_event(what=record.event_type or "deferred")
         log.info(
             "dispatch_attempt",

@@ -15,7 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from jobtrail.core.effects import EffectPlanner
-from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
+from jobtrail.core.intake import AttemptRecord
+from jobtrail.core.model import Delivery, Event, Observation, OutboxEntry, utcnow
 from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
 from jobtrail.dispatch.worker import Pool, Worker
 from jobtrail.runtime.health import Component
@@ -178,3 +179,48 @@ async def test_a_worker_that_stops_cleanly_frees_its_leases_at_once(two: tuple[S
         await started.wait()
         assert [] == await b.claim(claim("b"))
     assert 1 == len(await b.claim(claim("b"))), "an hour-long lease, free as soon as its owner stopped"
+
+
+class SlowAnswers:
+    """The store, but an attempt's record is answered 0.5 s after it is committed."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def record_attempt(self, record: AttemptRecord) -> Event | None:
+        event = await self._store.record_attempt(record)
+        await asyncio.sleep(0.5)
+        return event
+
+
+async def test_an_attempt_whose_record_is_on_its_way_is_not_taken_for_a_lost_lease(
+    two: tuple[Store, Store],
+) -> None:
+    """The record releases the lease as it commits; renewals before its answer arrives
+    must not call that lease lost and cancel the attempt that just succeeded."""
+    a, _ = two
+    await failed(a, "j1")
+    component = Component("d", "w")
+
+    async def quick(entry: OutboxEntry) -> Outcome:
+        return Outcome(True)
+
+    with capture_logs() as logs:
+        worker = Worker(
+            SlowAnswers(a), [Pool("notify", 1, 0.3, quick)], RetrySchedule(), component, owner="a"
+        )  # type: ignore[arg-type]
+        task = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: _counted(component))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert [] == [e for e in logs if e["event"] == "dispatch_lease_lost"]
+    assert 1 == component.counts["notification.delivered"]
+
+
+async def _counted(component: Component) -> bool:
+    return "notification.delivered" in component.counts
