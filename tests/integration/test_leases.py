@@ -224,3 +224,39 @@ async def test_an_attempt_whose_record_is_on_its_way_is_not_taken_for_a_lost_lea
 
 async def _counted(component: Component) -> bool:
     return "notification.delivered" in component.counts
+
+
+class RenewalsLie(Renewals):
+    """Says every lease was renewed, renewing none (a renewal lost on its way)."""
+
+    async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
+        self.renewed += 1
+        return list(entry_ids)
+
+
+async def test_a_record_from_a_worker_that_lost_its_lease_unawares_is_refused_and_logged(
+    two: tuple[Store, Store],
+) -> None:
+    a, b = two
+    await failed(a, "j1")
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow(entry: OutboxEntry) -> Outcome:
+        started.set()
+        await finish.wait()
+        return Outcome(True)
+
+    with capture_logs() as logs:
+        async with working(RenewalsLie(a), 0.3, slow):
+            await started.wait()
+            await asyncio.sleep(0.4)  # the lease ended; nobody renewed it
+            [taken] = await b.claim(claim("b"))
+            finish.set()
+            await until(lambda: _logged(logs, "dispatch_attempt_refused"))
+    await b.record_attempt(decide(taken, Outcome(True), RetrySchedule(), utcnow(), 0.1)._replace(owner="b"))
+    dispatch = [e for e in await a.events_after(0) if e.source == "dispatch"]
+    assert 1 == len(dispatch), "only the holder's record is in the log"
+
+
+async def _logged(logs: list[dict[str, Any]], event: str) -> bool:
+    return any(entry["event"] == event for entry in logs)
