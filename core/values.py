@@ -161,7 +161,14 @@ def store_url(value: Any, name: str) -> str | None:
     if scheme == "memory":
         return text
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError(name, "the PostgreSQL backend is not available in this version yet")
+        parts = urlsplit(text)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ConfigError(name, "the port of a PostgreSQL URL must be a number") from None
+        if not parts.hostname and "host=" not in parts.query:
+            raise ConfigError(name, "a PostgreSQL URL names a host: postgresql://user@host:5432/db")
+        return text
     raise ConfigError(name, "must be sqlite:///PATH or postgresql://...")
 
 

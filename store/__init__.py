@@ -9,7 +9,7 @@ from jobtrail.store.base import Store, StoreError
 
 
 def open_store(url: str, planner: Planner) -> Store:
-    """A store for `sqlite:///PATH`, `memory://` or (later) `postgresql://...`; not yet opened."""
+    """A store for `sqlite:///PATH`, `postgresql://...` or `memory://`; not yet opened."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         from jobtrail.store.sqlite import SQLiteStore
@@ -21,8 +21,16 @@ def open_store(url: str, planner: Planner) -> Store:
         options = parse_qs(parts.query)
         synchronous = options.get("synchronous", ["full"])[0].lower()
         return SQLiteStore(path, planner, synchronous=synchronous)
+    if parts.scheme in ("postgresql", "postgres"):
+        try:
+            from jobtrail.store.postgres import PostgresStore
+        except ImportError as exc:  # asyncpg comes with the `postgres` extra
+            raise StoreError("PostgreSQL needs asyncpg: pip install 'jobtrail[postgres]'") from exc
+        return PostgresStore(url, planner)
     if parts.scheme == "memory":
         from jobtrail.store.memory import MemoryStore
 
         return MemoryStore(planner)
-    raise StoreError(f"unsupported store URL scheme {parts.scheme!r}; use sqlite:/// or memory://")
+    raise StoreError(
+        f"unsupported store URL scheme {parts.scheme!r}; use sqlite:///, postgresql:// or memory://"
+    )

@@ -134,6 +134,8 @@ class _Signal:
 class Store(abc.ABC):
     """One event log with its projections. Open before use; close when done."""
 
+    kind = "store"  # what /readyz calls the backend: memory, sqlite, postgres
+
     def __init__(self, planner: Planner) -> None:
         self.planner = planner
         self._appended = _Signal()
@@ -288,3 +290,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StoreError unless the store answers."""
+
+    async def lead(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or keep the lease on `name` (a singleton's: the listeners) for `owner`,
+        for `ttl` seconds; True while `owner` holds it. A backend that serves one process
+        (memory, SQLite: one server per file) grants it always."""
+        return True
+
+    async def resign(self, name: str, owner: str) -> None:  # noqa: B027 - a no-op by default
+        """Give the lease on `name` up, if `owner` holds it (a clean stop: another replica
+        takes over at once instead of after the lease)."""

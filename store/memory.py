@@ -33,6 +33,8 @@ from jobtrail.store.base import (
 
 
 class MemoryStore(Store):
+    kind = "memory"
+
     def __init__(self, planner: Planner) -> None:
         super().__init__(planner)
         self._open = False

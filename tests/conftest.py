@@ -1,40 +1,65 @@
 """Shared fixtures: settings, and every store backend through one parametrized fixture.
 
-The PostgreSQL backend joins `BACKENDS` when it exists; where a database is unreachable
-its tests are skipped with a reason that says so.
+PostgreSQL tests get a database of their own (tests/postgres.py); where no server is
+reachable they are skipped with a reason that says so (and fail in CI, which requires
+them).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
 from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.intake import Planner
 from jobtrail.core.settings import Settings, load
 from jobtrail.store import open_store
 from jobtrail.store.base import Store
+from tests import postgres
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 WEBHOOK_TOKEN = "pixazo-token-0123456789abcdef"
 APIFRAME_KEY = "apiframe-key-9f8e7d6c5b4a"
 API_TOKEN = "api-token-abcdefghijklmnop"
 
 
-def store_url(backend: str, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobtrail.db'}"
-    return "memory://"
+class Backend:
+    """A backend under test: its URL (a file, a database of its own) and opened stores on
+    it, all closed at the end of the test."""
+
+    def __init__(self, name: str, url: str, stack: AsyncExitStack) -> None:
+        self.name, self.url, self._stack = name, url, stack
+
+    async def open(self, planner: Planner | None = None) -> Store:
+        store = open_store(self.url, planner or EffectPlanner(("slack",)))
+        await store.open()
+        self._stack.push_async_callback(store.close)
+        return store
 
 
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An opened store of each backend; SQLite is a real file."""
-    opened = open_store(store_url(request.param, tmp_path), EffectPlanner(("slack",)))
-    await opened.open()
-    yield opened
-    await opened.close()
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with AsyncExitStack() as stack:
+        if request.param == "postgres":
+            url = await stack.enter_async_context(postgres.fresh_database())
+        elif request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'jobtrail.db'}"
+        else:
+            url = "memory://"
+        yield Backend(request.param, url, stack)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Store:
+    """An opened store of each backend; SQLite is a real file, PostgreSQL a real database."""
+    return await backend.open()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    postgres.drop_template()
 
 
 @pytest.fixture

@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 
 
 class SQLiteStore(Store):
+    kind = "sqlite"
+
     def __init__(self, path: str | Path, planner: Planner, *, synchronous: str = "full") -> None:
         super().__init__(planner)
         if synchronous not in SYNCHRONOUS:

@@ -104,39 +104,31 @@ async def test_a_deferral_writes_no_event(store: Store) -> None:
     assert before == len(await store.events_after(0))
 
 
-async def test_a_success_notification_waits_for_the_jobs_downloads(tmp_path: Path) -> None:
-    for url in (f"sqlite:///{tmp_path / 'w.db'}", "memory://"):
-        store = open_store(url, EffectPlanner(("slack",)))
-        await store.open()
-        await succeed(store, "j1")
-        assert [] == await store.claim(claim("notify"))
-        assert 1 == len(await store.claim(claim("notify", wait=False, seconds=0)))
-        [download] = await store.claim(claim("download"))
-        await store.record_attempt(record(download, "done"))
-        [notify] = await store.claim(claim("notify"))
-        assert ("slack", "succeeded") == (notify.item.sink, notify.item.payload["status"])
-        await store.close()
+async def test_a_success_notification_waits_for_the_jobs_downloads(store: Store) -> None:
+    await succeed(store, "j1")
+    assert [] == await store.claim(claim("notify"))
+    assert 1 == len(await store.claim(claim("notify", wait=False, seconds=0)))
+    [download] = await store.claim(claim("download"))
+    await store.record_attempt(record(download, "done"))
+    [notify] = await store.claim(claim("notify"))
+    assert ("slack", "succeeded") == (notify.item.sink, notify.item.payload["status"])
 
 
-async def test_a_disabled_sink_is_not_claimed_until_enabled(tmp_path: Path) -> None:
-    for url in (f"sqlite:///{tmp_path / 's.db'}", "memory://"):
-        store = open_store(url, EffectPlanner(("slack",)))
-        await store.open()
-        for job_id in ("j2", "j3"):
-            await store.intake(
-                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id),
-                [Observation("pixazo", job_id, "failed")],
-            )
-        [notify, other] = await store.claim(claim("notify", seconds=0))
-        await store.record_attempt(record(notify, "dead", sink_state=("slack", "HTTP 410 Gone")))
-        assert {"slack": "HTTP 410 Gone"} == await store.disabled_sinks()
-        assert [] == await store.claim(claim("notify", later=1)), "the other item waits for the sink"
-        dead = await store.outbox_entry(notify.id)
-        assert dead is not None
-        await store.record_attempt(requeue(dead, "the endpoint is back", enable_sink=True))
-        assert {} == await store.disabled_sinks()
-        assert {notify.id, other.id} == {e.id for e in await store.claim(claim("notify", later=1))}
-        await store.close()
+async def test_a_disabled_sink_is_not_claimed_until_enabled(store: Store) -> None:
+    for job_id in ("j2", "j3"):
+        await store.intake(
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id),
+            [Observation("pixazo", job_id, "failed")],
+        )
+    [notify, other] = await store.claim(claim("notify", seconds=0))
+    await store.record_attempt(record(notify, "dead", sink_state=("slack", "HTTP 410 Gone")))
+    assert {"slack": "HTTP 410 Gone"} == await store.disabled_sinks()
+    assert [] == await store.claim(claim("notify", later=1)), "the other item waits for the sink"
+    dead = await store.outbox_entry(notify.id)
+    assert dead is not None
+    await store.record_attempt(requeue(dead, "the endpoint is back", enable_sink=True))
+    assert {} == await store.disabled_sinks()
+    assert {notify.id, other.id} == {e.id for e in await store.claim(claim("notify", later=1))}
 
 
 async def test_outbox_filters_by_status_sink_and_time(store: Store) -> None:

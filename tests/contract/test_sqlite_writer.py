@@ -65,26 +65,6 @@ async def test_jobs_written_before_a_restart_are_found_not_planned_as_new(path: 
         await store.close()
 
 
-async def test_a_second_writer_on_the_same_file_is_noticed_and_its_changes_respected(path: Path) -> None:
-    """Two processes on one file (say `jobtrail outbox replay` beside `jobtrail serve`):
-    what this writer remembers is stale once the other commits; it must not plan on it."""
-    ours, theirs = await opened(path), await opened(path)
-    try:
-        await ours.intake(delivery("j1"), [processing("j1", 10)])
-        await theirs.intake(delivery("j1"), [processing("j1", 50)])
-        again = await ours.intake(delivery("j1"), [processing("j1", 50)])
-        assert Verdict.DUPLICATE == again.verdict
-        done = await ours.intake(delivery("j1"), [Observation("pixazo", "j1", "succeeded")])
-        assert Verdict.ACCEPTED == done.verdict
-        job = await theirs.get_job("pixazo", "j1")
-        assert job is not None and (Status.SUCCEEDED, 100) == (job.status, job.progress)
-        types = [e.type for e in await theirs.job_events("pixazo", "j1")]
-        assert ["job.processing", "job.processing", "job.succeeded"] == types
-    finally:
-        await ours.close()
-        await theirs.close()
-
-
 async def test_a_remembered_job_behind_the_file_is_read_again_not_failed(path: Path) -> None:
     """If the memory ever holds a job older than the file (its next event is logged
     already), the event's unique fingerprint refuses the batch: the store forgets,

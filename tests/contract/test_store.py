@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.model import Delivery, Job, Observation, OutboxItem, Verdict, utcnow
 from jobtrail.store import open_store
 from jobtrail.store.base import BadCursor, SchemaTooNew, Store, StoreClosed, StoreError
+from jobtrail.store.migrations import load
+from tests.conftest import Backend
 
 
 def delivery(job_id: str | None = "job-1", body: bytes = b"{}") -> Delivery:
@@ -123,7 +126,7 @@ async def test_a_foreign_cursor_is_refused(store: Store, cursor: str) -> None:
         await store.list_jobs(cursor=cursor)
 
 
-async def test_a_failing_transaction_writes_nothing(tmp_path: Path) -> None:
+async def test_a_failing_transaction_writes_nothing(backend: Backend) -> None:
     """Delivery, events, job and outbox commit together or not at all."""
 
     class Exploding(EffectPlanner):
@@ -132,70 +135,84 @@ async def test_a_failing_transaction_writes_nothing(tmp_path: Path) -> None:
                 raise RuntimeError("planner blew up")
             return super().__call__(before, after, o)
 
-    for url in (f"sqlite:///{tmp_path / 'tx.db'}", "memory://"):
-        store = open_store(url, Exploding())
-        await store.open()
-        await store.intake(delivery(), [obs(progress=5)])
-        with pytest.raises(StoreError, match="planner blew up"):
-            await store.intake(delivery(), [obs(kind="succeeded", result_urls=("https://cdn/a",))])
-        job = await store.get_job("pixazo", "job-1")
-        assert job is not None and 5 == job.progress and not job.status.terminal
-        assert 1 == len(await store.deliveries())
-        assert 1 == len(await store.events_after(0))
-        assert [] == await store.outbox_for_job("pixazo", "job-1")
-        await store.close()
+    store = await backend.open(Exploding())
+    await store.intake(delivery(), [obs(progress=5)])
+    with pytest.raises(StoreError, match="planner blew up"):
+        await store.intake(delivery(), [obs(kind="succeeded", result_urls=("https://cdn/a",))])
+    job = await store.get_job("pixazo", "job-1")
+    assert job is not None and 5 == job.progress and not job.status.terminal
+    assert 1 == len(await store.deliveries())
+    assert 1 == len(await store.events_after(0))
+    assert [] == await store.outbox_for_job("pixazo", "job-1")
 
 
-async def test_one_bad_request_does_not_fail_the_rest_of_its_batch(tmp_path: Path) -> None:
+async def test_one_bad_request_does_not_fail_the_rest_of_its_batch(backend: Backend) -> None:
     class Picky(EffectPlanner):
         def __call__(self, before: Job | None, after: Job, o: Observation) -> list[OutboxItem]:
             if after.id == "poison":
                 raise RuntimeError("poison")
             return []
 
-    store = open_store(f"sqlite:///{tmp_path / 'batch.db'}", Picky())
-    await store.open()
+    store = await backend.open(Picky())
     ids = [f"j{i}" for i in range(20)] + ["poison"]
     results = await asyncio.gather(
         *(store.intake(delivery(i), [obs(i)]) for i in ids), return_exceptions=True
     )
-    await store.close()
     assert [StoreError] == [type(r) for r in results if isinstance(r, BaseException)]
     assert 20 == sum(1 for r in results if not isinstance(r, BaseException))
+    assert 20 == len(await store.events_after(0))
 
 
-async def test_sqlite_survives_reopening_and_records_the_schema_version(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'reopen.db'}"
-    store = open_store(url, EffectPlanner())
-    await store.open()
-    await store.intake(delivery(), [obs(progress=42)])
-    await store.close()
-    store = open_store(url, EffectPlanner())
-    await store.open()
-    job = await store.get_job("pixazo", "job-1")
-    await store.close()
+def durable(backend: Backend) -> None:
+    if backend.name == "memory":
+        pytest.skip("the memory backend keeps nothing once closed, by design")
+
+
+async def test_a_store_survives_reopening_and_records_its_schema_version(backend: Backend) -> None:
+    durable(backend)
+    first = await backend.open()
+    await first.intake(delivery(), [obs(progress=42)])
+    await first.close()
+    job = await (await backend.open()).get_job("pixazo", "job-1")
     assert job is not None and 42 == job.progress
-
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "reopen.db") as conn:
-        assert [(1, "init"), (2, "dispatch"), (3, "lease_owner")] == conn.execute(
-            "SELECT version, name FROM schema_migrations"
-        ).fetchall()
-        assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]
+    names = [name for _, name in await schema_versions(backend)]
+    assert [m.name for m in load(backend.name)] == names
 
 
-async def test_sqlite_refuses_a_database_newer_than_the_code(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'newer.db'}"
-    store = open_store(url, EffectPlanner())
-    await store.open()
-    await store.close()
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "newer.db") as conn:
-        conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'then')")
+async def test_a_database_newer_than_the_code_is_refused(backend: Backend) -> None:
+    durable(backend)
+    await (await backend.open()).close()
+    await add_schema_version(backend, 99)
     with pytest.raises(SchemaTooNew, match="99"):
-        await open_store(url, EffectPlanner()).open()
+        await open_store(backend.url, EffectPlanner()).open()
+
+
+async def schema_versions(backend: Backend) -> list[tuple[int, str]]:
+    if backend.name == "sqlite":
+        with sqlite3.connect(backend.url.removeprefix("sqlite:///")) as conn:
+            assert "wal" == conn.execute("PRAGMA journal_mode").fetchone()[0]
+            return list(conn.execute("SELECT version, name FROM schema_migrations ORDER BY version"))
+    import asyncpg
+
+    conn = await asyncpg.connect(backend.url)
+    try:
+        return [tuple(r) for r in await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY 1")]
+    finally:
+        await conn.close()
+
+
+async def add_schema_version(backend: Backend, version: int) -> None:
+    if backend.name == "sqlite":
+        with sqlite3.connect(backend.url.removeprefix("sqlite:///")) as conn:
+            conn.execute("INSERT INTO schema_migrations VALUES (?, 'future', 'then')", (version,))
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(backend.url)
+    try:
+        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')", version)
+    finally:
+        await conn.close()
 
 
 async def test_sqlite_in_an_unwritable_place_is_a_clear_store_error(tmp_path: Path) -> None:
@@ -203,13 +220,6 @@ async def test_sqlite_in_an_unwritable_place_is_a_clear_store_error(tmp_path: Pa
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot open"):
         await open_store(f"sqlite:///{blocker / 'sub' / 'x.db'}", EffectPlanner()).open()
-
-
-async def test_a_closed_store_refuses_intake(store: Store) -> None:
-    await store.close()
-    with pytest.raises((StoreError, RuntimeError)):
-        await store.intake(delivery(), [obs()])
-    await store.open()
 
 
 async def test_a_closed_store_refuses_writes_with_its_own_error(store: Store) -> None:
@@ -223,3 +233,23 @@ async def test_a_closed_store_refuses_writes_with_its_own_error(store: Store) ->
     with pytest.raises(StoreClosed):
         await store.ping()
     await store.open()  # for the fixture's own close
+
+
+async def test_another_process_on_the_same_store_is_respected(backend: Backend) -> None:
+    """Two processes on one store (`jobtrail outbox replay` beside `jobtrail serve` on
+    SQLite; two replicas on PostgreSQL): what one remembers must not hide what the
+    other committed."""
+    durable(backend)
+    ours, theirs = await backend.open(), await backend.open()
+    await ours.intake(delivery("j1"), [obs("j1", progress=10)])
+    await theirs.intake(delivery("j1"), [obs("j1", progress=50)])
+    again = await ours.intake(delivery("j1"), [obs("j1", progress=50)])
+    assert Verdict.DUPLICATE == again.verdict
+    done = await ours.intake(delivery("j1"), [obs("j1", kind="succeeded")])
+    assert Verdict.ACCEPTED == done.verdict
+    job = await theirs.get_job("pixazo", "j1")
+    assert job is not None and ("succeeded", 100) == (job.status.value, job.progress)
+    types = [e.type for e in await theirs.job_events("pixazo", "j1")]
+    assert ["job.processing", "job.processing", "job.succeeded"] == types
+    seqs = [e.seq for e in await ours.events_after(0)]
+    assert list(range(1, len(seqs) + 1)) == seqs

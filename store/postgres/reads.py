@@ -1,0 +1,83 @@
+"""The PostgreSQL store's read queries, by name: each a statement, or a function giving
+the statement and its parameters where filters are optional. Values are always bound;
+JSON comes back as text and times as `datetime`, which store/rows.py reads as it reads
+SQLite's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+JOB_COLUMNS = (
+    "provider, job_id, status, progress, result_urls::text, error, provider_status, terminals::text, "
+    "params::text, seen::text, created_at, updated_at"
+)
+EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data::text, delivery_id"
+DELIVERY_COLUMNS = (
+    "id, source, provider, job_id, received_at, headers::text, body, body_size, verdict, reason"
+)
+OUTBOX_COLUMNS = (
+    "id, key, kind, provider, job_id, sink, payload::text, status, attempts, last_error, created_at, "
+    "updated_at, next_attempt_at"
+)
+
+Query = tuple[str, list[Any]]
+
+JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = $1 AND job_id = $2"
+OPEN_JOBS = (
+    f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = $1 AND status IN ('queued', 'processing') "
+    "ORDER BY jid LIMIT $2"
+)
+JOB_EVENTS = (
+    f"SELECT {EVENT_COLUMNS} FROM events "
+    "WHERE provider = $1 AND job_id = $2 AND seq > $3 ORDER BY seq LIMIT $4"
+)
+EVENTS_AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+LAST_SEQ = "SELECT COALESCE(max(seq), 0) FROM events"
+JOB_OUTBOX = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE provider = $1 AND job_id = $2 ORDER BY id"
+OUTBOX_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
+DISABLED_SINKS = "SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL"
+PING = "SELECT 1"
+
+
+def _where(clauses: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """`a = $1 AND b = $2` of the clauses whose value is given (None: not filtered); each
+    clause holds one `{}` where its placeholder goes."""
+    given = [(clause, value) for clause, value in clauses if value is not None]
+    parts = [clause.format(f"${n}") for n, (clause, _) in enumerate(given, 1)]
+    return " AND ".join(["true", *parts]), [value for _, value in given]
+
+
+def jobs_page(provider: str | None, status: str | None, before: int | None, limit: int) -> Query:
+    """Jobs newest first (by row id, `jid`, returned last), below `before` if given."""
+    where, params = _where((("provider = {}", provider), ("status = {}", status), ("jid < {}", before)))
+    n = len(params) + 1
+    return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}", [*params, limit]
+
+
+def outbox_page(
+    status: str | None,
+    sink: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: int,
+    limit: int,
+) -> Query:
+    where, params = _where(
+        (
+            ("id > {}", after),
+            ("status = {}", status),
+            ("sink = {}", sink),
+            ("created_at >= {}", since),
+            ("created_at < {}", until),
+        )
+    )
+    n = len(params) + 1
+    return f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY id LIMIT ${n}", [*params, limit]
+
+
+def deliveries_page(provider: str | None, job_id: str | None, limit: int) -> Query:
+    where, params = _where((("provider = {}", provider), ("job_id = {}", job_id)))
+    n = len(params) + 1
+    return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ${n}", [*params, limit]

@@ -1,0 +1,323 @@
+"""The PostgreSQL store: the port (store/base.py) over one database shared by replicas.
+
+Writes to the log (intakes and attempt records) go through the same group committer as
+SQLite (store/batching.py): concurrent requests share one transaction, each answered
+only after its commit (store/postgres/writes.py). Up to two transactions per replica are
+under way; every replica's take turns on the log's advisory lock, which gives the log
+one order. Outbox claims lease with `FOR UPDATE SKIP LOCKED`, so replicas never take the
+same item; leases, renewals and releases are by owner. Other replicas' writes wake this
+one's waiters through LISTEN/NOTIFY (store/postgres/listen.py).
+
+A database that is down or restarting: every call fails within `connect_timeout` seconds
+with `StoreUnavailable` (a 503), the pool connects again by itself, and a write cut off
+during its COMMIT is reported as `OutcomeUnknown`, never retried on a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Refused, Result
+from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry
+from jobtrail.store import rows
+from jobtrail.store.base import (
+    Claim,
+    LeaseLost,
+    OutcomeUnknown,
+    Page,
+    Store,
+    StoreClosed,
+    StoredDelivery,
+    StoreError,
+    StoreUnavailable,
+)
+from jobtrail.store.batching import GroupCommitter
+from jobtrail.store.postgres import reads, writes
+from jobtrail.store.postgres.listen import Notifications
+from jobtrail.store.postgres.schema import migrate
+
+log = structlog.get_logger(__name__)
+
+IN_FLIGHT = 2
+POOL_SIZE = 8
+CONNECT_TIMEOUT = 5.0
+# Errors that mean "the database cannot be reached or is going away", not "this query is wrong".
+GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+_QUALIFIED = ", ".join(f"outbox.{column.strip()}" for column in reads.OUTBOX_COLUMNS.split(","))
+_DUE = """
+    SELECT o.id FROM outbox o
+    WHERE o.kind = $1 AND o.status = 'pending' AND o.next_attempt_at <= $2
+      AND (o.lease_until IS NULL OR o.lease_until <= $2)
+      AND o.sink NOT IN (SELECT name FROM sinks WHERE disabled_at IS NOT NULL)
+      AND NOT ($3 AND o.kind = 'notify' AND o.payload->>'status' = 'succeeded'
+               AND EXISTS (SELECT 1 FROM outbox d WHERE d.provider = o.provider AND d.job_id = o.job_id
+                           AND d.kind = 'download' AND d.status = 'pending'))
+    ORDER BY o.next_attempt_at, o.id LIMIT $4
+"""
+CLAIM = f"""
+WITH due AS MATERIALIZED ({_DUE} FOR UPDATE SKIP LOCKED)
+UPDATE outbox SET lease_until = $5, lease_owner = $6, updated_at = $2 FROM due WHERE outbox.id = due.id
+RETURNING {_QUALIFIED}
+"""
+RENEW = (
+    "UPDATE outbox SET lease_until = $1 WHERE lease_owner = $2 AND status = 'pending' "
+    "AND id = ANY($3::bigint[]) RETURNING id"
+)
+RELEASE = "UPDATE outbox SET lease_until = NULL, lease_owner = NULL WHERE lease_owner = $1 RETURNING id"
+LEAD = """
+INSERT INTO leaders (name, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE leaders.owner = excluded.owner OR leaders.expires_at < now()
+RETURNING owner
+"""
+RESIGN = "DELETE FROM leaders WHERE name = $1 AND owner = $2"
+
+
+class PostgresStore(Store):
+    kind = "postgres"
+
+    def __init__(self, dsn: str, planner: Planner, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        super().__init__(planner)
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._notifications = Notifications(dsn, self._heard)
+        self._committer = GroupCommitter[IntakeRequest | AttemptRecord, Any, Result](
+            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT
+        )
+
+    async def open(self, *, exclusive: bool = False) -> None:
+        """Connect, migrate (under an advisory lock: replicas may start together)."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=POOL_SIZE,
+                timeout=self.connect_timeout,
+                command_timeout=60,
+            )
+            async with self._pool.acquire(timeout=self.connect_timeout) as conn:
+                await migrate(conn)
+        except GONE as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot reach PostgreSQL: {_describe(exc)}") from exc
+        except BaseException:
+            await self.close()
+            raise
+        self._notifications.start()
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.close()
+        await self._notifications.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, or `StoreUnavailable` within `connect_timeout` seconds."""
+        pool = self._pool
+        if pool is None:
+            raise StoreClosed("the store is not open")
+        try:
+            conn = await pool.acquire(timeout=self.connect_timeout)
+        except GONE as exc:
+            raise StoreUnavailable(f"cannot reach PostgreSQL: {_describe(exc)}") from exc
+        try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    async def _fetch(self, query: str, *params: Any) -> list[Any]:
+        async with self._connection() as conn:
+            try:
+                return list(await conn.fetch(query, *params))
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL read failed: {exc}") from exc
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
+        request = IntakeRequest(delivery, tuple(observations))
+        result = await self._committer.submit(request, len(delivery.body))
+        assert isinstance(result, IntakeResult)
+        return result
+
+    async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
+        weight = sum(len(request.delivery.body) for request in requests)
+        results = await self._committer.submit_many(requests, weight)
+        return [r for r in results if isinstance(r, IntakeResult)]
+
+    async def reject(self, delivery: Delivery, reason: str) -> int:
+        return (await self.intake_many([IntakeRequest(delivery, rejection=reason)]))[0].delivery_id
+
+    async def record_attempt(self, record: AttemptRecord) -> Event | None:
+        result = await self._committer.submit(record)
+        if isinstance(result, Refused):
+            raise LeaseLost(result)
+        assert result is None or isinstance(result, Event)
+        return result
+
+    async def _prepare(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Any:
+        return requests  # planned inside the transaction, under the log's lock
+
+    async def _finish(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Sequence[Result]:
+        async with self._connection() as conn:
+            committing = False
+            try:
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    written = await writes.write_batch(conn, requests, self.planner)
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                committing = True
+                await transaction.commit()
+            except GONE as exc:
+                if committing:  # sent, and cut off before the answer: committed or not
+                    raise OutcomeUnknown(
+                        f"PostgreSQL went away during the commit: {_describe(exc)}; retry it"
+                    ) from exc
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+        self._heard(appended=written.appended, outbox=written.outbox)
+        return written.results
+
+    async def _abandon(self) -> None:
+        """Nothing is planned ahead of a transaction here: nothing to forget."""
+
+    async def claim(self, claim: Claim) -> list[OutboxEntry]:
+        found = await self._write(
+            CLAIM,
+            claim.kind,
+            claim.now,
+            claim.wait_for_downloads,
+            claim.limit,
+            claim.lease_until,
+            claim.owner,
+        )
+        entries = [rows.outbox_from(row) for row in found]
+        return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
+
+    async def has_due(self, claim: Claim) -> bool:
+        return bool(await self._fetch(_DUE, claim.kind, claim.now, claim.wait_for_downloads, 1))
+
+    async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
+        if not entry_ids:
+            return []
+        return [row[0] for row in await self._write(RENEW, until, owner, list(entry_ids))]
+
+    async def release(self, owner: str) -> int:
+        released = len(await self._write(RELEASE, owner))
+        if released:
+            await self._write("SELECT pg_notify($1, '')", writes.OUTBOX)
+        return released
+
+    async def _write(self, query: str, *params: Any) -> list[Any]:
+        """One statement in a transaction of its own (no part of the log)."""
+        async with self._connection() as conn:
+            try:
+                return list(await conn.fetch(query, *params))
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+
+    async def lead(self, name: str, owner: str, ttl: float) -> bool:
+        return bool(await self._write(LEAD, name, owner, float(ttl)))
+
+    async def resign(self, name: str, owner: str) -> None:
+        await self._write(RESIGN, name, owner)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get_job(self, provider: str, job_id: str) -> Job | None:
+        found = await self._fetch(reads.JOB, provider, job_id)
+        return rows.job_from(found[0]) if found else None
+
+    async def list_jobs(
+        self,
+        *,
+        provider: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        before = rows.decode_cursor(cursor) if cursor is not None else None
+        query, params = reads.jobs_page(provider, status, before, limit + 1)
+        found = await self._fetch(query, *params)
+        more = len(found) > limit
+        found = found[:limit]
+        next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
+        return Page([rows.job_from(row) for row in found], next_cursor)
+
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        return [rows.job_from(row) for row in await self._fetch(reads.OPEN_JOBS, provider, limit)]
+
+    async def job_events(
+        self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        found = await self._fetch(reads.JOB_EVENTS, provider, job_id, after, limit)
+        return [rows.event_from(row) for row in found]
+
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        return [rows.event_from(row) for row in await self._fetch(reads.EVENTS_AFTER, seq, limit)]
+
+    async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
+        return [rows.outbox_from(row) for row in await self._fetch(reads.JOB_OUTBOX, provider, job_id)]
+
+    async def outbox(
+        self,
+        *,
+        status: str | None = None,
+        sink: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        after: int = 0,
+    ) -> list[OutboxEntry]:
+        query, params = reads.outbox_page(status, sink, since, until, after, limit)
+        return [rows.outbox_from(row) for row in await self._fetch(query, *params)]
+
+    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        found = await self._fetch(reads.OUTBOX_ENTRY, entry_id)
+        return rows.outbox_from(found[0]) if found else None
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        return {name: reason or "" for name, reason in await self._fetch(reads.DISABLED_SINKS)}
+
+    async def deliveries(
+        self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
+    ) -> list[StoredDelivery]:
+        query, params = reads.deliveries_page(provider, job_id, limit)
+        return [rows.delivery_from(row) for row in await self._fetch(query, *params)]
+
+    async def ping(self) -> None:
+        if not self._committer.running:
+            raise StoreClosed("the store is not open")
+        await self._fetch(reads.PING)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
