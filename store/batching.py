@@ -13,9 +13,11 @@ work and database work overlap; up to `in_flight` batches are being written at a
 
 When a write fails:
 
-- `OutcomeUnknown` (the writer went away with it): its callers, and those of every batch
-  sent behind it, get that error at once. Nothing is retried here: the write may have
-  landed, so a retry belongs to the caller, whose intake is deduplicated.
+- `StoreUnavailable` (the store cannot be reached, or the writer went away with it:
+  `OutcomeUnknown`): its callers, and those of every batch sent behind it that failed
+  the same way, get that error at once. Nothing is retried here: a store that is down
+  would make every retry wait out its timeout, and a write whose outcome is unknown may
+  have landed, so the retry belongs to the caller, whose intake is deduplicated.
 - `PlanAgain` (its plan rested on something the database contradicts; the backend has
   learned better): the same batch is prepared and written once more.
 - anything else: every batch in flight behind it is waited out (planned on a write that
@@ -40,7 +42,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from jobtrail.store.base import OutcomeUnknown, StoreBusy, StoreClosed, StoreError, StoreUnavailable
+from jobtrail.store.base import StoreBusy, StoreClosed, StoreError, StoreUnavailable
 
 Req = TypeVar("Req")
 Prep = TypeVar("Prep")
@@ -266,14 +268,14 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         except Exception as exc:
             behind = await self._wait_out()
             await self._abandon()
-            if isinstance(exc, OutcomeUnknown):
+            if isinstance(exc, StoreUnavailable):
                 self._fail(batch, exc)
             elif isinstance(exc, PlanAgain):
                 await self._rewrite(batch)
             else:
                 await self._one_by_one(batch)
             for later, error in behind:
-                if isinstance(error, OutcomeUnknown):
+                if isinstance(error, StoreUnavailable):
                     self._fail(later, error)
                 else:
                     await self._one_by_one(later)
@@ -306,7 +308,7 @@ class GroupCommitter(Generic[Req, Prep, Res]):
     async def _rewrite(self, batch: list[_Group[Req, Res]]) -> None:
         try:
             results = await self._write([request for group in batch for request in group.requests])
-        except OutcomeUnknown as exc:
+        except StoreUnavailable as exc:
             await self._abandon()
             self._fail(batch, exc)
             return
@@ -340,16 +342,21 @@ class GroupCommitter(Generic[Req, Prep, Res]):
                 group.future.set_exception(error)
 
     async def _one_by_one(self, batch: list[_Group[Req, Res]]) -> None:
-        for group in batch:
+        """Each request alone, so that one bad request fails alone; a store that is
+        unavailable fails everything left at once."""
+        for n, group in enumerate(batch):
             results: list[Res] = []
             failure: Exception | None = None
             for request in group.requests:
                 try:
                     results.append((await self._write([request]))[0])
+                except StoreUnavailable as exc:
+                    await self._abandon()
+                    self._fail(batch[n:], exc)
+                    return
                 except Exception as exc:
                     await self._abandon()
-                    if not isinstance(exc, StoreUnavailable):
-                        log.exception("intake_commit_failed")
+                    log.exception("intake_commit_failed")
                     failure = failure or _typed(exc)
             if group.future.done():
                 continue

@@ -45,7 +45,7 @@ from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
 from jobtrail.store.sqlite.known import KnownJobs
 from jobtrail.store.sqlite.lock import ServerLock
-from jobtrail.store.sqlite.process import WriterProcess
+from jobtrail.store.sqlite.process import NotSent, WriterProcess
 from jobtrail.store.sqlite.schema import migrate
 from jobtrail.store.sqlite.writer import Conflict, ForeignWrite, RowsExist
 
@@ -220,7 +220,10 @@ class SQLiteStore(Store):
             await self._writer.ready()  # a new writer process forgets the memory of jobs...
             if prepared.epoch != self._epoch:  # ...and what was planned from it
                 raise PlanAgain("planned before the writer process restarted")
-            written = await self._writer.write(prepared.batch)
+            try:
+                written = await self._writer.write(prepared.batch)
+            except NotSent as exc:  # it died just now: the next one takes the batch
+                raise PlanAgain(str(exc)) from exc
         except RowsExist as exc:
             self._tails.pop(id(plan.jobs), None)
             found = [

@@ -298,3 +298,27 @@ async def test_a_crash_of_the_batching_loop_fails_its_callers_and_the_loop_goes_
         await committer.close()
     with pytest.raises(StoreClosed):
         await committer.submit("c")
+
+
+async def test_an_unreachable_store_fails_the_whole_batch_at_once() -> None:
+    """Retrying each request alone against a store that is down would make every one of
+    them wait out its own connect timeout, and hold every later batch meanwhile."""
+    backend = Backend()
+    calls = 0
+
+    async def down(prepared: tuple[int, list[str]]) -> list[str]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        raise StoreUnavailable("cannot reach PostgreSQL: ConnectionRefusedError")
+
+    committer = GroupCommitter(backend.prepare, down, backend.abandon)
+    committer.start()
+    try:
+        results = await asyncio.gather(
+            *(committer.submit(f"r{n}") for n in range(20)), return_exceptions=True
+        )
+    finally:
+        await committer.close()
+    assert {StoreUnavailable} == {type(r) for r in results}
+    assert 1 == calls, "one attempt for the batch, not one per request"
