@@ -1,0 +1,155 @@
+"""The PostgreSQL store when the database goes away: refused connections, connections
+cut, a COMMIT whose answer never arrives. A real server behind a TCP proxy that fails on
+command (tests/integration/tcp_proxy.py). Whatever happens: an answer within seconds,
+never 500, never a hang; the store comes back by itself; nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, Verdict, utcnow
+from jobtrail.receiver.app import create_app
+from jobtrail.store.base import OutcomeUnknown, StoreUnavailable
+from jobtrail.store.postgres import PostgresStore
+from tests import postgres
+from tests.conftest import WEBHOOK_TOKEN
+from tests.integration.tcp_proxy import Proxy
+
+CALLBACK = f"/webhooks/pixazo/{WEBHOOK_TOKEN}"
+
+
+def delivery(job_id: str) -> Delivery:
+    return Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id)
+
+
+def processing(job_id: str) -> Observation:
+    return Observation("pixazo", job_id, "processing", progress=10)
+
+
+class Rig:
+    def __init__(self, url: str, proxy: Proxy) -> None:
+        self.url, self.proxy = url, proxy
+        parts = urlsplit(url)
+        self.proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        self.stores: list[PostgresStore] = []
+
+    async def open(self, proxied: bool = True) -> PostgresStore:
+        store = PostgresStore(self.proxied if proxied else self.url, EffectPlanner(), connect_timeout=1.0)
+        await store.open()
+        self.stores.append(store)
+        return store
+
+    async def events(self) -> dict[str, int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+        try:
+            return dict(await conn.fetch("SELECT job_id, count(*) FROM events GROUP BY job_id"))
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with postgres.fresh_database() as url:
+        parts = urlsplit(url)
+        proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+        await proxy.start()
+        r = Rig(url, proxy)
+        try:
+            yield r
+        finally:
+            proxy.up()
+            for store in r.stores:
+                await store.close()
+            await proxy.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):  # a guard against a hang, not a speed check
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_database_that_is_down_answers_unavailable_in_seconds_and_is_found_again(rig: Rig) -> None:
+    store = await rig.open()
+    await store.intake(delivery("j1"), [processing("j1")])
+    rig.proxy.down()
+    async with asyncio.timeout(15):  # "within a few seconds": never a hang
+        with pytest.raises(StoreUnavailable):
+            await store.intake(delivery("j2"), [processing("j2")])
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+    rig.proxy.up()
+
+    async def back() -> bool:
+        try:
+            await store.ping()
+        except StoreUnavailable:
+            return False
+        return True
+
+    await eventually(back)
+    await store.intake(delivery("j2"), [processing("j2")])  # the provider's retry
+    assert {"j1": 1, "j2": 1} == await rig.events()
+
+
+async def test_a_commit_whose_answer_is_lost_is_an_unknown_outcome_and_its_retry_a_duplicate(
+    rig: Rig,
+) -> None:
+    store = await rig.open()
+    rig.proxy.drop_at_commit()
+    with pytest.raises(OutcomeUnknown):
+        await store.intake(delivery("j1"), [processing("j1")])
+    assert 1 == rig.proxy.dropped_at_commit
+    assert {"j1": 1} == await rig.events(), "it was committed"
+    again = await store.intake(delivery("j1"), [processing("j1")])
+    assert Verdict.DUPLICATE == again.verdict
+    assert {"j1": 1} == await rig.events()
+
+
+async def test_over_http_a_database_that_is_down_is_503_and_readyz_says_so(
+    rig: Rig, make_settings: Callable[..., Any], aiohttp_client: Any
+) -> None:
+    store = await rig.open()
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(make_settings(), store))
+    rig.proxy.down()
+    refused = await client.post(CALLBACK, json={"request_id": "j1", "status": "PROCESSING"})
+    assert (503, "store_unavailable") == (refused.status, (await refused.json())["error"])
+    assert refused.headers["Retry-After"].isdigit()
+    assert 503 == (await client.get("/readyz")).status
+    rig.proxy.up()
+
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await eventually(ready)
+    taken = await client.post(CALLBACK, json={"request_id": "j1", "status": "PROCESSING"})
+    assert (200, "accepted") == (taken.status, (await taken.json())["verdict"])
+
+
+async def test_another_replicas_appends_wake_this_one_also_after_its_listener_reconnects(rig: Rig) -> None:
+    """LISTEN/NOTIFY across replicas; a notification lost while the listening connection
+    was down is made up for (the backstop), so a waiter never waits long."""
+    ours = await rig.open()
+    theirs = await rig.open(proxied=False)
+    waiting = asyncio.ensure_future(ours.wait_for_append(10))
+    await asyncio.sleep(0.1)
+    await theirs.intake(delivery("j1"), [processing("j1")])
+    assert await waiting, "woken by the other replica's append"
+
+    rig.proxy.down()  # our listening connection is cut; theirs writes meanwhile
+    await asyncio.sleep(0.2)
+    waiting = asyncio.ensure_future(ours.wait_for_append(10))
+    await asyncio.sleep(0.1)
+    await theirs.intake(delivery("j2"), [processing("j2")])
+    rig.proxy.up()
+    assert await waiting, "woken after the reconnect, though the notification was lost"
+    assert [1, 2] == [e.seq for e in await ours.events_after(0)]
