@@ -99,6 +99,7 @@ class DispatchSettings:
     download_concurrency: int = 4
     notify_timeout: float = 15.0
     notify_concurrency: int = 16
+    lease_seconds: float = 60.0  # an outbox item's lease, renewed while its attempt runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ class ListenerSettings:
     poll_max_interval: float = 300.0
     poll_age_factor: float = 0.1
     poll_concurrency: int = 4
+    leader_ttl: float = 15.0  # the listeners' leadership lease between replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,7 @@ _SIMPLE = {
     "download_read_timeout": (("dispatch", "download_read_timeout"), "JOBTRAIL_DOWNLOAD_READ_TIMEOUT"),
     "notify_timeout": (("dispatch", "notify_timeout"), "JOBTRAIL_NOTIFY_TIMEOUT"),
     "notify_concurrency": (("dispatch", "notify_concurrency"), "JOBTRAIL_NOTIFY_CONCURRENCY"),
+    "lease_seconds": (("dispatch", "lease_seconds"), "JOBTRAIL_LEASE_SECONDS"),
     "smtp_url": (("notify", "smtp_url"), "JOBTRAIL_SMTP_URL"),
     "email_from": (("notify", "email_from"), "JOBTRAIL_EMAIL_FROM"),
     "email_to": (("notify", "email_to"), "JOBTRAIL_EMAIL_TO"),
@@ -184,6 +187,7 @@ _SIMPLE = {
     "poll_max_interval": (("listeners", "poll_max_interval"), "JOBTRAIL_POLL_MAX_INTERVAL"),
     "poll_age_factor": (("listeners", "poll_age_factor"), "JOBTRAIL_POLL_AGE_FACTOR"),
     "poll_concurrency": (("listeners", "poll_concurrency"), "JOBTRAIL_POLL_CONCURRENCY"),
+    "leader_ttl": (("listeners", "leader_ttl"), "JOBTRAIL_LEADER_TTL"),
 }
 for _name in PROVIDERS:
     _SIMPLE[f"{_name}_api_key"] = (("providers", _name, "api_key"), f"{_name.upper()}_API_KEY")
@@ -314,6 +318,7 @@ def _dispatch(get: Any) -> DispatchSettings:
         notify_timeout=values.seconds(*get("notify_timeout"), low=0.1, high=600) or defaults.notify_timeout,
         notify_concurrency=values.whole(*get("notify_concurrency"), low=1, high=256)
         or defaults.notify_concurrency,
+        lease_seconds=values.seconds(*get("lease_seconds"), low=3, high=3600) or defaults.lease_seconds,
     )
 
 
@@ -346,6 +351,7 @@ def _listeners(get: Any) -> ListenerSettings:
             values.seconds(*get("poll_age_factor"), low=0.0, high=10.0), defaults.poll_age_factor
         ),
         poll_concurrency=values.whole(*get("poll_concurrency"), low=1, high=256) or defaults.poll_concurrency,
+        leader_ttl=values.seconds(*get("leader_ttl"), low=3, high=600) or defaults.leader_ttl,
     )
 
 

@@ -30,8 +30,6 @@ from jobtrail.store.base import Store, StoreError
 
 log = structlog.get_logger(__name__)
 
-LEASE = 60.0  # seconds; renewed while an attempt runs, so a dead process's work waits at most this
-
 
 @contextlib.asynccontextmanager
 async def running(
@@ -39,6 +37,7 @@ async def running(
     store: Store,
     health: Health,
     fresh_url: Callable[[OutboxEntry], Awaitable[str | None]] | None = None,
+    owner: str | None = None,
 ) -> AsyncIterator[Worker]:
     tuning = settings.dispatch
     sessions = [
@@ -81,8 +80,8 @@ async def running(
         )
 
     pools = [
-        Pool("download", tuning.download_concurrency, LEASE, fetch),
-        Pool("notify", tuning.notify_concurrency, LEASE, notifier.send),
+        Pool("download", tuning.download_concurrency, tuning.lease_seconds, fetch),
+        Pool("notify", tuning.notify_concurrency, tuning.lease_seconds, notifier.send),
     ]
     worker = Worker(
         store,
@@ -91,6 +90,7 @@ async def running(
         health.component("dispatch", "worker"),
         wait_for_downloads=settings.notify.wait_for_downloads,
         secrets=settings.secrets(),
+        owner=owner,
     )
     task = asyncio.create_task(supervise(worker.component, worker.run), name="dispatch-worker")
     try:

@@ -17,9 +17,6 @@ same stable id. A worker that stops cleanly releases its own leases.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -31,16 +28,12 @@ from jobtrail.core.logs import Redactor
 from jobtrail.core.model import OutboxEntry, utcnow
 from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
 from jobtrail.runtime.health import Component, State
+from jobtrail.runtime.identity import new_owner
 from jobtrail.store.base import Claim, LeaseLost, Store, StoreError
 
 log = structlog.get_logger(__name__)
 
 IDLE = 1.0
-
-
-def new_owner() -> str:
-    """A lease owner token: this host and process, and a random part (a pid is reused)."""
-    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 @dataclass(frozen=True, slots=True)

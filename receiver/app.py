@@ -17,9 +17,11 @@ from jobtrail.listeners import refresh, run
 from jobtrail.receiver import api, health, submit, webhooks
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.errors import error_middleware
-from jobtrail.receiver.keys import HEALTH, METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.metrics import Metrics
 from jobtrail.runtime.health import Health
+from jobtrail.runtime.identity import new_owner
+from jobtrail.runtime.leader import Leadership, leading
 from jobtrail.store.base import Store
 
 
@@ -34,6 +36,9 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
     app[METRICS] = Metrics()
     app[SCRUB] = HeaderScrubber(settings.secrets())
     app[HEALTH] = Health()
+    app[LEADERSHIP] = Leadership(
+        store, app[HEALTH].component("leader", "leadership"), new_owner(), ttl=settings.listeners.leader_ttl
+    )
     if background:
         app.cleanup_ctx.append(_background)
     webhooks.setup(app)
@@ -44,10 +49,12 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    settings, store, health = app[SETTINGS], app[STORE], app[HEALTH]
+    """Every replica takes webhooks and works the outbox; the leader alone runs the
+    listeners (the Oxen stream, the pollers)."""
+    settings, store, health, leadership = app[SETTINGS], app[STORE], app[HEALTH], app[LEADERSHIP]
     async with (
-        run.running(settings, store, health),
         refresh.refreshing(settings, store) as fresh_url,
-        dispatching(settings, store, health, fresh_url),
+        dispatching(settings, store, health, fresh_url, leadership.owner),
+        leading(leadership, lambda: run.running(settings, store, health)),
     ):
         yield

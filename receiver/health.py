@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobtrail.receiver.keys import HEALTH, METRICS, STORE
+from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, STORE
 from jobtrail.receiver.metrics import render_components
 from jobtrail.store.base import StoreError
 
@@ -25,15 +25,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    board = request.app[HEALTH]
+    board, store = request.app[HEALTH], request.app[STORE]
     listeners = board.snapshot()
+    role = request.app[LEADERSHIP].role
     try:
-        await request.app[STORE].ping()
+        await store.ping()
     except StoreError as exc:
-        body = {"status": "unready", "store": {"ok": False, "error": str(exc)}, "listeners": listeners}
+        body = {
+            "status": "unready",
+            "role": role,
+            "store": {"ok": False, "kind": store.kind, "error": str(exc)},
+            "listeners": listeners,
+        }
         return web.json_response(body, status=503)
     status = "ready" if board.healthy() else "degraded"
-    return web.json_response({"status": status, "store": {"ok": True}, "listeners": listeners})
+    body = {"status": status, "role": role, "store": {"ok": True, "kind": store.kind}, "listeners": listeners}
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from jobtrail.core.settings import Settings
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.metrics import Metrics
 from jobtrail.runtime.health import Health
+from jobtrail.runtime.leader import Leadership
 from jobtrail.store.base import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +18,4 @@ METRICS = web.AppKey("metrics", Metrics)
 SCRUB = web.AppKey("scrub_headers", HeaderScrubber)
 HEALTH = web.AppKey("health", Health)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
+LEADERSHIP = web.AppKey("leadership", Leadership)

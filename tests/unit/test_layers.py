@@ -13,7 +13,7 @@ ALLOWED = {
     "core": set(),
     "providers": {"core"},
     "store": {"core"},
-    "runtime": {"core", "providers"},
+    "runtime": {"core", "providers", "store"},
     "listeners": {"core", "providers", "store", "runtime"},
     "dispatch": {"core", "providers", "store", "runtime"},
     "receiver": {"core", "providers", "store", "runtime", "listeners", "dispatch"},
