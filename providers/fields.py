@@ -26,14 +26,17 @@ def job_id(value: Any, field: str) -> str:
 
 
 def text(value: Any, field: str) -> str | None:
-    """Optional free text (an error message); long text is cut, not refused."""
+    """Optional free text (an error message); long text is cut, not refused, and a NUL
+    becomes U+FFFD (no database takes it in text, and PostgreSQL none at all)."""
     if value is None:
         return None
     if isinstance(value, str):
-        return value[:MAX_TEXT_LENGTH]
-    if isinstance(value, Mapping | list | int | float):
-        return str(value)[:MAX_TEXT_LENGTH]
-    raise PayloadError(f"{field} must be a string")
+        cut = value[:MAX_TEXT_LENGTH]
+    elif isinstance(value, Mapping | list | int | float):
+        cut = str(value)[:MAX_TEXT_LENGTH]
+    else:
+        raise PayloadError(f"{field} must be a string")
+    return cut.replace("\0", "\ufffd") if "\0" in cut else cut
 
 
 def progress(value: Any, field: str) -> int | None:
@@ -48,8 +51,11 @@ def progress(value: Any, field: str) -> int | None:
 
 
 def url(value: Any, field: str) -> str:
+    """An http(s) URL, printable (a control character has no place in one)."""
     if not isinstance(value, str) or not value.startswith(("https://", "http://")):
         raise PayloadError(f"{field} must be an http(s) URL")
+    if not value.isprintable():
+        raise PayloadError(f"{field} contains control characters")
     return value
 
 

@@ -116,8 +116,10 @@ async def track_job(request: web.Request) -> web.Response:
     except PayloadError as exc:
         raise ApiError(400, "invalid_payload", str(exc)) from exc
     model = payload.get("model", catalog.PROVIDERS[provider].default_model)
-    if model is not None and (not isinstance(model, str) or not 0 < len(model) <= 128):
-        raise ApiError(400, "invalid_payload", "model must be a string of 1 to 128 characters")
+    if model is not None and (
+        not isinstance(model, str) or not 0 < len(model) <= 128 or not model.isprintable()
+    ):
+        raise ApiError(400, "invalid_payload", "model must be a printable string of 1 to 128 characters")
     download_url = payload.get("download_url")
     if download_url is not None:
         try:

@@ -212,3 +212,14 @@ def test_apiframe_refusals_say_which_check_failed(
 def test_apiframe_a_good_signature_is_no_refusal() -> None:
     header = "sha256=" + apiframe.sign(apiframe.signing_key(API_KEY), COMPLETED_BODY)
     assert None is apiframe.refusal(API_KEY, header, COMPLETED_BODY)
+
+
+def test_free_text_keeps_the_providers_words_with_nul_replaced() -> None:
+    assert "disk\ufffdfull" == fields.text("disk\0full", "error")
+    assert "plain" == fields.text("plain", "error")
+
+
+@pytest.mark.parametrize("value", ["https://cdn.test/a\0b.mp4", "https://cdn.test/a\nb.mp4"])
+def test_a_url_with_control_characters_is_refused(value: str) -> None:
+    with pytest.raises(fields.PayloadError, match="control characters"):
+        fields.url(value, "result")
