@@ -125,6 +125,51 @@ async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from jobtrail.receiver.serve import store_for
+    from jobtrail.store import migrations
+
+    store = store_for(settings)
+    await store.open()  # migrations run at open, under a lock (replicas may start together)
+    await store.close()
+    print(f"the {store.kind} store is at schema version {migrations.latest(store.kind)}")
+    return 0
+
+
+async def _store_copy(settings: Settings, args: argparse.Namespace) -> int:
+    from jobtrail.core import values
+    from jobtrail.receiver.serve import planner_for
+    from jobtrail.store import copy as copying
+    from jobtrail.store import open_store
+
+    try:
+        urls = [values.store_url(args.source, "--from"), values.store_url(args.target, "--to")]
+    except ConfigError as exc:
+        print(f"jobtrail: {exc.setting}: {exc.message}", file=sys.stderr)
+        return 2
+    source, target = (open_store(str(url), planner_for(settings)) for url in urls)
+
+    def progress(table: str, done: int, total: int) -> None:
+        print(f"  {table}: {done}/{total}", file=sys.stderr)
+
+    await source.open(exclusive=True)  # SQLite: no server writes it meanwhile
+    try:
+        await target.open(exclusive=True)
+        try:
+            copied = await copying.copy(source, target, progress, batch=args.batch)
+        except copying.TargetNotEmpty as exc:
+            print(f"jobtrail: --to: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+    for done in copied:
+        print(f"{done.table:<11} {done.rows:>9} rows  sha256 {done.sha256}")
+    print(f"copied and checked: the target holds the same {sum(d.rows for d in copied)} rows")
+    return 0
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from jobtrail.simulators.demo import run_demo
 
@@ -203,6 +248,22 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("provider", choices=PROVIDERS)
     show.add_argument("job_id")
     show.set_defaults(run=_jobs_show)
+
+    migrate = commands.add_parser("migrate", parents=[common], help="bring the store's schema up to date")
+    migrate.set_defaults(run=_migrate)
+
+    store = commands.add_parser("store", help="the store as a whole").add_subparsers(
+        dest="store_command", required=True
+    )
+    copy = store.add_parser(
+        "copy", parents=[common], help="copy a whole log into an empty store (SQLite <-> PostgreSQL)"
+    )
+    copy.add_argument(
+        "--from", dest="source", required=True, help="the store to read: sqlite:/// or postgresql://"
+    )
+    copy.add_argument("--to", dest="target", required=True, help="an empty store to write")
+    copy.add_argument("--batch", type=int, default=2000, choices=range(1, 100_001), metavar="ROWS")
+    copy.set_defaults(run=_store_copy)
 
     demo = commands.add_parser("demo", parents=[common], help="the whole flow against built-in simulators")
     demo.add_argument("--keep", help="the data directory to use (default: a fresh temporary one)")

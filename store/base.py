@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Refused
 from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
@@ -290,6 +290,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StoreError unless the store answers."""
+
+    async def count(self, table: str) -> int:
+        """How many rows `table` (one of `rows.TABLES`) holds."""
+        raise StoreError(f"a {self.kind} store cannot be copied")
+
+    async def dump(self, table: str, after: Any, limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` rows of `table` whose key (its first column) is above `after`
+        (None: from the first), in key order, in the form `rows.TABLES` describes: the
+        same from every backend."""
+        raise StoreError(f"a {self.kind} store cannot be copied")
+
+    async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows as `dump` gives them, keys and all, in one transaction; for a
+        store nobody serves (`jobtrail store copy`)."""
+        raise StoreError(f"a {self.kind} store cannot be copied into")
 
     async def lead(self, name: str, owner: str, ttl: float) -> bool:
         """Take or keep the lease on `name` (a singleton's: the listeners) for `owner`,

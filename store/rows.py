@@ -28,6 +28,32 @@ OUTBOX_COLUMNS = (
 )
 
 
+# The tables a whole log is made of, in the order they can be loaded (events refer to
+# deliveries), each with its key (rows are dumped in key order) and its columns, a kind
+# after a colon: "time" an aware datetime, "json" a decoded JSON value, "bytes"; else a
+# plain int, str or None. A row in this form is the same whichever backend it came from
+# (`Store.dump`, `Store.load`: `jobtrail store copy`). The first column is the key.
+_TABLES = {
+    "deliveries": (
+        "id source provider job_id received_at:time headers:json body:bytes body_size verdict reason"
+    ),
+    "events": "seq provider job_id type source at:time data:json delivery_id fingerprint",
+    "jobs": (
+        "jid provider job_id status progress result_urls:json error provider_status terminals:json "
+        "params:json seen:json created_at:time updated_at:time"
+    ),
+    "outbox": (
+        "id key kind provider job_id sink payload:json status attempts next_attempt_at:time "
+        "lease_until:time lease_owner last_error created_at:time updated_at:time"
+    ),
+    "sinks": "name disabled_at:time reason updated_at:time",
+}
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    table: tuple((word.partition(":")[0], word.partition(":")[2]) for word in spec.split())
+    for table, spec in _TABLES.items()
+}
+
+
 @functools.lru_cache(maxsize=256)
 def iso(at: datetime) -> str:
     """`at.isoformat()`, remembered: a batch stamps hundreds of rows with the same time."""
@@ -209,3 +235,50 @@ def decode_cursor(cursor: str) -> int:
 
 def _time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def neutral(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A stored row as `TABLES` describes it (SQLite gives times as text, PostgreSQL as
+    datetimes; both give JSON as text)."""
+    return tuple(
+        None
+        if value is None
+        else _time(value)
+        if kind == "time"
+        else json.loads(value)
+        if kind == "json"
+        else bytes(value)
+        if kind == "bytes"
+        else value
+        for (_, kind), value in zip(TABLES[table], row, strict=True)
+    )
+
+
+def text_row(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A neutral row as SQLite stores it: times as text (the outbox's and sinks' always
+    with microseconds, since they are compared as text), JSON as text."""
+    clock = stamp if table in ("outbox", "sinks") else isoformat
+    return tuple(
+        None
+        if value is None
+        else clock(value)
+        if kind == "time"
+        else dumps(value)
+        if kind == "json"
+        else value
+        for (_, kind), value in zip(TABLES[table], row, strict=True)
+    )
+
+
+def canonical(row: Sequence[Any]) -> bytes:
+    """One neutral row as bytes that do not depend on the backend: for the checksum of
+    a copy."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat(timespec="microseconds")
+        if isinstance(value, bytes):
+            return value.hex()
+        return value
+
+    return orjson.dumps([plain(v) for v in row], option=orjson.OPT_SORT_KEYS) + b"\n"

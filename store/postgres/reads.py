@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from jobtrail.store.rows import TABLES
+
 JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls::text, error, provider_status, terminals::text, "
     "params::text, seen::text, created_at, updated_at"
@@ -81,3 +83,35 @@ def deliveries_page(provider: str | None, job_id: str | None, limit: int) -> Que
     where, params = _where((("provider = {}", provider), ("job_id = {}", job_id)))
     n = len(params) + 1
     return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ${n}", [*params, limit]
+
+
+def count(table: str) -> str:
+    return f"SELECT count(*) FROM {_known(table)}"
+
+
+def dump(table: str, after: Any, limit: int) -> Query:
+    """Rows of `table` (`rows.TABLES`) above key `after`, in key order; JSON as text."""
+    columns = TABLES[_known(table)]
+    names = [f"{name}::text" if kind == "json" else name for name, kind in columns]
+    key = columns[0][0]
+    if after is None:
+        return f"SELECT {', '.join(names)} FROM {table} ORDER BY {key} LIMIT $1", [limit]
+    return f"SELECT {', '.join(names)} FROM {table} WHERE {key} > $1 ORDER BY {key} LIMIT $2", [after, limit]
+
+
+# The identity columns whose counters must move past rows loaded with their keys.
+IDENTITIES = {"jobs": "jid", "outbox": "id"}
+
+
+def restart_identity(table: str) -> str:
+    column = IDENTITIES[_known(table)]
+    return (
+        f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+        f"(SELECT COALESCE(max({column}), 0) + 1 FROM {table}), false)"
+    )
+
+
+def _known(table: str) -> str:
+    if table not in TABLES:  # table names are spliced into SQL: only ours
+        raise ValueError(f"no table {table!r}")
+    return table

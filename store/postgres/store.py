@@ -313,6 +313,37 @@ class PostgresStore(Store):
         query, params = reads.deliveries_page(provider, job_id, limit)
         return [rows.delivery_from(row) for row in await self._fetch(query, *params)]
 
+    # -- a whole log, as rows (jobtrail store copy) -------------------------------------
+
+    async def count(self, table: str) -> int:
+        return int((await self._fetch(reads.count(table)))[0][0])
+
+    async def dump(self, table: str, after: Any, limit: int) -> list[tuple[Any, ...]]:
+        query, params = reads.dump(table, after, limit)
+        return [rows.neutral(table, row) for row in await self._fetch(query, *params)]
+
+    async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
+        """With COPY (keys and all: COPY writes identity columns as given), then the
+        identity counters are moved past the keys loaded."""
+        columns = rows.TABLES[table]
+        records = [
+            tuple(
+                rows.dumps(v) if kind == "json" and v is not None else v
+                for (_, kind), v in zip(columns, row, strict=True)
+            )
+            for row in batch
+        ]
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(table, records=records, columns=[n for n, _ in columns])
+                    if table in reads.IDENTITIES:
+                        await conn.execute(reads.restart_identity(table))
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL load into {table} failed: {exc}") from exc
+
     async def ping(self) -> None:
         if not self._committer.running:
             raise StoreClosed("the store is not open")

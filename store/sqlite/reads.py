@@ -9,7 +9,7 @@ from typing import Any
 
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status
-from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, stamp
+from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
 
 Query = tuple[str, list[Any]]
 
@@ -78,3 +78,25 @@ def jobs_by_key(keys: Iterable[JobKey]) -> Iterable[Query]:
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
                 [provider, *chunk],
             )
+
+
+def count(table: str) -> str:
+    return f"SELECT count(*) FROM {_known(table)}"
+
+
+def dump(table: str, after: Any, limit: int) -> Query:
+    """Rows of `table` (`rows.TABLES`) above key `after`, in key order."""
+    names = [name for name, _ in TABLES[_known(table)]]
+    where, params = ("", []) if after is None else (f"WHERE {names[0]} > ?", [after])
+    return f"SELECT {', '.join(names)} FROM {table} {where} ORDER BY {names[0]} LIMIT ?", [*params, limit]
+
+
+def insert(table: str) -> str:
+    names = [name for name, _ in TABLES[_known(table)]]
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def _known(table: str) -> str:
+    if table not in TABLES:  # table names are spliced into SQL: only ours
+        raise ValueError(f"no table {table!r}")
+    return table

@@ -346,6 +346,37 @@ class SQLiteStore(Store):
         found = await self._fetch(*reads.deliveries_page(provider, job_id, limit))
         return [rows.delivery_from(row) for row in found]
 
+    # -- a whole log, as rows (jobtrail store copy) -------------------------------------
+
+    async def count(self, table: str) -> int:
+        return int((await self._fetch(reads.count(table)))[0][0])
+
+    async def dump(self, table: str, after: Any, limit: int) -> list[tuple[Any, ...]]:
+        return [rows.neutral(table, row) for row in await self._fetch(*reads.dump(table, after, limit))]
+
+    async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
+        """On a connection of its own, in one transaction. To this store's writer process
+        the rows are another process's write: it notices and plans from the file again."""
+        insert = reads.insert(table)
+        values = [rows.text_row(table, row) for row in batch]
+
+        def write() -> None:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                for pragma in self._pragmas():
+                    conn.execute(pragma)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(insert, values)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+
+        try:
+            await asyncio.to_thread(write)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite load into {table} failed: {exc}") from exc
+        self._forget()
+
     async def ping(self) -> None:
         """Ready to take writes: the batching loop runs, a writer process answers, a read
         works. `StoreUnavailable` with the reason otherwise."""

@@ -258,7 +258,7 @@ async def test_another_process_on_the_same_store_is_respected(backend: Backend) 
 async def test_provider_words_with_any_character_are_stored_and_read_back(store: Store) -> None:
     """Whatever a provider says in its free text (a NUL becomes U+FFFD at the boundary,
     see providers/fields), every backend keeps it exactly: PostgreSQL too."""
-    words = "caf\u00e9 \u2603 \U0001f600 tab\there \ufffd and quote\" and back\\slash"
+    words = 'caf\u00e9 \u2603 \U0001f600 tab\there \ufffd and quote" and back\\slash'
     await store.intake(delivery(), [obs(kind="failed", error=words)])
     job = await store.get_job("pixazo", "job-1")
     assert job is not None and words == job.error
