@@ -148,6 +148,7 @@ class Settings:
         if self.notify.smtp_url:
             password = urlsplit(self.notify.smtp_url).password
             values.append(password)
+        values.append(urlsplit(self.store_url).password)  # postgresql://user:PASSWORD@host/db
         if self.notify.slack_webhook_url:
             values.append(urlsplit(self.notify.slack_webhook_url).path)
         return tuple(v for v in values if v and len(v) >= 4)
@@ -194,6 +195,11 @@ for _name in PROVIDERS:
     _SIMPLE[f"{_name}_base_url"] = (("providers", _name, "base_url"), f"{_name.upper()}_BASE_URL")
 
 _TOP_KEYS = {path[0] for path, _ in _SIMPLE.values()}
+
+
+def environment_names() -> frozenset[str]:
+    """Every environment variable jobtrail reads its settings from."""
+    return frozenset({env for _, env in _SIMPLE.values()} | {"JOBTRAIL_CONFIG"})
 
 
 def load(config: str | Path | None, environ: Mapping[str, str]) -> Settings:

@@ -118,9 +118,29 @@ def test_secrets_are_collected_for_redaction() -> None:
             "JOBTRAIL_API_TOKEN": "api-token-xxxxxxxxxx",
             "VENICE_API_KEY": "venice-key",
             "JOBTRAIL_SMTP_URL": "smtps://me:mail-pass@smtp.example.com:465",
+            "JOBTRAIL_STORE_URL": "postgresql://jobtrail:db-pass-123@db.internal:5432/jobtrail",
         },
     )
-    assert {"api-token-xxxxxxxxxx", "venice-key", "mail-pass"} <= set(settings.secrets())
+    assert {"api-token-xxxxxxxxxx", "venice-key", "mail-pass", "db-pass-123"} <= set(settings.secrets())
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://db:notaport/x", "port of a PostgreSQL URL"),
+        ("postgresql:///x", "names a host"),
+        ("mysql://db/x", "must be sqlite:///PATH or postgresql://"),
+    ],
+)
+def test_a_bad_postgresql_url_is_refused_naming_the_setting(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load(None, {"JOBTRAIL_STORE_URL": url})
+    assert "JOBTRAIL_STORE_URL" == caught.value.setting
+
+
+def test_a_postgresql_url_is_taken_as_given() -> None:
+    url = "postgresql://jobtrail@127.0.0.1:5432/jobtrail"
+    assert url == load(None, {"JOBTRAIL_STORE_URL": url}).store_url
 
 
 def test_the_cli_exits_2_naming_the_setting(
