@@ -99,6 +99,12 @@ def dump(table: str, after: Any, limit: int) -> Query:
     return f"SELECT {', '.join(names)} FROM {table} WHERE {key} > $1 ORDER BY {key} LIMIT $2", [after, limit]
 
 
+# Where the log ends, once rows were loaded with their numbers (`jobtrail store copy`).
+MOVE_TAIL = (
+    "UPDATE log_tail SET deliveries = (SELECT COALESCE(max(id), 0) FROM deliveries), "
+    "events = (SELECT COALESCE(max(seq), 0) FROM events)"
+)
+
 # The identity columns whose counters must move past rows loaded with their keys.
 IDENTITIES = {"jobs": "jid", "outbox": "id"}
 

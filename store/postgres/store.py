@@ -15,6 +15,7 @@ during its COMMIT is reported as `OutcomeUnknown`, never retried on a guess.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -111,6 +112,10 @@ class PostgresStore(Store):
                 max_size=POOL_SIZE,
                 timeout=self.connect_timeout,
                 command_timeout=60,
+                # Plan each read for what the tables hold now: a plan cached while
+                # they were small (say, a scan of `jobs`) stays until autovacuum analyzes
+                # them, and meanwhile grows with every row (bench/replicas).
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as conn:
                 await migrate(conn)
@@ -184,15 +189,13 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             committing = False
             try:
-                transaction = conn.transaction()
-                await transaction.start()
                 try:
                     written = await writes.write_batch(conn, requests, self.planner)
                 except BaseException:
-                    await transaction.rollback()
+                    await _rollback(conn)
                     raise
                 committing = True
-                await transaction.commit()
+                await conn.execute("COMMIT")
             except GONE as exc:
                 if committing:  # sent, and cut off before the answer: committed or not
                     raise OutcomeUnknown(
@@ -324,7 +327,7 @@ class PostgresStore(Store):
 
     async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
         """With COPY (keys and all: COPY writes identity columns as given), then the
-        identity counters are moved past the keys loaded."""
+        identity counters and the log's tail are moved past the keys loaded."""
         columns = rows.TABLES[table]
         records = [
             tuple(
@@ -339,6 +342,8 @@ class PostgresStore(Store):
                     await conn.copy_records_to_table(table, records=records, columns=[n for n, _ in columns])
                     if table in reads.IDENTITIES:
                         await conn.execute(reads.restart_identity(table))
+                    if table in ("deliveries", "events"):
+                        await conn.execute(reads.MOVE_TAIL)
             except GONE as exc:
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:
@@ -348,6 +353,13 @@ class PostgresStore(Store):
         if not self._committer.running:
             raise StoreClosed("the store is not open")
         await self._fetch(reads.PING)
+
+
+async def _rollback(conn: Any) -> None:
+    """End a failed transaction, if the connection is still there to say so."""
+    if not conn.is_closed() and conn.is_in_transaction():
+        with contextlib.suppress(Exception):
+            await conn.execute("ROLLBACK")
 
 
 def _describe(exc: BaseException) -> str:

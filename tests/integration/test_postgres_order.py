@@ -70,3 +70,38 @@ async def test_a_reader_of_everything_after_n_sees_every_event_of_concurrent_rep
 async def last_seq(store: PostgresStore) -> int:
     events = await store.events_after(0, 100_000)
     return events[-1].seq if events else 0
+
+
+async def test_replicas_reporting_the_same_new_jobs_at_once_lose_no_update() -> None:
+    """Each job is reported queued, processing and succeeded by three replicas at the same
+    moment: whoever comes first creates it, the others see it; it ends succeeded, each
+    report logged once."""
+    async with postgres.fresh_database() as url:
+        stores = [PostgresStore(url, EffectPlanner()) for _ in range(3)]
+        for store in stores:
+            await store.open()
+        try:
+            jobs = [f"same-{n}" for n in range(60)]
+            rand = random.Random(7)
+            stages: list[list[IntakeRequest]] = [[], [], []]
+            for job in jobs:  # each stage of each job from a replica picked at random
+                for store, kind in zip(
+                    rand.sample(range(3), 3), ("queued", "processing", "succeeded"), strict=True
+                ):
+                    stages[store].append(
+                        IntakeRequest(
+                            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job),
+                            (Observation("pixazo", job, kind),),
+                        )
+                    )
+            await asyncio.gather(
+                *(store.intake_many(batch) for store, batch in zip(stores, stages, strict=True))
+            )
+            for job in jobs:
+                found = await stores[0].get_job("pixazo", job)
+                assert found is not None and "succeeded" == found.status.value, job
+                types = sorted(e.type for e in await stores[0].job_events("pixazo", job))
+                assert ["job.processing", "job.queued", "job.succeeded"] == types, job
+        finally:
+            for store in stores:
+                await store.close()

@@ -1,9 +1,15 @@
 -- The four things jobtrail keeps (raw deliveries, the event log, jobs, the outbox), the
 -- sinks' state, and the leadership lease of the replicas.
--- Delivery ids and event sequence numbers are given by the writer, in commit order,
--- under a transaction-level advisory lock (store/postgres/writes.py): no sequence, so the
--- log has no gaps and a reader of "everything after N" never skips an event that a
--- slower transaction commits later.
+-- Delivery ids and event sequence numbers are given by the writer from `log_tail`, whose
+-- one row stays locked by the transaction that moved it until its COMMIT
+-- (store/postgres/writes.py): numbers in commit order, no gaps, so a reader of
+-- "everything after N" never skips an event that a slower transaction commits later.
+
+CREATE TABLE log_tail (
+    deliveries bigint NOT NULL,
+    events     bigint NOT NULL
+);
+INSERT INTO log_tail VALUES (0, 0);
 
 CREATE TABLE deliveries (
     id          bigint      PRIMARY KEY,
