@@ -215,16 +215,19 @@ def numbered(plan: Plan, first_seq: int, refused: Collection[int] = ()) -> list[
     return seqs
 
 
-def settle(plan: Plan, first_delivery: int, first_seq: int, refused: Collection[int] = ()) -> list[Result]:
-    """Each request's answer once the plan is committed with its deliveries numbered from
-    `first_delivery` and its events from `first_seq` (see `numbered`)."""
+def settle(
+    plan: Plan, delivery_ids: Sequence[int], first_seq: int, refused: Collection[int] = ()
+) -> list[Result]:
+    """Each request's answer once the plan is committed with `delivery_ids` for its
+    deliveries, in order (a range where they are numbered in a row), and its events
+    numbered from `first_seq` (see `numbered`)."""
     at, planned = plan.at, plan.events
     seqs = numbered(plan, first_seq, refused) if refused else None
     results: list[Result] = []
     for answer in plan.answers:
         if len(answer) == 5:
             delivery, verdict, first, end, job = answer  # an _Intake
-            delivery_id = first_delivery + delivery
+            delivery_id = delivery_ids[delivery]
             built = []
             for index in range(first, end):
                 e = planned[index]

@@ -164,7 +164,9 @@ class MemoryStore(Store):
                 raise StoreError(f"the store could not commit: {type(exc).__name__}: {exc}") from exc
             refused = {n for n, record in enumerate(plan.attempts) if not self._holds(record)}
             first_delivery, first_seq = len(self._deliveries) + 1, len(self._events) + 1
-            [result] = settle(plan, first_delivery, first_seq, refused)
+            [result] = settle(
+                plan, range(first_delivery, first_delivery + len(plan.deliveries)), first_seq, refused
+            )
             events = [result] if isinstance(result, Event) else []
             if isinstance(result, IntakeResult):
                 events = list(result.events)

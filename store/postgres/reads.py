@@ -100,13 +100,10 @@ def dump(table: str, after: Any, limit: int) -> Query:
 
 
 # Where the log ends, once rows were loaded with their numbers (`jobtrail store copy`).
-MOVE_TAIL = (
-    "UPDATE log_tail SET deliveries = (SELECT COALESCE(max(id), 0) FROM deliveries), "
-    "events = (SELECT COALESCE(max(seq), 0) FROM events)"
-)
+MOVE_TAIL = "UPDATE log_tail SET events = (SELECT COALESCE(max(seq), 0) FROM events)"
 
 # The identity columns whose counters must move past rows loaded with their keys.
-IDENTITIES = {"jobs": "jid", "outbox": "id"}
+IDENTITIES = {"deliveries": "id", "jobs": "jid", "outbox": "id"}
 
 
 def restart_identity(table: str) -> str:

@@ -5,17 +5,19 @@
     read them                      committed state, after the locks
     (plan the batch: core.intake.plan_batch, on what is committed; replicas plan at once)
     (record the attempts that still hold their lease; the others are refused)
-    write everything           one statement: move the log's tail (its row stays locked
-                               until COMMIT), insert deliveries, events, jobs, outbox work
-                               numbered from it (each an INSERT of unnest(...)); NOTIFY
+    write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...)
+    append the events              one statement: move the log's tail (its row stays
+                                   locked until COMMIT), insert the events numbered from
+                                   it, NOTIFY; skipped when there are none (duplicates)
     COMMIT
 
 The tail's row lock is what gives the log one order that readers can trust across
 replicas: the next batch cannot take numbers until this one is committed, so every event
 numbered before this batch's is visible before this batch's are, and "everything after N"
-never skips an event that commits later. Only the last statement and the COMMIT hold it.
-The job locks make planning safe: nobody changes a job between its read and its write,
-and two replicas that see a new job at once do not both create it.
+never skips an event that commits later. Only the append and the COMMIT hold it: that is
+all the replicas do one at a time. The job locks make planning safe: nobody changes a job
+between its read and its write, and two replicas that see a new job at once do not both
+create it.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ from jobtrail.store.postgres.reads import JOB_COLUMNS
 
 APPENDED, OUTBOX = "jobtrail_log", "jobtrail_outbox"  # NOTIFY channels
 
-# Every statement of this transaction looks rows up by key, whatever the tables hold, so
-# its plans are made once and kept (reads elsewhere are planned each time: see store.py).
-BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+# Every statement is planned each time it runs (store.py sets it for the connections): a
+# plan kept from when `jobs` was nearly empty looked a job up through the wrong index, or
+# by scanning the table, and cost grew with every row (138 ms a batch at 54,000 jobs,
+# bench/replicas). Planning costs less than that: about 0.3 ms a batch.
+BEGIN = "BEGIN"
 JOB_LOCKS = 0x6A6F6273  # "jobs": the first key of a job's advisory lock; the second, its hash
 JOBS = f"""
 SELECT j.* FROM unnest($1::text[], $2::text[]) AS k (provider, job_id)
@@ -65,38 +69,24 @@ INSERT INTO sinks (name, disabled_at, reason, updated_at) VALUES ($1, $2, $3, $4
 ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason,
     updated_at = excluded.updated_at
 """
-# Every table in one statement. `tail` is where the log ended, moved on by this batch's
-# deliveries ($39) and events ($40); deliveries are numbered tail.d + their position
-# (from 1), events tail.s + their number (from 1, refused attempts' events skipped by the
-# caller), and an event's delivery is tail.d + the delivery's position. The foreign keys
-# are checked at the end of the statement, when every row is in.
-WRITE = """
-WITH tail AS (
-    UPDATE log_tail SET deliveries = deliveries + $39, events = events + $40
-    RETURNING deliveries - $39 AS d, events - $40 AS s
-),
-delivered AS (
-    INSERT INTO deliveries (id, source, provider, job_id, received_at, headers, body, body_size, verdict,
-                            reason)
-    SELECT tail.d + t.n, t.source, t.provider, t.job_id, t.received_at, t.headers, t.body, t.size, t.verdict,
-           t.reason
-    FROM tail, unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::bytea[],
-                      $7::int[], $8::text[], $9::text[])
+# What needs no order: deliveries (ids from their identity column, returned in the order
+# given), jobs, outbox work.
+DELIVER = """
+WITH delivered AS (
+    INSERT INTO deliveries (source, provider, job_id, received_at, headers, body, body_size, verdict, reason)
+    SELECT source, provider, job_id, received_at, headers, body, size, verdict, reason
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::bytea[],
+                $7::int[], $8::text[], $9::text[])
         WITH ORDINALITY AS t (source, provider, job_id, received_at, headers, body, size, verdict, reason, n)
-),
-logged AS (
-    INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
-    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, $18, t.data, tail.d + t.delivery, t.fp
-    FROM tail, unnest($10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::jsonb[],
-                      $16::bigint[], $17::text[])
-        AS t (n, provider, job_id, type, source, data, delivery, fp)
+    ORDER BY n
+    RETURNING id
 ),
 projected AS (
     INSERT INTO jobs (provider, job_id, status, progress, result_urls, error, provider_status, terminals,
                       params, seen, created_at, updated_at)
-    SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::int[], $23::jsonb[], $24::text[],
-                         $25::text[], $26::jsonb[], $27::jsonb[], $28::jsonb[], $29::timestamptz[],
-                         $30::timestamptz[])
+    SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::int[], $14::jsonb[], $15::text[],
+                         $16::text[], $17::jsonb[], $18::jsonb[], $19::jsonb[], $20::timestamptz[],
+                         $21::timestamptz[])
     ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, progress = excluded.progress,
         result_urls = excluded.result_urls, error = excluded.error,
         provider_status = excluded.provider_status, terminals = excluded.terminals, params = excluded.params,
@@ -105,15 +95,26 @@ projected AS (
 queued AS (
     INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, next_attempt_at, created_at,
                         updated_at)
-    SELECT k, kind, p, j, s, pl, st, $38, $38, $38
-    FROM unnest($31::text[], $32::text[], $33::text[], $34::text[], $35::text[], $36::jsonb[], $37::text[])
+    SELECT k, kind, p, j, s, pl, st, $29, $29, $29
+    FROM unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::jsonb[], $28::text[])
         AS t (k, kind, p, j, s, pl, st)
     ON CONFLICT (key) DO NOTHING
 )
-SELECT tail.d, tail.s,
-       CASE WHEN $40 > 0 THEN pg_notify('jobtrail_log', (tail.s + $40)::text) END,
-       CASE WHEN $41 THEN pg_notify('jobtrail_outbox', '') END
-FROM tail
+SELECT COALESCE((SELECT array_agg(id ORDER BY id) FROM delivered), '{}'),
+       CASE WHEN $30 THEN pg_notify('jobtrail_outbox', '') END
+"""
+# The events, numbered from the tail (from 1, refused attempts' events left out by the
+# caller); the tail's row stays locked until COMMIT. $9: how many.
+APPEND = """
+WITH tail AS (UPDATE log_tail SET events = events + $9 RETURNING events - $9 AS s),
+logged AS (
+    INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
+    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, $8, t.data, t.delivery, t.fp
+    FROM tail, unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+                      $7::bigint[], $10::text[])
+        AS t (n, provider, job_id, type, source, data, delivery, fp)
+)
+SELECT tail.s, pg_notify('jobtrail_log', (tail.s + $9)::text) FROM tail
 """
 
 
@@ -148,22 +149,17 @@ async def write_batch(
         elif record.sink_state is not None:
             name, reason = record.sink_state
             await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
-    seqs = numbered(plan, 1, refused)  # from the tail, which the statement reads
+    seqs = numbered(plan, 1, refused)  # from the tail, which APPEND reads
     appended = sum(1 for seq in seqs if seq is not None)
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
-    last_delivery, last_seq, _, _ = await conn.fetchrow(
-        WRITE,
-        *_delivery_columns(plan),
-        *_event_columns(plan, seqs),
-        plan.at,
-        *_job_columns(plan.jobs),
-        *_outbox_columns(plan),
-        now,
-        len(plan.deliveries),
-        appended,
-        outbox,
+    delivery_ids, _ = await conn.fetchrow(
+        DELIVER, *_delivery_columns(plan), *_job_columns(plan.jobs), *_outbox_columns(plan), now, outbox
     )
-    return Written(settle(plan, last_delivery + 1, last_seq + 1, refused), appended > 0, outbox)
+    last_seq = 0
+    if appended:
+        columns = _event_columns(plan, seqs, delivery_ids)
+        last_seq, _ = await conn.fetchrow(APPEND, *columns[:7], plan.at, appended, columns[7])
+    return Written(settle(plan, delivery_ids, last_seq + 1, refused), appended > 0, outbox)
 
 
 def _hashes(keys: Sequence[JobKey]) -> list[int]:
@@ -215,9 +211,8 @@ def _delivery_columns(plan: Plan) -> list[list[Any]]:
     return _columns(values, 9)
 
 
-def _event_columns(plan: Plan, seqs: Sequence[int | None]) -> list[list[Any]]:
-    """Events numbered from 1 (refused attempts' events left out); an event's delivery by
-    its position from 1."""
+def _event_columns(plan: Plan, seqs: Sequence[int | None], delivery_ids: Sequence[int]) -> list[list[Any]]:
+    """Events numbered from 1 (refused attempts' events left out), with their delivery's id."""
     values = [
         (
             seq,
@@ -226,7 +221,7 @@ def _event_columns(plan: Plan, seqs: Sequence[int | None]) -> list[list[Any]]:
             e.type,
             e.source,
             rows.dumps(e.data),
-            None if e.delivery is None else e.delivery + 1,
+            None if e.delivery is None else delivery_ids[e.delivery],
             e.fingerprint,
         )
         for seq, e in zip(seqs, plan.events, strict=True)

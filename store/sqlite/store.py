@@ -248,7 +248,12 @@ class SQLiteStore(Store):
         self._tails.pop(id(plan.jobs), None)
         self._heard(appended=bool(plan.events), outbox=bool(plan.outbox or plan.attempts))
         results: list[sql.Answer] = list(
-            settle(plan, written.first_delivery, written.first_seq, written.refused)
+            settle(
+                plan,
+                range(written.first_delivery, written.first_delivery + len(plan.deliveries)),
+                written.first_seq,
+                written.refused,
+            )
         )
         if not written.rows:
             return results

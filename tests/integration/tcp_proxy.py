@@ -1,9 +1,11 @@
 """A TCP proxy on loopback for fault injection between jobtrail and a real server.
 
 `down()` closes every connection and refuses new ones (a server stopped or restarting),
-`up()` takes them again. `drop_at_commit()` arms one fault: the next client message
-holding `COMMIT` is passed on, and the connection is closed before the server's answer
-comes back (a transaction committed whose client never heard it).
+`up()` takes them again. `stall()` keeps every connection open and passes nothing (a
+hung server, a network that drops packets) until `up()`. `drop_at_commit()` arms one
+fault: the next client message holding `COMMIT` is passed on, and the connection is
+closed before the server's answer comes back (a transaction committed whose client never
+heard it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._refusing = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._drop_at_commit = False
         self.dropped_at_commit = 0
 
@@ -40,6 +44,10 @@ class Proxy:
 
     def up(self) -> None:
         self._refusing = False
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
 
     def drop_at_commit(self) -> None:
         self._drop_at_commit = True
@@ -58,6 +66,7 @@ class Proxy:
 
         async def upstream() -> None:
             while data := await client_reader.read(65536):
+                await self._flowing.wait()
                 server_writer.write(data)
                 await server_writer.drain()
                 if self._drop_at_commit and b"COMMIT" in data:
@@ -66,6 +75,7 @@ class Proxy:
 
         async def downstream() -> None:
             while data := await server_reader.read(65536):
+                await self._flowing.wait()
                 if committed.is_set():  # the answer to COMMIT: never delivered
                     self.dropped_at_commit += 1
                     return

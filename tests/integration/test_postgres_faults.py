@@ -101,6 +101,24 @@ async def test_a_database_that_is_down_answers_unavailable_in_seconds_and_is_fou
     assert {"j1": 1, "j2": 1} == await rig.events()
 
 
+async def test_a_database_that_hangs_is_a_503_within_the_write_timeout_and_loses_nothing(rig: Rig) -> None:
+    """A server that takes connections and answers nothing: the caller hears within the
+    write timeout (5 s), not after the driver's 60 s; what it sent lands at most once."""
+    store = await rig.open()
+    await store.intake(delivery("j1"), [processing("j1")])
+    rig.proxy.stall()
+    async with asyncio.timeout(15):  # a guard: the store's own timeout must answer first
+        with pytest.raises(StoreUnavailable, match="no commit within 5 s"):
+            await store.intake(delivery("j2"), [processing("j2")])
+    rig.proxy.up()
+    await store.intake(delivery("j2"), [processing("j2")])  # the retry
+
+    async def both() -> bool:
+        return {"j1": 1, "j2": 1} == await rig.events()
+
+    await eventually(both)
+
+
 async def test_a_commit_whose_answer_is_lost_is_an_unknown_outcome_and_its_retry_a_duplicate(
     rig: Rig,
 ) -> None:
