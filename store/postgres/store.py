@@ -24,21 +24,20 @@ from typing import Any
 import asyncpg
 import structlog
 
-from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Refused, Result
-from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Result
+from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
 from jobtrail.store.base import (
     Claim,
-    LeaseLost,
     OutcomeUnknown,
     Page,
-    Store,
     StoreClosed,
     StoredDelivery,
     StoreError,
     StoreUnavailable,
 )
 from jobtrail.store.batching import GroupCommitter
+from jobtrail.store.committed import GroupCommitted
 from jobtrail.store.postgres import reads, writes
 from jobtrail.store.postgres.listen import Notifications
 from jobtrail.store.postgres.schema import migrate
@@ -91,7 +90,7 @@ RETURNING owner
 RESIGN = "DELETE FROM leaders WHERE name = $1 AND owner = $2"
 
 
-class PostgresStore(Store):
+class PostgresStore(GroupCommitted):
     kind = "postgres"
 
     def __init__(self, dsn: str, planner: Planner, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
@@ -154,36 +153,16 @@ class PostgresStore(Store):
             await pool.release(conn)
 
     async def _fetch(self, query: str, *params: Any) -> list[Any]:
+        """One statement on a pooled connection, in a transaction of its own; its rows."""
         async with self._connection() as conn:
             try:
                 return list(await conn.fetch(query, *params))
             except GONE as exc:
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:
-                raise StoreError(f"PostgreSQL read failed: {exc}") from exc
+                raise StoreError(f"PostgreSQL failed: {exc}") from exc
 
     # -- writes ------------------------------------------------------------------------
-
-    async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
-        request = IntakeRequest(delivery, tuple(observations))
-        result = await self._committer.submit(request, len(delivery.body))
-        assert isinstance(result, IntakeResult)
-        return result
-
-    async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
-        weight = sum(len(request.delivery.body) for request in requests)
-        results = await self._committer.submit_many(requests, weight)
-        return [r for r in results if isinstance(r, IntakeResult)]
-
-    async def reject(self, delivery: Delivery, reason: str) -> int:
-        return (await self.intake_many([IntakeRequest(delivery, rejection=reason)]))[0].delivery_id
-
-    async def record_attempt(self, record: AttemptRecord) -> Event | None:
-        result = await self._committer.submit(record)
-        if isinstance(result, Refused):
-            raise LeaseLost(result)
-        assert result is None or isinstance(result, Event)
-        return result
 
     async def _prepare(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Any:
         return requests  # planned inside the transaction, under the log's lock
@@ -214,7 +193,7 @@ class PostgresStore(Store):
         """Nothing is planned ahead of a transaction here: nothing to forget."""
 
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
-        found = await self._write(
+        found = await self._fetch(
             CLAIM,
             claim.kind,
             claim.now,
@@ -232,29 +211,19 @@ class PostgresStore(Store):
     async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
         if not entry_ids:
             return []
-        return [row[0] for row in await self._write(RENEW, until, owner, list(entry_ids))]
+        return [row[0] for row in await self._fetch(RENEW, until, owner, list(entry_ids))]
 
     async def release(self, owner: str) -> int:
-        released = len(await self._write(RELEASE, owner))
+        released = len(await self._fetch(RELEASE, owner))
         if released:
-            await self._write("SELECT pg_notify($1, '')", writes.OUTBOX)
+            await self._fetch("SELECT pg_notify($1, '')", writes.OUTBOX)
         return released
 
-    async def _write(self, query: str, *params: Any) -> list[Any]:
-        """One statement in a transaction of its own (no part of the log)."""
-        async with self._connection() as conn:
-            try:
-                return list(await conn.fetch(query, *params))
-            except GONE as exc:
-                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
-            except asyncpg.PostgresError as exc:
-                raise StoreError(f"PostgreSQL write failed: {exc}") from exc
-
     async def lead(self, name: str, owner: str, ttl: float) -> bool:
-        return bool(await self._write(LEAD, name, owner, float(ttl)))
+        return bool(await self._fetch(LEAD, name, owner, float(ttl)))
 
     async def resign(self, name: str, owner: str) -> None:
-        await self._write(RESIGN, name, owner)
+        await self._fetch(RESIGN, name, owner)
 
     # -- reads -------------------------------------------------------------------------
 

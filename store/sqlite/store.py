@@ -26,21 +26,20 @@ from typing import Any, cast
 import aiosqlite
 import structlog
 
-from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused, plan_batch, settle
-from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, plan_batch, settle
+from jobtrail.core.model import Event, Job, OutboxEntry, utcnow
 from jobtrail.store import rows
 from jobtrail.store.base import (
     Claim,
-    LeaseLost,
     OutcomeUnknown,
     Page,
-    Store,
     StoreClosed,
     StoredDelivery,
     StoreError,
     StoreUnavailable,
 )
 from jobtrail.store.batching import GroupCommitter, PlanAgain
+from jobtrail.store.committed import GroupCommitted
 from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
 from jobtrail.store.sqlite.known import KnownJobs
@@ -58,7 +57,7 @@ IN_FLIGHT = 2
 log = structlog.get_logger(__name__)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(GroupCommitted):
     kind = "sqlite"
 
     def __init__(self, path: str | Path, planner: Planner, *, synchronous: str = "full") -> None:
@@ -141,20 +140,6 @@ class SQLiteStore(Store):
 
     # -- writes ------------------------------------------------------------------------
 
-    async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
-        request = IntakeRequest(delivery, tuple(observations))
-        result = await self._committer.submit(request, len(delivery.body))
-        assert isinstance(result, IntakeResult)
-        return result
-
-    async def intake_many(self, requests: Sequence[IntakeRequest]) -> list[IntakeResult]:
-        weight = sum(len(request.delivery.body) for request in requests)
-        results = await self._committer.submit_many(requests, weight)
-        return [r for r in results if isinstance(r, IntakeResult)]
-
-    async def reject(self, delivery: Delivery, reason: str) -> int:
-        return (await self.intake_many([IntakeRequest(delivery, rejection=reason)]))[0].delivery_id
-
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
         return cast("list[OutboxEntry]", await self._committer.submit(claim))
 
@@ -168,13 +153,6 @@ class SQLiteStore(Store):
 
     async def release(self, owner: str) -> int:
         return len(cast("list[int]", await self._committer.submit(sql.Release(owner))))
-
-    async def record_attempt(self, record: AttemptRecord) -> Event | None:
-        result = await self._committer.submit(record)
-        if isinstance(result, Refused):
-            raise LeaseLost(result)
-        assert result is None or isinstance(result, Event)
-        return result
 
     async def _prepare(self, requests: Sequence[sql.Write]) -> sql.Prepared:
         """Plan a batch on top of what is committed plus the batches in flight (`_tails`).
