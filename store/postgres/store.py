@@ -2,15 +2,17 @@
 
 Writes to the log (intakes and attempt records) go through the same group committer as
 SQLite (store/batching.py): concurrent requests share one transaction, each answered
-only after its commit (store/postgres/writes.py). Up to two transactions per replica are
-under way; every replica's take turns on the log's advisory lock, which gives the log
-one order. Outbox claims lease with `FOR UPDATE SKIP LOCKED`, so replicas never take the
-same item; leases, renewals and releases are by owner. Other replicas' writes wake this
-one's waiters through LISTEN/NOTIFY (store/postgres/listen.py).
+only after its commit (store/postgres/writes.py). Up to four transactions per replica
+are under way; they lock only the jobs they touch, and take turns only to number their
+events, which gives the log one order. Outbox claims lease with `FOR UPDATE SKIP
+LOCKED`, so replicas never take the same item; leases, renewals and releases are by
+owner. Other replicas' writes wake this one's waiters through LISTEN/NOTIFY
+(store/postgres/listen.py).
 
 A database that is down or restarting: every call fails within `connect_timeout` seconds
-with `StoreUnavailable` (a 503), the pool connects again by itself, and a write cut off
-during its COMMIT is reported as `OutcomeUnknown`, never retried on a guess.
+with `StoreUnavailable` (a 503), a write that hangs is answered so after
+`WRITE_TIMEOUT`, the pool connects again by itself, and a write cut off during its
+COMMIT is reported as `OutcomeUnknown`, never retried on a guess.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ class PostgresStore(GroupCommitted):
     # -- writes ------------------------------------------------------------------------
 
     async def _prepare(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Any:
-        return requests  # planned inside the transaction, under the log's lock
+        return requests  # planned inside the transaction, once its jobs are locked
 
     async def _finish(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Sequence[Result]:
         async with self._connection() as conn:
