@@ -29,7 +29,7 @@ from jobtrail.core.model import OutboxEntry, utcnow
 from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
 from jobtrail.runtime.health import Component, State
 from jobtrail.runtime.identity import new_owner
-from jobtrail.store.base import Claim, LeaseLost, Store, StoreError
+from jobtrail.store.base import Claim, LeaseLost, Store, StoreError, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -76,8 +76,14 @@ class Worker:
             while True:
                 self._wake.clear()
                 changes = self.store.outbox_changes
-                for pool in self.pools:
-                    await self._fill(pool)
+                try:
+                    for pool in self.pools:
+                        await self._fill(pool)
+                except StoreUnavailable as exc:  # the store is down or restarting: wait, go on
+                    self._unavailable(exc)
+                else:
+                    if self.component.state is not State.RUNNING:
+                        self.component.set(State.RUNNING)
                 await self._idle(changes)
         finally:
             tasks = [renewing, *(task for running in self._running.values() for task in running.values())]
@@ -85,6 +91,12 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._release()
+
+    def _unavailable(self, exc: StoreUnavailable) -> None:
+        until = utcnow() + timedelta(seconds=self.idle)
+        if self.component.state is not State.BACKING_OFF:
+            log.warning("dispatch_store_unavailable", error=str(exc))
+        self.component.set(State.BACKING_OFF, f"the store is unavailable: {exc}", until)
 
     async def _release(self) -> None:
         """Free this worker's leases, so its unfinished work runs again at once elsewhere

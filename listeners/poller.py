@@ -35,7 +35,7 @@ from jobtrail.providers.polling import PollSpec
 from jobtrail.providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
 from jobtrail.runtime import files, http
 from jobtrail.runtime.health import Component, State
-from jobtrail.store.base import Store, StoreError
+from jobtrail.store.base import Store, StoreError, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -95,7 +95,14 @@ class Poller:
         try:
             while True:
                 if self._clock() >= self._reload_at:
-                    await self._reload()
+                    try:
+                        await self._reload()
+                    except StoreUnavailable as exc:  # the store is down or restarting: wait, go on
+                        self._reload_at = self._clock() + self._refresh
+                        self.component.set(State.BACKING_OFF, f"the store is unavailable: {exc}")
+                    else:
+                        if self.component.state is State.BACKING_OFF and self._clock() >= self._paused_until:
+                            self.component.set(State.RUNNING)
                 wait = self._launch(self._clock())
                 self._wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel

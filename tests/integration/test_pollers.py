@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from jobtrail.core.model import Delivery, Job, Observation, Status, utcnow
 from jobtrail.core.settings import Settings
@@ -18,7 +19,7 @@ from jobtrail.receiver.app import create_app
 from jobtrail.receiver.serve import store_for
 from jobtrail.runtime import supervise
 from jobtrail.runtime.health import Health, State
-from jobtrail.store.base import Store
+from jobtrail.store.base import Store, StoreUnavailable
 from tests.integration.fake_providers import KEY, Answer, FakeProviders, keep_alive_forever, sse
 
 FAST = {
@@ -517,3 +518,34 @@ async def test_a_venice_answer_larger_than_the_download_limit_is_not_kept(world:
     assert [] == (list(folder.iterdir()) if folder.exists() else [])
     assert [] == world.fake.completed, "Venice is not told to delete a result we do not have"
     assert world.health.snapshot()["venice.poller"]["counts"]["unavailable"] >= 2
+
+
+class _UnavailableAtFirst:
+    """The store, but its first two reads of open jobs fail as a database that restarts."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.failures = store, 2
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("cannot reach PostgreSQL: ConnectionRefusedError")
+        return await self._store.open_jobs(provider, limit)
+
+
+async def test_a_store_that_is_unavailable_at_first_holds_the_poller_back_without_a_crash(
+    world: World,
+) -> None:
+    store = await world.start(("pixazo",))
+    await world.track(store, "pixazo", "j1")
+    world.fake.script("pixazo", "j1", DONE["pixazo"])
+    flaky = _UnavailableAtFirst(store)
+    with capture_logs() as logs:
+        async with run.running(world.settings, flaky, world.health):  # type: ignore[arg-type]
+            await until(terminal(store, "pixazo", "j1"))
+    assert 0 == flaky.failures
+    assert [] == [e["event"] for e in logs if e["event"] == "listener_crashed"]
+    assert State.RUNNING == world.health.component("pixazo.poller", "poller").state

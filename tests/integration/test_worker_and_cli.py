@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.model import Delivery, Observation, OutboxEntry, utcnow
@@ -15,7 +16,7 @@ from jobtrail.dispatch.worker import Pool, Worker
 from jobtrail.receiver.cli import main
 from jobtrail.runtime.health import Component
 from jobtrail.store import open_store
-from jobtrail.store.base import Claim, Store
+from jobtrail.store.base import Claim, Store, StoreUnavailable
 
 SECRET = "sk-live-very-secret-0123456789"
 
@@ -112,4 +113,52 @@ async def test_a_cancel_landing_at_any_point_of_the_idle_wait_stops_the_worker()
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=2)
         assert {task} == done, f"the worker ignored a cancel {turns} turns after waking"
+    await store.close()
+
+
+class Unavailable:
+    """The store, except that its first `times` checks for due work fail as a database
+    that is restarting does."""
+
+    def __init__(self, store: Store, times: int) -> None:
+        self._store, self.times = store, times
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def has_due(self, claim: Claim) -> bool:
+        if self.times:
+            self.times -= 1
+            raise StoreUnavailable("cannot reach PostgreSQL: ConnectionRefusedError")
+        return await self._store.has_due(claim)
+
+
+async def test_a_store_that_is_unavailable_holds_the_worker_back_without_stopping_it() -> None:
+    store = open_store("memory://", EffectPlanner(("webhook",)))
+    await store.open()
+    await failed_job(store, "p1")
+    sent: list[str] = []
+
+    async def send(entry: OutboxEntry) -> Outcome:
+        sent.append(entry.item.key)
+        return Outcome(True)
+
+    component = Component("dispatch", "worker")
+    states: list[str] = []
+    worker = Worker(
+        Unavailable(store, 3), [Pool("notify", 1, 60, send)], RetrySchedule(), component, idle=0.05
+    )  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        task = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(30):  # a guard against a hang
+                while not sent:
+                    states.append(component.state.value)
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert "backing_off" in states and "running" == component.state.value
+    assert ["notify:webhook:pixazo:p1:failed"] == sent
+    assert [] == [e for e in logs if e["log_level"] == "error"], "no crash, no traceback"
     await store.close()
