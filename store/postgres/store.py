@@ -27,14 +27,12 @@ import asyncpg
 import structlog
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Result
-from jobtrail.core.model import Event, Job, OutboxEntry
+from jobtrail.core.model import OutboxEntry
 from jobtrail.store import rows
 from jobtrail.store.base import (
     Claim,
     OutcomeUnknown,
-    Page,
     StoreClosed,
-    StoredDelivery,
     StoreError,
     StoreUnavailable,
 )
@@ -43,6 +41,7 @@ from jobtrail.store.committed import GroupCommitted
 from jobtrail.store.postgres import reads, writes
 from jobtrail.store.postgres.listen import Notifications
 from jobtrail.store.postgres.schema import migrate
+from jobtrail.store.sql_reads import SQLReads
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +91,8 @@ RETURNING owner
 RESIGN = "DELETE FROM leaders WHERE name = $1 AND owner = $2"
 
 
-class PostgresStore(GroupCommitted):
+class PostgresStore(GroupCommitted, SQLReads):
+    queries = reads
     kind = "postgres"
 
     def __init__(self, dsn: str, planner: Planner, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
@@ -154,7 +154,7 @@ class PostgresStore(GroupCommitted):
         finally:
             await pool.release(conn)
 
-    async def _fetch(self, query: str, *params: Any) -> list[Any]:
+    async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement on a pooled connection, in a transaction of its own; its rows."""
         async with self._connection() as conn:
             try:
@@ -195,8 +195,7 @@ class PostgresStore(GroupCommitted):
         """Nothing is planned ahead of a transaction here: nothing to forget."""
 
     async def claim(self, claim: Claim) -> list[OutboxEntry]:
-        found = await self._fetch(
-            CLAIM,
+        params = (
             claim.kind,
             claim.now,
             claim.wait_for_downloads,
@@ -204,100 +203,33 @@ class PostgresStore(GroupCommitted):
             claim.lease_until,
             claim.owner,
         )
+        found = await self._fetch(CLAIM, params)
         entries = [rows.outbox_from(row) for row in found]
         return sorted(entries, key=lambda e: (e.next_attempt_at, e.id))
 
     async def has_due(self, claim: Claim) -> bool:
-        return bool(await self._fetch(_DUE, claim.kind, claim.now, claim.wait_for_downloads, 1))
+        return bool(await self._fetch(_DUE, (claim.kind, claim.now, claim.wait_for_downloads, 1)))
 
     async def renew(self, owner: str, entry_ids: Collection[int], until: datetime) -> list[int]:
         if not entry_ids:
             return []
-        return [row[0] for row in await self._fetch(RENEW, until, owner, list(entry_ids))]
+        return [row[0] for row in await self._fetch(RENEW, (until, owner, list(entry_ids)))]
 
     async def release(self, owner: str) -> int:
-        released = len(await self._fetch(RELEASE, owner))
+        released = len(await self._fetch(RELEASE, (owner,)))
         if released:
-            await self._fetch("SELECT pg_notify($1, '')", writes.OUTBOX)
+            await self._fetch("SELECT pg_notify($1, '')", (writes.OUTBOX,))
         return released
 
     async def lead(self, name: str, owner: str, ttl: float) -> bool:
-        return bool(await self._fetch(LEAD, name, owner, float(ttl)))
+        return bool(await self._fetch(LEAD, (name, owner, float(ttl))))
 
     async def resign(self, name: str, owner: str) -> None:
-        await self._fetch(RESIGN, name, owner)
+        await self._fetch(RESIGN, (name, owner))
 
     # -- reads -------------------------------------------------------------------------
 
-    async def get_job(self, provider: str, job_id: str) -> Job | None:
-        found = await self._fetch(reads.JOB, provider, job_id)
-        return rows.job_from(found[0]) if found else None
-
-    async def list_jobs(
-        self,
-        *,
-        provider: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        before = rows.decode_cursor(cursor) if cursor is not None else None
-        query, params = reads.jobs_page(provider, status, before, limit + 1)
-        found = await self._fetch(query, *params)
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
-        return Page([rows.job_from(row) for row in found], next_cursor)
-
-    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
-        return [rows.job_from(row) for row in await self._fetch(reads.OPEN_JOBS, provider, limit)]
-
-    async def job_events(
-        self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
-    ) -> list[Event]:
-        found = await self._fetch(reads.JOB_EVENTS, provider, job_id, after, limit)
-        return [rows.event_from(row) for row in found]
-
-    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        return [rows.event_from(row) for row in await self._fetch(reads.EVENTS_AFTER, seq, limit)]
-
-    async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
-        return [rows.outbox_from(row) for row in await self._fetch(reads.JOB_OUTBOX, provider, job_id)]
-
-    async def outbox(
-        self,
-        *,
-        status: str | None = None,
-        sink: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 1000,
-        after: int = 0,
-    ) -> list[OutboxEntry]:
-        query, params = reads.outbox_page(status, sink, since, until, after, limit)
-        return [rows.outbox_from(row) for row in await self._fetch(query, *params)]
-
-    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
-        found = await self._fetch(reads.OUTBOX_ENTRY, entry_id)
-        return rows.outbox_from(found[0]) if found else None
-
-    async def disabled_sinks(self) -> dict[str, str]:
-        return {name: reason or "" for name, reason in await self._fetch(reads.DISABLED_SINKS)}
-
-    async def deliveries(
-        self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
-    ) -> list[StoredDelivery]:
-        query, params = reads.deliveries_page(provider, job_id, limit)
-        return [rows.delivery_from(row) for row in await self._fetch(query, *params)]
-
     # -- a whole log, as rows (jobtrail store copy) -------------------------------------
-
-    async def count(self, table: str) -> int:
-        return int((await self._fetch(reads.count(table)))[0][0])
-
-    async def dump(self, table: str, after: Any, limit: int) -> list[tuple[Any, ...]]:
-        query, params = reads.dump(table, after, limit)
-        return [rows.neutral(table, row) for row in await self._fetch(query, *params)]
 
     async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
         """With COPY (keys and all: COPY writes identity columns as given), then the

@@ -27,19 +27,18 @@ import aiosqlite
 import structlog
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, plan_batch, settle
-from jobtrail.core.model import Event, Job, OutboxEntry, utcnow
+from jobtrail.core.model import Job, OutboxEntry, utcnow
 from jobtrail.store import rows
 from jobtrail.store.base import (
     Claim,
     OutcomeUnknown,
-    Page,
     StoreClosed,
-    StoredDelivery,
     StoreError,
     StoreUnavailable,
 )
 from jobtrail.store.batching import GroupCommitter, PlanAgain
 from jobtrail.store.committed import GroupCommitted
+from jobtrail.store.sql_reads import SQLReads
 from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
 from jobtrail.store.sqlite.known import KnownJobs
@@ -57,7 +56,8 @@ IN_FLIGHT = 2
 log = structlog.get_logger(__name__)
 
 
-class SQLiteStore(GroupCommitted):
+class SQLiteStore(GroupCommitted, SQLReads):
+    queries = reads
     kind = "sqlite"
 
     def __init__(self, path: str | Path, planner: Planner, *, synchronous: str = "full") -> None:
@@ -269,73 +269,7 @@ class SQLiteStore(GroupCommitted):
         except aiosqlite.Error as exc:
             raise StoreError(f"SQLite read failed: {exc}") from exc
 
-    async def get_job(self, provider: str, job_id: str) -> Job | None:
-        found = await self._fetch(reads.JOB, (provider, job_id))
-        return rows.job_from(found[0]) if found else None
-
-    async def list_jobs(
-        self,
-        *,
-        provider: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        before = rows.decode_cursor(cursor) if cursor is not None else None
-        found = await self._fetch(*reads.jobs_page(provider, status, before, limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
-        next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
-        return Page([rows.job_from(row) for row in found], next_cursor)
-
-    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
-        return [rows.job_from(row) for row in await self._fetch(reads.OPEN_JOBS, (provider, limit))]
-
-    async def job_events(
-        self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
-    ) -> list[Event]:
-        found = await self._fetch(reads.JOB_EVENTS, (provider, job_id, after, limit))
-        return [rows.event_from(row) for row in found]
-
-    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        return [rows.event_from(row) for row in await self._fetch(reads.EVENTS_AFTER, (seq, limit))]
-
-    async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
-        return [rows.outbox_from(row) for row in await self._fetch(reads.JOB_OUTBOX, (provider, job_id))]
-
-    async def outbox(
-        self,
-        *,
-        status: str | None = None,
-        sink: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 1000,
-        after: int = 0,
-    ) -> list[OutboxEntry]:
-        found = await self._fetch(*reads.outbox_page(status, sink, since, until, after, limit))
-        return [rows.outbox_from(row) for row in found]
-
-    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
-        found = await self._fetch(reads.OUTBOX_ENTRY, (entry_id,))
-        return rows.outbox_from(found[0]) if found else None
-
-    async def disabled_sinks(self) -> dict[str, str]:
-        return {name: reason or "" for name, reason in await self._fetch(reads.DISABLED_SINKS)}
-
-    async def deliveries(
-        self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
-    ) -> list[StoredDelivery]:
-        found = await self._fetch(*reads.deliveries_page(provider, job_id, limit))
-        return [rows.delivery_from(row) for row in found]
-
     # -- a whole log, as rows (jobtrail store copy) -------------------------------------
-
-    async def count(self, table: str) -> int:
-        return int((await self._fetch(reads.count(table)))[0][0])
-
-    async def dump(self, table: str, after: Any, limit: int) -> list[tuple[Any, ...]]:
-        return [rows.neutral(table, row) for row in await self._fetch(*reads.dump(table, after, limit))]
 
     async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
         """On a connection of its own, in one transaction. To this store's writer process

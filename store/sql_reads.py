@@ -1,0 +1,91 @@
+"""The port's reads for the SQL backends (SQLite, PostgreSQL): one implementation over
+the queries each dialect's `reads` module names alike (`JOB`, `jobs_page`, ...), run by
+the backend's `_fetch`."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jobtrail.core.model import Event, Job, OutboxEntry
+from jobtrail.store import rows
+from jobtrail.store.base import Page, Store, StoredDelivery
+
+
+class SQLReads(Store):
+    queries: Any  # the dialect's reads module (store/sqlite/reads.py, store/postgres/reads.py)
+
+    @abc.abstractmethod
+    async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one statement; `StoreError` (`StoreUnavailable`) when it fails."""
+
+    async def get_job(self, provider: str, job_id: str) -> Job | None:
+        found = await self._fetch(self.queries.JOB, (provider, job_id))
+        return rows.job_from(found[0]) if found else None
+
+    async def list_jobs(
+        self,
+        *,
+        provider: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        before = rows.decode_cursor(cursor) if cursor is not None else None
+        found = await self._fetch(*self.queries.jobs_page(provider, status, before, limit + 1))
+        more = len(found) > limit
+        found = found[:limit]
+        next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
+        return Page([rows.job_from(row) for row in found], next_cursor)
+
+    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+        return [rows.job_from(row) for row in await self._fetch(self.queries.OPEN_JOBS, (provider, limit))]
+
+    async def job_events(
+        self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        found = await self._fetch(self.queries.JOB_EVENTS, (provider, job_id, after, limit))
+        return [rows.event_from(row) for row in found]
+
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        return [rows.event_from(row) for row in await self._fetch(self.queries.EVENTS_AFTER, (seq, limit))]
+
+    async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
+        found = await self._fetch(self.queries.JOB_OUTBOX, (provider, job_id))
+        return [rows.outbox_from(row) for row in found]
+
+    async def outbox(
+        self,
+        *,
+        status: str | None = None,
+        sink: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        after: int = 0,
+    ) -> list[OutboxEntry]:
+        found = await self._fetch(*self.queries.outbox_page(status, sink, since, until, after, limit))
+        return [rows.outbox_from(row) for row in found]
+
+    async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        found = await self._fetch(self.queries.OUTBOX_ENTRY, (entry_id,))
+        return rows.outbox_from(found[0]) if found else None
+
+    async def disabled_sinks(self) -> dict[str, str]:
+        return {name: reason or "" for name, reason in await self._fetch(self.queries.DISABLED_SINKS)}
+
+    async def deliveries(
+        self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
+    ) -> list[StoredDelivery]:
+        found = await self._fetch(*self.queries.deliveries_page(provider, job_id, limit))
+        return [rows.delivery_from(row) for row in found]
+
+    async def count(self, table: str) -> int:
+        return int((await self._fetch(self.queries.count(table)))[0][0])
+
+    async def dump(self, table: str, after: Any, limit: int) -> list[tuple[Any, ...]]:
+        return [
+            rows.neutral(table, row) for row in await self._fetch(*self.queries.dump(table, after, limit))
+        ]
