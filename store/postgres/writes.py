@@ -132,9 +132,7 @@ async def write_batch(
     keys = sorted(
         {(o.provider, o.job_id) for r in requests if type(r) is IntakeRequest for o in r.observations}
     )
-    await conn.execute(
-        BEGIN + "".join(f"; SELECT pg_advisory_xact_lock({JOB_LOCKS}, {h})" for h in _hashes(keys))
-    )
+    await conn.execute(_begin(keys))
     jobs: dict[JobKey, Job] = {}
     if keys:
         for row in await conn.fetch(JOBS, [p for p, _ in keys], [j for _, j in keys]):
@@ -160,6 +158,15 @@ async def write_batch(
         columns = _event_columns(plan, seqs, delivery_ids)
         last_seq, _ = await conn.fetchrow(APPEND, *columns[:7], plan.at, appended, columns[7])
     return Written(settle(plan, delivery_ids, last_seq + 1, refused), appended > 0, outbox)
+
+
+def _begin(keys: Sequence[JobKey]) -> str:
+    """BEGIN, and the jobs' locks in one statement (numbers only: safe to write inline;
+    unnest yields them in the array's order, so every transaction locks in one order)."""
+    if not keys:
+        return BEGIN
+    numbers = ",".join(map(str, _hashes(keys)))
+    return f"{BEGIN}; SELECT pg_advisory_xact_lock({JOB_LOCKS}, h) FROM unnest('{{{numbers}}}'::int[]) AS h"
 
 
 def _hashes(keys: Sequence[JobKey]) -> list[int]:
