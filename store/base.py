@@ -149,9 +149,19 @@ class Store(abc.ABC):
         if outbox:
             self._outbox_changed.fire()
 
-    async def wait_for_append(self, seconds: float) -> bool:
+    @property
+    def appends(self) -> int:
+        """How often appends were heard, as `wait_for_append` counts them: read it before
+        a query, and a wait after the query returns at once if it moved on meanwhile."""
+        return self._appended.fired
+
+    async def wait_for_append(self, seconds: float, since: int | None = None) -> bool:
         """Wait until events are appended, or `seconds` pass; True if woken. Every append
-        this process makes wakes it; another process's, where the backend hears of it."""
+        this process makes wakes it; another process's, where the backend hears of it.
+        `since`: `appends` as read before the caller last looked; if it moved on since,
+        True at once (an append that landed between the look and the wait is not missed)."""
+        if since is not None and self._appended.fired != since:
+            return True
         return await self._appended.wait(seconds)
 
     @property
@@ -276,6 +286,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         """All events with a sequence number above `seq`, in order."""
+
+    @abc.abstractmethod
+    async def last_seq(self) -> int:
+        """The highest sequence number in the log, 0 when it is empty. Every event up to it
+        is committed and visible: a reader that starts after it misses nothing."""
 
     @abc.abstractmethod
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:

@@ -241,6 +241,9 @@ class MemoryStore(Store):
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         return self._events[seq : seq + limit]
 
+    async def last_seq(self) -> int:
+        return len(self._events)
+
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         return [e for e in self._outbox.values() if e.item.provider == provider and e.item.job_id == job_id]
 

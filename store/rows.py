@@ -6,6 +6,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -223,14 +224,19 @@ def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"j{position}".encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"j([0-9]{1,18})")
+
+
 def decode_cursor(cursor: str) -> int:
+    """The position a cursor from `encode_cursor` holds; anything else is `BadCursor`
+    (a number too large for a database integer included)."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("j"):
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadCursor("cursor is not one this API handed out") from exc
+        match = _CURSOR.fullmatch(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        match = None
+    if match is None:
+        raise BadCursor("cursor is not one this API handed out")
+    return int(match.group(1))
 
 
 def _time(value: Any) -> datetime:

@@ -52,6 +52,10 @@ class SQLReads(Store):
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         return [rows.event_from(row) for row in await self._fetch(self.queries.EVENTS_AFTER, (seq, limit))]
 
+    async def last_seq(self) -> int:
+        found = await self._fetch(self.queries.LAST_SEQ)
+        return int(found[0][0])
+
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         found = await self._fetch(self.queries.JOB_OUTBOX, (provider, job_id))
         return [rows.outbox_from(row) for row in found]

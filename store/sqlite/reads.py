@@ -22,6 +22,7 @@ JOB_EVENTS = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE provider = ? AND job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
 EVENTS_AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events"
 JOB_OUTBOX = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? ORDER BY id"
 OUTBOX_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?"
 DISABLED_SINKS = "SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 from pathlib import Path
 
@@ -97,6 +98,22 @@ async def test_events_after_resumes_from_a_sequence_number(store: Store) -> None
     assert [2, 3] == [e.seq for e in await store.events_after(1, limit=2)]
 
 
+async def test_last_seq_is_the_end_of_the_log(store: Store) -> None:
+    assert 0 == await store.last_seq()
+    for i in range(3):
+        await store.intake(delivery(f"j{i}"), [obs(f"j{i}")])
+    assert 3 == await store.last_seq()
+    assert [] == await store.events_after(await store.last_seq())
+
+
+async def test_an_append_between_a_look_and_a_wait_is_not_missed(store: Store) -> None:
+    seen = store.appends
+    assert [] == await store.events_after(0)
+    await store.intake(delivery("j1"), [obs("j1")])  # lands after the look, before the wait
+    assert await asyncio.wait_for(store.wait_for_append(30, since=seen), 1)
+    assert not await store.wait_for_append(0.05, since=store.appends)
+
+
 async def test_list_jobs_filters_and_paginates_newest_first(store: Store) -> None:
     for i in range(7):
         kind = "succeeded" if i % 2 else "processing"
@@ -120,7 +137,24 @@ async def test_a_job_updated_later_keeps_its_place_in_the_listing(store: Store) 
     assert ["j2", "j1", "j0"] == [j.id for j in (await store.list_jobs()).jobs]
 
 
-@pytest.mark.parametrize("cursor", ["nope", "", "ag", "!!!"])
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "nope",
+        "",
+        "ag",
+        "!!!",
+        "\udcff",
+        _cursor("j" + "9" * 40),
+        _cursor("j\u00b2"),
+        _cursor("j-1"),
+        _cursor("j 1"),
+    ],
+)
 async def test_a_foreign_cursor_is_refused(store: Store, cursor: str) -> None:
     with pytest.raises(BadCursor):
         await store.list_jobs(cursor=cursor)
