@@ -207,7 +207,7 @@ class Poller:
                 )
                 observation = self.spec.streamed(job, saved.to_json())
                 return Observed(observation), self._delivery(job, headers, b"")
-            body = await http.read_small(response)
+            body = http.unechoed(call, await http.read_small(response))
         reply = self.spec.read(job, response.status, headers, body, utcnow())
         if isinstance(reply, Observed) and reply.observation.job_id != job.id:
             reply = Unreadable(f"the answer is about job {reply.observation.job_id!r}, not {job.id!r}")

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from jobtrail.providers import catalog
 from jobtrail.providers.replies import HttpCall
 
 MAX_ANSWER = 4 * 1024 * 1024
 USER_AGENT = "jobtrail"
+REDACTED = b"[redacted]"
 
 
 class AnswerTooLarge(Exception):
@@ -36,11 +38,27 @@ def new_session(limit: int) -> aiohttp.ClientSession:
 
 
 async def send(session: aiohttp.ClientSession, call: HttpCall, limits: aiohttp.ClientTimeout) -> Answer:
-    """Send `call` and read its (small) answer; the headers kept are `kept_headers`."""
+    """Send `call` and read its (small) answer, with the key it sent taken out if it
+    echoes it (`unechoed`); the headers kept are `kept_headers`."""
     async with session.request(
         call.method, call.url, headers=dict(call.headers), json=call.json, timeout=limits
     ) as response:
-        return Answer(response.status, kept_headers(response), await read_small(response))
+        return Answer(response.status, kept_headers(response), unechoed(call, await read_small(response)))
+
+
+def unechoed(call: HttpCall, body: bytes) -> bytes:
+    """`body` without the credential `call` sent: an error page that quotes the key it was
+    given would otherwise carry it into the delivery log, a job's error and `/readyz`."""
+    for name, value in call.headers.items():
+        lower = name.lower()
+        if lower == "authorization":
+            value = value.partition(" ")[2] or value
+        elif lower not in catalog.KEY_HEADERS:
+            continue
+        secret = value.encode()
+        if len(secret) >= 4 and secret in body:
+            body = body.replace(secret, REDACTED)
+    return body
 
 
 async def read_small(response: aiohttp.ClientResponse) -> bytes:
