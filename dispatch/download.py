@@ -34,6 +34,7 @@ from jobtrail.runtime import files
 MAX_REDIRECTS = 5
 EXPIRED = (403, 404, 410)
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_INDEXED = re.compile(r"[0-9]+-")
 
 
 def new_session(allow_hosts: Collection[str], limit: int) -> aiohttp.ClientSession:
@@ -45,9 +46,14 @@ def new_session(allow_hosts: Collection[str], limit: int) -> aiohttp.ClientSessi
 
 
 def file_name(url: str, index: int) -> str:
-    """The result's file name: the URL's last path segment, sanitized."""
+    """The result's file name: the URL's last path segment, sanitized, after its index
+    (`1-x.mp4`), except the first result's, which keeps its plain name unless that would
+    look like an index (`1-x.mp4` there becomes `0-1-x.mp4`). So each result of a job has
+    a name of its own, and a URL refreshed for the same result keeps it (to resume)."""
     name = files.safe_name(unquote(urlsplit(url).path.rsplit("/", 1)[-1]), f"result-{index}")
-    return name if index == 0 else f"{index}-{name}"
+    if index == 0 and not _INDEXED.match(name):
+        return name
+    return files.safe_name(f"{index}-{name}")
 
 
 class Downloader:
@@ -73,10 +79,14 @@ class Downloader:
 
     async def fetch(self, entry: OutboxEntry) -> Outcome:
         url = str(entry.item.payload.get("url") or "")
-        dest = self.path_for(entry)
+        try:
+            check_url(url, self.allow_hosts)  # before the name is taken from it
+            dest = self.path_for(entry)
+        except (Refused, ValueError) as exc:
+            return Outcome(False, error=f"refused: {exc}", permanent=True)
         try:
             return await self._fetch(entry, url, dest)
-        except Refused as exc:
+        except (Refused, aiohttp.InvalidURL, ValueError) as exc:  # a redirect's too
             return Outcome(False, error=f"refused: {exc}", permanent=True)
         except files.SizeError as exc:
             return Outcome(False, error=str(exc), permanent="limit" in str(exc))

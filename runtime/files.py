@@ -52,13 +52,28 @@ def safe_name(name: str, fallback: str = "result") -> str:
     return text[:MAX_NAME] or fallback
 
 
+def unique_name(name: str, fallback: str) -> str:
+    """`name` itself where it is a safe, lower-case path component; else its safe form, a
+    `~` and a hash of `name` (`a b` -> `a_b~<16 hex>`). No two names give one result: a
+    name kept as it is has no `~` (safe_name removes it), and a hashed one differs from
+    every other by its hash. Lower case only as it is, so that a case-insensitive file
+    system cannot fold two names together either."""
+    safe = safe_name(name, fallback)
+    if safe == name and name == name.lower():
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe[: MAX_NAME - 17]}~{digest}"
+
+
 def download_path(data_dir: Path, provider: str, job_id: str, file_name: str) -> Path:
-    """`<data dir>/downloads/<provider>/<job id>/<file name>`, every part sanitized."""
+    """`<data dir>/downloads/<provider>/<job id>/<file name>`: a directory per job that no
+    other job id shares (`unique_name`), the file name made safe (the caller makes it
+    unique within its job)."""
     return (
         data_dir
         / "downloads"
         / safe_name(provider, "provider")
-        / safe_name(job_id, "job")
+        / unique_name(job_id, "job")
         / safe_name(file_name, "result")
     )
 

@@ -137,13 +137,22 @@ def test_a_permanent_failure_is_dead_at_once() -> None:
         "::ffff:10.0.0.1",
         "224.0.0.1",
         "255.255.255.255",
+        # Regression: IPv6 addresses that carry a private IPv4 one, and site-local.
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "fec0::1",  # site-local
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of the metadata address
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
     ],
 )
 def test_internal_addresses_are_forbidden(address: str) -> None:
     assert forbidden(address) is not None
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "151.101.1.69", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", ["8.8.8.8", "151.101.1.69", "2606:4700:4700::1111", "2002:808:808::1"])
 def test_public_addresses_are_allowed(address: str) -> None:
     assert forbidden(address) is None
 
@@ -160,6 +169,19 @@ def test_public_addresses_are_allowed(address: str) -> None:
         ("https://user:pw@cdn.example.com/a.mp4", ()),
         ("https:///nohost", ()),
         ("http://127.0.0.1:8000/a", ("localhost",)),
+        # Regression: IPv4 spellings that some resolver reads as 127.0.0.1, and URLs that
+        # do not parse (each was retried on the schedule instead of refused for good).
+        ("https://2130706433/a.mp4", ()),
+        ("https://127.1/a.mp4", ()),
+        ("https://0177.0.0.1/a.mp4", ()),
+        ("https://0x7f.0.0.1/a.mp4", ()),
+        ("https://cdn.0x7f/a.mp4", ()),
+        ("https://\uff11\uff12\uff17.0.0.1/a.mp4", ()),  # fullwidth digits
+        ("https://127.0.0.1./a.mp4", ()),
+        ("https://[", ()),
+        ("https://[::1/a", ()),
+        ("https://cdn.example.com:99999/a", ()),
+        ("https://[2002:7f00:1::1]/a.mp4", ()),
     ],
 )
 def test_urls_that_are_refused(url: str, allow: tuple[str, ...]) -> None:
@@ -174,6 +196,8 @@ def test_urls_that_are_refused(url: str, allow: tuple[str, ...]) -> None:
         ("http://127.0.0.1:8000/a", ("127.0.0.1",)),
         ("http://media.internal/a", ("media.internal",)),
         ("https://8.8.8.8/a", ()),
+        ("https://v4.example.com/a", ()),
+        ("https://cdn-1.example.com/x/2130706433.mp4", ()),
     ],
 )
 def test_urls_that_are_allowed(url: str, allow: tuple[str, ...]) -> None:
@@ -326,6 +350,49 @@ def test_file_names_cannot_escape_or_hide(url: str, expected: str) -> None:
 def test_download_paths_stay_under_the_data_dir(tmp_path: Path) -> None:
     path = files.download_path(tmp_path, "oxen", "../../x", "../y")
     assert path.resolve().is_relative_to((tmp_path / "downloads" / "oxen").resolve())
+
+
+COLLIDING_IDS = [
+    "..",
+    ".",
+    "_",
+    "job",
+    "\U0001f3ac",
+    "a b",
+    "a:b",
+    "a?b",
+    "a_b",
+    "A_B",
+    "x" * 121,
+    "x" * 120 + "y",
+]
+
+
+def test_job_ids_that_sanitize_alike_get_directories_of_their_own(tmp_path: Path) -> None:
+    """Regression: `..`, `.`, `_`, `job` and an emoji all downloaded into `pixazo/job/`,
+    `a b`, `a:b`, `a?b` into `a_b`, and two 121-character ids sharing 120 into one; a
+    recorded download could hold another job's bytes."""
+    dirs = [files.download_path(tmp_path, "pixazo", job, "video.mp4").parent for job in COLLIDING_IDS]
+    assert len(set(dirs)) == len(COLLIDING_IDS)
+    assert len({d.name.lower() for d in dirs}) == len(COLLIDING_IDS), "even where case is folded"
+    for d in dirs:
+        assert d.parent == tmp_path / "downloads" / "pixazo" and len(d.name) <= files.MAX_NAME
+    assert "job-42" == files.download_path(tmp_path, "pixazo", "job-42", "v.mp4").parent.name, "readable"
+    assert dirs[5].name.startswith("a_b~"), "the readable part kept beside the hash"
+
+
+def test_each_result_of_a_job_has_a_file_name_of_its_own() -> None:
+    """Regression: the first result from `.../1-x.mp4` and the second from `.../x.mp4`
+    were both saved as `1-x.mp4`."""
+    urls = [
+        "https://cdn.test/1-x.mp4",
+        "https://cdn.test/x.mp4",
+        "https://cdn.test/0-x.mp4",
+        "https://cdn.test/x.mp4",
+    ]
+    names = [file_name(url, index) for index, url in enumerate(urls)]
+    assert len(set(names)) == len(names), names
+    assert "x.mp4" == file_name("https://cdn.test/x.mp4?sig=2", 0), "a refreshed URL keeps its file"
 
 
 def test_verify_accepts_our_signature_and_refuses_the_rest() -> None:
