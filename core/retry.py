@@ -50,6 +50,8 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():
+        if len(text) > 12:  # past any useful wait, and int() refuses 4,300 digits
+            return None
         return float(int(text))
     try:
         when = email.utils.parsedate_to_datetime(text)

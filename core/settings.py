@@ -129,6 +129,7 @@ class Settings:
     api_token: str | None = None
     webhook_token: str | None = None
     max_body_bytes: int = 1024 * 1024
+    refused_bytes_per_minute: int = 1024 * 1024  # refused unauthenticated webhooks kept, per source
     download_allow_hosts: tuple[str, ...] = ()
     log_format: str = "auto"
     log_level: str = "info"
@@ -164,6 +165,7 @@ _SIMPLE = {
     "api_token": (("api_token",), "JOBTRAIL_API_TOKEN"),
     "webhook_token": (("webhook_token",), "JOBTRAIL_WEBHOOK_TOKEN"),
     "max_body_bytes": (("max_body_bytes",), "JOBTRAIL_MAX_BODY_BYTES"),
+    "refused_bytes_per_minute": (("refused_bytes_per_minute",), "JOBTRAIL_REFUSED_BYTES_PER_MINUTE"),
     "download_allow_hosts": (("download_allow_hosts",), "JOBTRAIL_DOWNLOAD_ALLOW_HOSTS"),
     "log_format": (("log_format",), "JOBTRAIL_LOG_FORMAT"),
     "log_level": (("log_level",), "JOBTRAIL_LOG_LEVEL"),
@@ -291,6 +293,8 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
         api_token=api_token,
         webhook_token=values.token(*get("webhook_token")),
         max_body_bytes=values.whole(*get("max_body_bytes"), low=1024, high=MAX_BODY_LIMIT) or 1024 * 1024,
+        refused_bytes_per_minute=values.whole(*get("refused_bytes_per_minute"), low=64 * 1024, high=2**30)
+        or 1024 * 1024,
         download_allow_hosts=values.items(*get("download_allow_hosts")),
         log_format=values.choice(*get("log_format"), ("auto", "json", "console")) or "auto",
         log_level=values.choice(*get("log_level"), ("debug", "info", "warning", "error")) or "info",
@@ -333,7 +337,7 @@ def _delays(text: str) -> tuple[float, ...]:
     delays = []
     for part in (p.strip() for p in text.split(",")):
         number, unit = part[:-1], part[-1:]
-        if unit not in units or not number.isdigit():
+        if unit not in units or not (number.isascii() and number.isdigit() and len(number) <= 9):
             raise ValueError(f"{part[:20]!r} is not a wait like 30s, 5m, 2h or 1d")
         delays.append(float(int(number) * units[unit]))
     if len(delays) > 50:

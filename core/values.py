@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,10 +32,13 @@ def string(value: Any, name: str) -> str | None:
     return value.strip() or None
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def whole(value: Any, name: str, *, low: int, high: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):  # ASCII: int("²") fails
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, f"must be a whole number from {low} to {high}")

@@ -91,7 +91,7 @@ def verify(
     timestamp is within `tolerance` seconds of `now` (what a receiver checks)."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, stamp = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
-    if not stamp.isdigit() or abs(now - int(stamp)) > tolerance:
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) or abs(now - int(stamp)) > tolerance:
         return False
     expected = {signature(msg_id, int(stamp), body, [s]) for s in secrets}
     given = lower.get("webhook-signature", "").split(" ")

@@ -110,7 +110,7 @@ class SSEDecoder:
             self._event = value
         elif name == "id" and "\0" not in value:
             self._id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
+        elif name == "retry" and len(value) <= 12 and value.isascii() and value.isdigit():
             self.retry = int(value)
 
     def _dispatch(self, events: list[SSEEvent]) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 MAX_JOB_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 4096
 
@@ -27,13 +29,20 @@ def job_id(value: Any, field: str) -> str:
 
 def text(value: Any, field: str) -> str | None:
     """Optional free text (an error message); long text is cut, not refused, and a NUL
-    becomes U+FFFD (no database takes it in text, and PostgreSQL none at all)."""
+    becomes U+FFFD (no database takes it in text, and PostgreSQL none at all). An object
+    or list is shown as JSON, and one nested deeper than a JSON encoder goes (`str()` of
+    1,000 levels raises RecursionError) says so instead: the report is still taken."""
     if value is None:
         return None
     if isinstance(value, str):
         cut = value[:MAX_TEXT_LENGTH]
-    elif isinstance(value, Mapping | list | int | float):
+    elif isinstance(value, bool | int | float):
         cut = str(value)[:MAX_TEXT_LENGTH]
+    elif isinstance(value, Mapping | list):
+        try:
+            cut = orjson.dumps(value).decode()[:MAX_TEXT_LENGTH]
+        except orjson.JSONEncodeError:
+            cut = f"({field} is nested too deeply to show; see the raw delivery)"
     else:
         raise PayloadError(f"{field} must be a string")
     return cut.replace("\0", "\ufffd") if "\0" in cut else cut

@@ -91,7 +91,7 @@ def validate(provider: str, video: str, options: Mapping[str, Any]) -> dict[str,
 def _number(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidSubmission(f"{name} must be a whole number")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) <= 12:
         return int(value)
     if isinstance(value, int):
         return value

@@ -1,0 +1,61 @@
+"""Reading query and body parameters a client controls, with explicit bounds.
+
+Every function answers a value or raises `ApiError(400, "bad_parameter", ...)` that names
+the parameter: no client input reaches `int()` or `datetime` arithmetic unchecked. Digits
+are ASCII only (`"²".isdigit()` is true, `int("²")` fails) and numbers are held to what a
+database integer takes; times are parsed from at most 64 characters and moved to UTC here,
+where an offset that carries them past year 1 or 9999 is a 400, not an `OverflowError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from jobtrail.receiver.errors import ApiError
+
+MAX_INT = 2**62  # below any backend's integer limit, above any sequence number or id
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def whole(raw: str | None, name: str, default: int, high: int = MAX_INT) -> int:
+    """A whole number from 0 to `high` written in ASCII digits, or `default` if absent."""
+    if raw is None:
+        return default
+    value = int(raw) if _DIGITS.fullmatch(raw) else -1
+    if not 0 <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from 0 to {high}")
+    return value
+
+
+def choice(raw: str | None, name: str, allowed: Iterable[str]) -> str | None:
+    """One of `allowed`, or None if absent."""
+    options = tuple(allowed)
+    if raw is not None and raw not in options:
+        raise ApiError(400, "bad_parameter", f"{name} must be one of {', '.join(options)}")
+    return raw
+
+
+def time(raw: object, name: str) -> datetime | None:
+    """An ISO 8601 time as a UTC datetime (no offset means UTC), or None if absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise ApiError(400, "bad_parameter", f"{name} must be an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ApiError(
+            400, "bad_parameter", f"{name} must be an ISO 8601 time between years 1 and 9999"
+        ) from None
+
+
+def name(raw: object, what: str, longest: int = 64) -> str | None:
+    """A short printable name (a sink, a model), or None if absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not 0 < len(raw) <= longest or not raw.isprintable():
+        raise ApiError(400, "bad_parameter", f"{what} must be a printable name of 1 to {longest} characters")
+    return raw
