@@ -8,12 +8,15 @@ its webhook id, so a receiver that did get it can still deduplicate.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
+from typing import NamedTuple
 
 from jobtrail.core.intake import AttemptRecord
 from jobtrail.core.model import Event, OutboxEntry, utcnow
-from jobtrail.store.base import Store
+from jobtrail.store.base import LeaseLost, Store
 
+PAGE = 500
 _NOUN = {"download": "download", "notify": "notification"}
 
 
@@ -49,23 +52,44 @@ async def replay_one(store: Store, entry_id: int) -> Event | None:
     return await store.record_attempt(requeue(entry, "replayed by hand", enable_sink=enable))
 
 
+class Replayed(NamedTuple):
+    queued: int  # items queued again
+    more: bool  # dead items matching were left for another call (the limit was reached)
+
+
 async def replay_dead(
-    store: Store, *, sink: str | None = None, since: datetime | None = None, until: datetime | None = None
-) -> int:
-    """Replay every dead item matching the filters, each once; returns how many.
+    store: Store,
+    *,
+    sink: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> Replayed:
+    """Queue every dead item matching the filters again, each once, at most `limit`.
 
     Pages by id: an item replayed here may be dead again before the last page is read
-    (the worker runs meanwhile), and must not be replayed a second time."""
+    (the worker runs meanwhile), and must not be replayed a second time. Each page's
+    records go to the store together (one group commit, not one per item)."""
     disabled = await store.disabled_sinks()
     count = last = 0
     enabled: set[str] = set()
-    while batch := await store.outbox(
-        status="dead", sink=sink, since=since, until=until, limit=500, after=last
-    ):
+    while limit is None or count < limit:
+        page = PAGE if limit is None else min(PAGE, limit - count)
+        batch = await store.outbox(status="dead", sink=sink, since=since, until=until, limit=page, after=last)
+        if not batch:
+            return Replayed(count, False)
         last = batch[-1].id
+        records = []
         for entry in batch:
-            enable = entry.item.sink in disabled and entry.item.sink not in enabled
-            await store.record_attempt(requeue(entry, "dead letters replayed", enable_sink=enable))
-            enabled.add(entry.item.sink)
-            count += 1
-    return count
+            name = entry.item.sink
+            records.append(
+                requeue(entry, "dead letters replayed", enable_sink=name in disabled and name not in enabled)
+            )
+            enabled.add(name)
+        outcomes = await asyncio.gather(*(store.record_attempt(r) for r in records), return_exceptions=True)
+        for outcome in outcomes:  # LeaseLost: queued already by someone else meanwhile
+            if isinstance(outcome, BaseException) and not isinstance(outcome, LeaseLost):
+                raise outcome
+        count += sum(not isinstance(o, BaseException) for o in outcomes)
+    more = bool(await store.outbox(status="dead", sink=sink, since=since, until=until, limit=1, after=last))
+    return Replayed(count, more)

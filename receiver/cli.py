@@ -115,7 +115,8 @@ async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
             await replay.replay_one(store, args.id)
             count = 1
         else:
-            count = await replay.replay_dead(store, sink=args.sink, since=args.since, until=args.until)
+            replayed = await replay.replay_dead(store, sink=args.sink, since=args.since, until=args.until)
+            count = replayed.queued
     except replay.NotReplayable as exc:
         print(f"jobtrail: {exc}", file=sys.stderr)
         return 1

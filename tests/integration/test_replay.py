@@ -15,7 +15,7 @@ from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
 from jobtrail.dispatch.worker import Pool, Worker
 from jobtrail.runtime.health import Component
 from jobtrail.store import open_store
-from jobtrail.store.base import Claim
+from jobtrail.store.base import Claim, Store
 
 DEAD = 600
 UNCONFIGURED = Outcome(False, error="the sink 'slack' is not configured", permanent=True)
@@ -28,6 +28,15 @@ def failed(n: int) -> IntakeRequest:
     )
 
 
+async def kill_all(store: Store, count: int) -> None:
+    """Claim `count` notifications and record each dead (the sink is not configured)."""
+    now = utcnow()
+    for entry in await store.claim(Claim("notify", now, now + timedelta(seconds=60), count, "setup")):
+        record = decide(entry, UNCONFIGURED, RetrySchedule(), utcnow(), 0.0)
+        await store.record_attempt(record._replace(owner="setup"))
+    assert count == len(await store.outbox(status="dead", limit=count + 1))
+
+
 async def test_replaying_dead_items_visits_each_once_while_the_worker_kills_them_again(
     tmp_path: Path,
 ) -> None:
@@ -38,11 +47,7 @@ async def test_replaying_dead_items_visits_each_once_while_the_worker_kills_them
     await store.open()
     try:
         await store.intake_many([failed(n) for n in range(DEAD)])
-        now = utcnow()
-        for entry in await store.claim(Claim("notify", now, now + timedelta(seconds=60), DEAD, "setup")):
-            record = decide(entry, UNCONFIGURED, RetrySchedule(), utcnow(), 0.0)
-            await store.record_attempt(record._replace(owner="setup"))
-        assert DEAD == len(await store.outbox(status="dead", limit=DEAD + 1))
+        await kill_all(store, DEAD)
 
         async def unconfigured(entry: OutboxEntry) -> Outcome:
             return UNCONFIGURED
@@ -51,11 +56,11 @@ async def test_replaying_dead_items_visits_each_once_while_the_worker_kills_them
         task = asyncio.create_task(worker.run())
         try:
             async with asyncio.timeout(60):  # a guard against the endless loop, not a speed check
-                count = await replay.replay_dead(store, sink="slack")
+                count, more = await replay.replay_dead(store, sink="slack")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        assert DEAD == count
+        assert (DEAD, False) == (count, more)
         events = await store.events_after(0, 100_000)
         replayed = Counter(e.data["key"] for e in events if e.type == "notification.replayed")
         assert DEAD == len(replayed)
