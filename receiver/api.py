@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
-from datetime import UTC, datetime
+import re
 
 from aiohttp import web
 
@@ -13,14 +12,15 @@ from jobtrail.core.model import PROVIDERS, Observation, Status
 from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
-from jobtrail.receiver import bodies
+from jobtrail.receiver import bodies, params, stream
 from jobtrail.receiver.errors import ApiError, Handler
 from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.views import job_view, outbox_view
 from jobtrail.store.base import BadCursor
 
 MAX_PAGE = 500
-HEARTBEAT_SECONDS = 15.0
+REPLAY_LIMIT = 10_000
+_ID = re.compile(r"[0-9]{1,18}")
 
 
 def setup(app: web.Application) -> None:
@@ -28,7 +28,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/jobs", guarded(track_job))
     app.router.add_get("/api/jobs/{provider}/{job_id}", guarded(show_job))
     app.router.add_get("/api/jobs/{provider}/{job_id}/events", guarded(job_events))
-    app.router.add_get("/api/events", guarded(event_stream))
+    app.router.add_get("/api/events", guarded(stream.event_stream))
     app.router.add_get("/api/outbox", guarded(list_outbox))
     app.router.add_post("/api/outbox/replay", guarded(replay_outbox))
     app.router.add_post("/api/outbox/{entry_id}/replay", guarded(replay_entry))
@@ -55,24 +55,13 @@ def _provider(value: str | None) -> str | None:
     return value
 
 
-def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 0 <= int(raw) <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from 0 to {high}")
-    return int(raw)
-
-
 async def list_jobs(request: web.Request) -> web.Response:
-    status = request.query.get("status")
-    if status is not None and status not in {s.value for s in Status}:
-        raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(s.value for s in Status)}")
+    query = request.query
     try:
         page = await request.app[STORE].list_jobs(
-            provider=_provider(request.query.get("provider")),
-            status=status,
-            limit=max(1, _int_param(request, "limit", 50, MAX_PAGE)),
+            provider=_provider(query.get("provider")),
+            status=params.choice(query.get("status"), "status", (s.value for s in Status)),
+            limit=max(1, params.whole(query.get("limit"), "limit", 50, MAX_PAGE)),
             cursor=request.query.get("cursor"),
         )
     except BadCursor as exc:
@@ -94,10 +83,10 @@ async def job_events(request: web.Request) -> web.Response:
     store = request.app[STORE]
     provider, job_id = _provider(request.match_info["provider"]), request.match_info["job_id"]
     assert provider is not None
+    after = params.whole(request.query.get("after"), "after", 0)
+    limit = max(1, params.whole(request.query.get("limit"), "limit", 1000, 10_000))
     if await store.get_job(provider, job_id) is None:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
-    after = _int_param(request, "after", 0, 2**62)
-    limit = max(1, _int_param(request, "limit", 1000, 10_000))
     events = await store.job_events(provider, job_id, after=after, limit=limit)
     return web.json_response({"events": [e.to_json() for e in events]})
 
@@ -140,59 +129,18 @@ async def track_job(request: web.Request) -> web.Response:
     )
 
 
-async def event_stream(request: web.Request) -> web.StreamResponse:
-    """Every log entry as SSE, `id:` its sequence number; resumes after `Last-Event-ID`."""
-    store = request.app[STORE]
-    raw = request.headers.get("Last-Event-ID", request.query.get("after", "0")).strip() or "0"
-    if not raw.isdigit():
-        raise ApiError(400, "bad_parameter", "Last-Event-ID must be an event sequence number")
-    last = int(raw)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    await response.write(b"retry: 2000\n\n")
-    while True:
-        events = await store.events_after(last, 500)
-        if events:
-            chunk = "".join(
-                f"id: {e.seq}\nevent: {e.type}\ndata: {json.dumps(e.to_json())}\n\n" for e in events
-            )
-            await response.write(chunk.encode())
-            last = events[-1].seq
-            continue
-        if not await store.wait_for_append(HEARTBEAT_SECONDS):
-            await response.write(b": keep-alive\n\n")
-
-
 OUTBOX_STATUSES = ("pending", "done", "dead")
-
-
-def _time_param(value: object, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 async def list_outbox(request: web.Request) -> web.Response:
     """`GET /api/outbox?status=&sink=&since=&until=&limit=`: downloads and notifications."""
-    status = request.query.get("status")
-    if status is not None and status not in OUTBOX_STATUSES:
-        raise ApiError(400, "bad_parameter", f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+    query = request.query
     entries = await request.app[STORE].outbox(
-        status=status,
-        sink=request.query.get("sink"),
-        since=_time_param(request.query.get("since"), "since"),
-        until=_time_param(request.query.get("until"), "until"),
-        limit=_int_param(request, "limit", 100, MAX_PAGE),
+        status=params.choice(query.get("status"), "status", OUTBOX_STATUSES),
+        sink=params.name(query.get("sink"), "sink"),
+        since=params.time(query.get("since"), "since"),
+        until=params.time(query.get("until"), "until"),
+        limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE),
     )
     return web.json_response({"items": [outbox_view(e) for e in entries]})
 
@@ -200,7 +148,7 @@ async def list_outbox(request: web.Request) -> web.Response:
 async def replay_entry(request: web.Request) -> web.Response:
     """`POST /api/outbox/{id}/replay`: run one download or notification again."""
     raw = request.match_info["entry_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _ID.fullmatch(raw):
         raise ApiError(404, "not_found", "no such outbox item")
     try:
         event = await replay.replay_one(request.app[STORE], int(raw))
@@ -210,21 +158,25 @@ async def replay_entry(request: web.Request) -> web.Response:
 
 
 async def replay_outbox(request: web.Request) -> web.Response:
-    """`POST /api/outbox/replay {"sink"?, "since"?, "until"?}`: every dead item matching."""
+    """`POST /api/outbox/replay {"sink"?, "since"?, "until"?, "limit"?}`: queue the dead
+    items matching again, each once, at most `limit` (default and most: REPLAY_LIMIT) per
+    request, and answer at once with how many were queued and whether more are dead;
+    the worker runs them."""
     doc: dict[str, object] = {}
     if request.can_read_body:
         bodies.check_json_type(request)
         doc = bodies.parse_json(await bodies.read_body(request, 64 * 1024))
-    unknown = sorted(set(doc) - {"sink", "since", "until"})
+    unknown = sorted(set(doc) - {"sink", "since", "until", "limit"})
     if unknown:
         raise ApiError(400, "invalid_payload", f"unknown field {unknown[0][:64]!r}")
-    sink = doc.get("sink")
-    if sink is not None and (not isinstance(sink, str) or len(sink) > 64):
-        raise ApiError(400, "invalid_payload", "sink must be a sink name")
-    count = await replay.replay_dead(
+    limit = doc.get("limit", REPLAY_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= REPLAY_LIMIT:
+        raise ApiError(400, "bad_parameter", f"limit must be a whole number from 1 to {REPLAY_LIMIT}")
+    done = await replay.replay_dead(
         request.app[STORE],
-        sink=sink,
-        since=_time_param(doc.get("since"), "since"),
-        until=_time_param(doc.get("until"), "until"),
+        sink=params.name(doc.get("sink"), "sink"),
+        since=params.time(doc.get("since"), "since"),
+        until=params.time(doc.get("until"), "until"),
+        limit=limit,
     )
-    return web.json_response({"replayed": count})
+    return web.json_response({"replayed": done.queued, "more": done.more})

@@ -11,14 +11,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from jobtrail.core.logs import Redactor
 from jobtrail.core.settings import Settings
 from jobtrail.dispatch.run import running as dispatching
 from jobtrail.listeners import refresh, run
 from jobtrail.receiver import api, health, submit, webhooks
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.errors import error_middleware
-from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, SCRUB, SETTINGS, STORE, TAIL
 from jobtrail.receiver.metrics import Metrics
+from jobtrail.receiver.tail import Tail
 from jobtrail.runtime.health import Health
 from jobtrail.runtime.identity import new_owner
 from jobtrail.runtime.leader import Leadership, leading
@@ -35,10 +37,13 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
     app[STORE] = store
     app[METRICS] = Metrics()
     app[SCRUB] = HeaderScrubber(settings.secrets())
+    app[REDACT] = Redactor(settings.secrets())
     app[HEALTH] = Health()
     app[LEADERSHIP] = Leadership(
         store, app[HEALTH].component("leader", "leadership"), new_owner(), ttl=settings.listeners.leader_ttl
     )
+    app[TAIL] = Tail(store)
+    app.on_shutdown.append(_end_streams)
     if background:
         app.cleanup_ctx.append(_background)
     webhooks.setup(app)
@@ -46,6 +51,11 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
     submit.setup(app)
     health.setup(app)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Stopping: every event stream ends now, not at the shutdown timeout."""
+    app[TAIL].close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, STORE
+from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, STORE, TAIL
 from jobtrail.receiver.metrics import render_components
 from jobtrail.store.base import StoreError
 
@@ -25,7 +25,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    board, store = request.app[HEALTH], request.app[STORE]
+    """Unauthenticated: every text in it (a provider's or the database's error, which may
+    quote a key or a password) goes through the logs' redaction first."""
+    board, store, redact = request.app[HEALTH], request.app[STORE], request.app[REDACT]
     listeners = board.snapshot()
     role = request.app[LEADERSHIP].role
     try:
@@ -37,15 +39,17 @@ async def readyz(request: web.Request) -> web.Response:
             "store": {"ok": False, "kind": store.kind, "error": str(exc)},
             "listeners": listeners,
         }
-        return web.json_response(body, status=503)
+        return web.json_response(redact.scrub(body), status=503)
     status = "ready" if board.healthy() else "degraded"
     body = {"status": status, "role": role, "store": {"ok": True, "kind": store.kind}, "listeners": listeners}
-    return web.json_response(body)
+    return web.json_response(redact.scrub(body))
 
 
 async def metrics(request: web.Request) -> web.Response:
+    counts = request.app[METRICS]
+    counts.streams = request.app[TAIL].followers
     return web.Response(
-        text=request.app[METRICS].render() + render_components(request.app[HEALTH].snapshot()),
+        text=counts.render() + render_components(request.app[HEALTH].snapshot()),
         content_type="text/plain",
         charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},

@@ -5,9 +5,11 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from jobtrail.core.logs import Redactor
 from jobtrail.core.settings import Settings
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.metrics import Metrics
+from jobtrail.receiver.tail import Tail
 from jobtrail.runtime.health import Health
 from jobtrail.runtime.leader import Leadership
 from jobtrail.store.base import Store
@@ -19,3 +21,5 @@ SCRUB = web.AppKey("scrub_headers", HeaderScrubber)
 HEALTH = web.AppKey("health", Health)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 LEADERSHIP = web.AppKey("leadership", Leadership)
+REDACT = web.AppKey("redact", Redactor)
+TAIL = web.AppKey("tail", Tail)

@@ -12,6 +12,8 @@ from aiohttp import web
 from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.settings import Settings
 from jobtrail.receiver.app import create_app
+from jobtrail.receiver.keys import METRICS
+from jobtrail.receiver.protocol import Runner
 from jobtrail.store import open_store
 from jobtrail.store.base import Store
 
@@ -51,9 +53,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     store = store_for(settings)
     await store.open(exclusive=True)  # SQLite: one server per file (StoreLocked)
-    runner = web.AppRunner(
-        create_app(settings, store, background=True), access_log=None, handle_signals=False
-    )
+    app = create_app(settings, store, background=True)
+    runner = Runner(app, app[METRICS].refused_http, access_log=None, handle_signals=False)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)

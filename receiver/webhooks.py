@@ -2,7 +2,9 @@
 
 Each answers 2xx only after the delivery and its events are committed. A duplicate is
 answered 200 too (the sender must stop retrying) and kept as a duplicate delivery.
-Refusals (401, 400) are kept as rejected deliveries so nothing a provider sent is lost.
+Refusals (401, 400, 413, 415) are kept as rejected deliveries so nothing a provider sent
+is lost: whole once the sender is authenticated, else the first REJECTED_BODY_KEPT bytes,
+within the source's budget (receiver/budget.py; over it: 429, not kept, counted).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from jobtrail.core.model import Observation
 from jobtrail.providers import apiframe, pixazo
 from jobtrail.providers.fields import PayloadError
 from jobtrail.receiver import bodies
+from jobtrail.receiver.budget import RefusalBudget
 from jobtrail.receiver.errors import ApiError
 from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 
@@ -45,14 +48,15 @@ class _Webhooks:
     def __init__(self, app: web.Application) -> None:
         self.settings, self.store = app[SETTINGS], app[STORE]
         self.metrics, self.scrub = app[METRICS], app[SCRUB]
+        self.budget = RefusalBudget(self.settings.refused_bytes_per_minute)
         # Decided once: a disabled log call still costs its arguments and a proxy lookup.
         self.log_each = log.is_enabled_for(logging.DEBUG)
 
     async def pixazo(self, request: web.Request) -> web.Response:
         expected = self.settings.webhook_token
         given = request.match_info["token"]
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-            await self._reject(request, pixazo.NAME, b"", "bad webhook token")
+        if not expected or not hmac.compare_digest(given.encode(errors="replace"), expected.encode()):
+            await self._reject(request, pixazo.NAME, b"", "bad webhook token", trusted=False)
             raise ApiError(401, "unauthorized", "the webhook token is not valid")
         return await self._intake(request, pixazo.NAME, None, pixazo.parse_status)
 
@@ -74,26 +78,32 @@ class _Webhooks:
         parse: Callable[[Any], Observation],
     ) -> web.Response:
         limit = self.settings.max_body_bytes
+        trusted = authenticate is None  # the token in the path was checked already
         try:
             length = bodies.check_length(request, limit)  # a huge body is 413 before 415
             bodies.check_json_type(request)
             body = await bodies.read_body(request, limit, length)
         except ApiError as exc:
-            await self._reject(request, provider, b"", exc.message)
+            await self._reject(request, provider, b"", exc.message, trusted)
             raise
         try:
             if authenticate is not None:
                 authenticate(body)
+            trusted = True
             observation = parse(bodies.parse_json(body))
         except _Unauthorized as exc:
-            await self._reject(request, provider, body, str(exc))
+            await self._reject(request, provider, body, str(exc), trusted)
             raise ApiError(401, "unauthorized", str(exc)) from exc
         except ApiError as exc:
-            await self._reject(request, provider, body, exc.message)
+            await self._reject(request, provider, body, exc.message, trusted)
             raise
         except PayloadError as exc:
-            await self._reject(request, provider, body, str(exc))
+            await self._reject(request, provider, body, str(exc), trusted)
             raise ApiError(400, "invalid_payload", str(exc)) from exc
+        except Exception as exc:  # a payload the parser should have refused: kept, not lost
+            log.exception("webhook_unreadable", provider=provider)
+            await self._reject(request, provider, body, f"could not be read: {type(exc).__name__}", trusted)
+            raise ApiError(400, "invalid_payload", "jobtrail could not read this payload") from exc
         delivery = self.scrub.delivery(request, "webhook", provider, body, observation.job_id)
         result = await self.store.intake(delivery, [observation])
         verdict = result.verdict._value_  # not .value: an enum property, on the hot path
@@ -111,8 +121,25 @@ class _Webhooks:
             headers=_JSON,
         )
 
-    async def _reject(self, request: web.Request, provider: str, body: bytes, reason: str) -> None:
-        delivery = self.scrub.delivery(request, "webhook", provider, body[:REJECTED_BODY_KEPT], None)
+    async def _reject(
+        self, request: web.Request, provider: str, body: bytes, reason: str, trusted: bool
+    ) -> None:
+        """Keep a refused request as a rejected delivery; from a sender not authenticated,
+        cut, and only within its source's budget (else 429, counted, not kept)."""
+        delivery = self.scrub.delivery(
+            request, "webhook", provider, body if trusted else body[:REJECTED_BODY_KEPT], None
+        )
+        if not trusted:
+            cost = 256 + len(delivery.body) + sum(len(k) + len(v) for k, v in delivery.headers.items())
+            wait = self.budget.spend(request.remote, cost)
+            if wait is not None:
+                self.metrics.refusal_not_kept(provider)
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "too many refused requests from this address; they are no longer kept",
+                    retry_after=wait,
+                )
         await self.store.reject(delivery, reason)
         self.metrics.delivery(provider, "webhook", "rejected")
         log.info("webhook_rejected", provider=provider, reason=reason, remote=request.remote)
@@ -125,4 +152,6 @@ async def unknown_webhook(request: web.Request) -> web.Response:
     provider = request.match_info["provider"]
     if provider == pixazo.NAME:
         raise ApiError(401, "unauthorized", "the Pixazo route needs its token: /webhooks/pixazo/{token}")
+    if provider == apiframe.NAME:  # any method but POST
+        raise ApiError(405, "method_not_allowed", "webhooks are sent with POST")
     raise ApiError(404, "unknown_provider", f"no webhook route for provider {provider[:64]!r}")

@@ -10,12 +10,23 @@ import time
 import urllib.request
 from pathlib import Path
 
+from aiohttp import web
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve `app` (a fake provider) on a free loopback port; the caller cleans the runner up."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
 
 
 def start_serve(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.e2e.helpers import free_port, start_serve
+from tests.e2e.helpers import free_port, serve_app, start_serve
 from tests.integration.fake_providers import KEY, Answer, FakeProviders, keep_alive_forever, sse
 
 pytestmark = pytest.mark.slow
@@ -33,10 +33,7 @@ async def test_serve_takes_oxen_events_from_the_stream_and_stops_cleanly(tmp_pat
         await keep_alive_forever(response, f)
 
     fake.stream_scripts = [one_event]
-    runner = web.AppRunner(fake.app())
-    await runner.setup()
-    fake_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", fake_port).start()
+    runner, fake_port = await serve_app(fake.app())
     port = free_port()
     env = {
         "JOBTRAIL_PORT": str(port),
