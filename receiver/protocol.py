@@ -15,6 +15,9 @@ and `Runner` change those things and nothing else:
 - an `Expect` other than 100-continue is a 417 in JSON (aiohttp's quotes the header).
 
 `Runner` is `web.AppRunner` with this connection; `jobtrail serve` runs the app with it.
+It leans on aiohttp 3.x internals (`RequestHandler._messages`, `AppRunner._make_server`,
+`Server._kwargs`), so pyproject holds aiohttp below 4, and tests/integration/
+test_hostile.py fails if a release changes them.
 """
 
 from __future__ import annotations
