@@ -128,6 +128,7 @@ class Settings:
     public_url: str | None = None
     api_token: str | None = None
     webhook_token: str | None = None
+    metrics_token: str | None = None  # if set, /metrics needs it as a bearer token
     max_body_bytes: int = 1024 * 1024
     refused_bytes_per_minute: int = 1024 * 1024  # refused unauthenticated webhooks kept, per source
     download_allow_hosts: tuple[str, ...] = ()
@@ -143,7 +144,7 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction."""
-        values = [self.api_token, self.webhook_token, *self.notify.webhook_secrets]
+        values = [self.api_token, self.webhook_token, self.metrics_token, *self.notify.webhook_secrets]
         values += list(self.notify.webhook_signing_keys)
         values += [p.api_key for p in self.providers.values()]
         if self.notify.smtp_url:
@@ -164,6 +165,7 @@ _SIMPLE = {
     "public_url": (("public_url",), "JOBTRAIL_PUBLIC_URL"),
     "api_token": (("api_token",), "JOBTRAIL_API_TOKEN"),
     "webhook_token": (("webhook_token",), "JOBTRAIL_WEBHOOK_TOKEN"),
+    "metrics_token": (("metrics_token",), "JOBTRAIL_METRICS_TOKEN"),
     "max_body_bytes": (("max_body_bytes",), "JOBTRAIL_MAX_BODY_BYTES"),
     "refused_bytes_per_minute": (("refused_bytes_per_minute",), "JOBTRAIL_REFUSED_BYTES_PER_MINUTE"),
     "download_allow_hosts": (("download_allow_hosts",), "JOBTRAIL_DOWNLOAD_ALLOW_HOSTS"),
@@ -292,6 +294,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
         public_url=values.url(*get("public_url")),
         api_token=api_token,
         webhook_token=values.token(*get("webhook_token")),
+        metrics_token=values.token(*get("metrics_token")),
         max_body_bytes=values.whole(*get("max_body_bytes"), low=1024, high=MAX_BODY_LIMIT) or 1024 * 1024,
         refused_bytes_per_minute=values.whole(*get("refused_bytes_per_minute"), low=64 * 1024, high=2**30)
         or 1024 * 1024,

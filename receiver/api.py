@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hmac
 import re
 
 from aiohttp import web
@@ -13,6 +12,7 @@ from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
 from jobtrail.receiver import bodies, params, stream
+from jobtrail.receiver.auth import bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler
 from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.views import job_view, outbox_view
@@ -40,10 +40,8 @@ def guarded(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def check(request: web.Request) -> web.StreamResponse:
         token = request.app[SETTINGS].api_token
-        if token:
-            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-                raise ApiError(401, "unauthorized", "send Authorization: Bearer <JOBTRAIL_API_TOKEN>")
+        if token and not bearer_matches(request, token):
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <JOBTRAIL_API_TOKEN>")
         return await handler(request)
 
     return check
@@ -121,7 +119,7 @@ async def track_job(request: web.Request) -> web.Response:
         params["download_url"] = download_url
     delivery = request.app[SCRUB].delivery(request, "api", provider, body, job_id)
     result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
-    request.app[METRICS].delivery(provider, "api", result.verdict.value, len(result.events))
+    request.app[METRICS].delivery(provider, "api", result.verdict.value)
     assert result.job is not None
     return web.json_response(
         job_view(result.job, await store.outbox_for_job(provider, job_id)),

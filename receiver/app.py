@@ -43,6 +43,7 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
         store, app[HEALTH].component("leader", "leadership"), new_owner(), ttl=settings.listeners.leader_ttl
     )
     app[TAIL] = Tail(store)
+    app[METRICS].watch(store, app[HEALTH], app[LEADERSHIP])
     app.on_shutdown.append(_end_streams)
     if background:
         app.cleanup_ctx.append(_background)

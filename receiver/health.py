@@ -7,11 +7,16 @@ A listener or poller that failed (a refused key, a stream told to stop) makes th
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
-from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, STORE, TAIL
-from jobtrail.receiver.metrics import render_components
+from jobtrail.receiver.auth import bearer_matches
+from jobtrail.receiver.errors import ApiError
+from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, SETTINGS, STORE, TAIL
+from jobtrail.receiver.metrics import CONTENT_TYPE
 from jobtrail.store.base import StoreError
+
+log = structlog.get_logger(__name__)
 
 
 def setup(app: web.Application) -> None:
@@ -46,11 +51,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    counts = request.app[METRICS]
-    counts.streams = request.app[TAIL].followers
+    """Open unless `JOBTRAIL_METRICS_TOKEN` is set; then a scraper sends it as a bearer
+    token (Prometheus: `authorization: {credentials: ...}`)."""
+    expected = request.app[SETTINGS].metrics_token
+    if expected and not bearer_matches(request, expected):
+        raise ApiError(401, "unauthorized", "/metrics needs JOBTRAIL_METRICS_TOKEN as a bearer token")
+    metrics, store = request.app[METRICS], request.app[STORE]
+    metrics.streams.set(request.app[TAIL].followers)
+    try:
+        await metrics.refresh(store)
+    except StoreError as exc:  # the counters are still worth a scrape; the gauges keep their last values
+        log.warning("metrics_gauges_unavailable", error=str(exc))
     return web.Response(
-        text=counts.render() + render_components(request.app[HEALTH].snapshot()),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
+        body=metrics.render(), headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"}
     )

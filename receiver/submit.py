@@ -95,7 +95,7 @@ async def submit_job(request: web.Request) -> web.Response:
             f"{name} accepted the job as {job_id!r}, but jobtrail could not record it; track it with "
             f'POST /api/jobs {{"provider": "{name}", "id": "{job_id}"}} once jobtrail is ready',
         ) from exc
-    request.app[METRICS].delivery(name, "api", result.verdict.value, len(result.events))
+    request.app[METRICS].delivery(name, "api", result.verdict.value)
     assert result.job is not None
     return web.json_response(job_view(result.job, await store.outbox_for_job(name, job_id)), status=201)
 

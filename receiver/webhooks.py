@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,19 @@ class _Webhooks:
         authenticate: Callable[[bytes], None] | None,
         parse: Callable[[Any], Observation],
     ) -> web.Response:
+        started = time.perf_counter()
+        try:
+            return await self._take(request, provider, authenticate, parse)
+        finally:
+            self.metrics.webhook_handled(provider, time.perf_counter() - started)
+
+    async def _take(
+        self,
+        request: web.Request,
+        provider: str,
+        authenticate: Callable[[bytes], None] | None,
+        parse: Callable[[Any], Observation],
+    ) -> web.Response:
         limit = self.settings.max_body_bytes
         trusted = authenticate is None  # the token in the path was checked already
         try:
@@ -107,7 +121,7 @@ class _Webhooks:
         delivery = self.scrub.delivery(request, "webhook", provider, body, observation.job_id)
         result = await self.store.intake(delivery, [observation])
         verdict = result.verdict._value_  # not .value: an enum property, on the hot path
-        self.metrics.delivery(provider, "webhook", verdict, len(result.events))
+        self.metrics.delivery(provider, "webhook", verdict)
         if self.log_each:
             log.debug(
                 "webhook_received",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -106,6 +106,18 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """What `/metrics` shows of the store's contents: outbox items not done, by (kind,
+    sink, status), and jobs not terminal yet, by provider."""
+
+    outbox: Mapping[tuple[str, str, str], int]
+    open_jobs: Mapping[str, int]
+
+
+CommitObserver = Callable[[float, int], None]  # (seconds a group commit took, requests in it)
+
+
 class _Signal:
     """Wakes everyone waiting at the moment it fires; costs nothing when no one waits."""
 
@@ -140,6 +152,8 @@ class Store(abc.ABC):
         self.planner = planner
         self._appended = _Signal()
         self._outbox_changed = _Signal()
+        self.events_appended = 0  # events this process appended (its commits, not others')
+        self.commit_observer: CommitObserver | None = None
 
     def _heard(self, *, appended: bool, outbox: bool) -> None:
         """Wake the waiters for a write the backend committed or heard of (backends call
@@ -301,6 +315,10 @@ class Store(abc.ABC):
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
     ) -> list[StoredDelivery]:
         """Raw deliveries, oldest first, optionally of one job."""
+
+    @abc.abstractmethod
+    async def gauges(self) -> Gauges:
+        """Outbox depth and open jobs, counted now (for `/metrics`)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -35,6 +35,7 @@ dies of a bug, its callers get `StoreUnavailable` and the loop starts again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -82,11 +83,13 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         write_timeout: float = WRITE_TIMEOUT,
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        observe: Callable[[float, int], None] | None = None,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         self._prepare, self._finish, self._abandon_backend = prepare, finish, abandon
         self._max_batch, self._in_flight = max_batch, in_flight
+        self._observe = observe  # told how long each batch's write took and its size
         self.write_timeout, self.max_pending, self.max_pending_bytes = (
             write_timeout,
             max_pending,
@@ -255,7 +258,15 @@ class GroupCommitter(Generic[Req, Prep, Res]):
             except Exception:
                 await self._one_by_one(batch)
                 return
-        self._writing.append((asyncio.create_task(self._finish(prepared), name="store-write"), batch))
+        write = self._finish(prepared) if self._observe is None else self._timed(prepared, len(requests))
+        self._writing.append((asyncio.create_task(write, name="store-write"), batch))
+
+    async def _timed(self, prepared: Prep, size: int) -> Sequence[Res]:
+        started = time.perf_counter()
+        results = await self._finish(prepared)
+        assert self._observe is not None
+        self._observe(time.perf_counter() - started, size)
+        return results
 
     async def _settle(self) -> bool:
         """Wait for the oldest batch in flight and answer its callers; False if its plan

@@ -18,6 +18,11 @@ class GroupCommitted(Store):
 
     _committer: GroupCommitter[Any, Any, Any]
 
+    def _observe_commit(self, seconds: float, size: int) -> None:
+        """The committer's report of one batch written (for `/metrics`)."""
+        if self.commit_observer is not None:
+            self.commit_observer(seconds, size)
+
     async def intake(self, delivery: Delivery, observations: Sequence[Observation]) -> IntakeResult:
         result = await self._committer.submit(
             IntakeRequest(delivery, tuple(observations)), len(delivery.body)

@@ -18,11 +18,21 @@ from jobtrail.core.intake import (
     plan_batch,
     settle,
 )
-from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, utcnow
+from jobtrail.core.model import (
+    Delivery,
+    Event,
+    IntakeResult,
+    Job,
+    Observation,
+    OutboxEntry,
+    Status,
+    utcnow,
+)
 from jobtrail.store import rows
 from jobtrail.store.base import (
     MAX_STORED_BODY,
     Claim,
+    Gauges,
     LeaseLost,
     Page,
     Store,
@@ -194,6 +204,7 @@ class MemoryStore(Store):
             held = [record for n, record in enumerate(plan.attempts) if n not in refused]
             for record in held:
                 self._apply_attempt(record, now)
+            self.events_appended += len(written)
             self._heard(appended=bool(events), outbox=bool(plan.outbox or held))
             return result
 
@@ -285,6 +296,19 @@ class MemoryStore(Store):
             and (job_id is None or d.delivery.job_id == job_id)
         ]
         return found[:limit]
+
+    async def gauges(self) -> Gauges:
+        self._check_open()
+        outbox: dict[tuple[str, str, str], int] = {}
+        for entry in self._outbox.values():
+            if entry.status in ("pending", "dead"):
+                key = (entry.item.kind, entry.item.sink, entry.status)
+                outbox[key] = outbox.get(key, 0) + 1
+        open_jobs: dict[str, int] = {}
+        for _, job in self._jobs.values():
+            if job.status in (Status.QUEUED, Status.PROCESSING):
+                open_jobs[job.provider] = open_jobs.get(job.provider, 0) + 1
+        return Gauges(outbox, open_jobs)
 
     async def ping(self) -> None:
         self._check_open()

@@ -11,7 +11,15 @@ from typing import Any
 
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
-from jobtrail.store.base import Page, Store, StoredDelivery
+from jobtrail.store.base import Gauges, Page, Store, StoredDelivery
+
+OUTBOX_DEPTH = (
+    "SELECT kind, sink, status, count(*) FROM outbox WHERE status IN ('pending', 'dead') "
+    "GROUP BY kind, sink, status"
+)
+OPEN_BY_PROVIDER = (
+    "SELECT provider, count(*) FROM jobs WHERE status IN ('queued', 'processing') GROUP BY provider"
+)
 
 
 class SQLReads(Store):
@@ -85,6 +93,11 @@ class SQLReads(Store):
     ) -> list[StoredDelivery]:
         found = await self._fetch(*self.queries.deliveries_page(provider, job_id, limit))
         return [rows.delivery_from(row) for row in found]
+
+    async def gauges(self) -> Gauges:
+        outbox = {(kind, sink, status): int(n) for kind, sink, status, n in await self._fetch(OUTBOX_DEPTH)}
+        open_jobs = {provider: int(n) for provider, n in await self._fetch(OPEN_BY_PROVIDER)}
+        return Gauges(outbox, open_jobs)
 
     async def count(self, table: str) -> int:
         return int((await self._fetch(self.queries.count(table)))[0][0])

@@ -102,7 +102,12 @@ class PostgresStore(GroupCommitted, SQLReads):
         self._pool: asyncpg.Pool | None = None
         self._notifications = Notifications(dsn, self._heard)
         self._committer = GroupCommitter[IntakeRequest | AttemptRecord, Any, Result](
-            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT, write_timeout=WRITE_TIMEOUT
+            self._prepare,
+            self._finish,
+            self._abandon,
+            in_flight=IN_FLIGHT,
+            write_timeout=WRITE_TIMEOUT,
+            observe=self._observe_commit,
         )
 
     async def open(self, *, exclusive: bool = False) -> None:
@@ -188,7 +193,8 @@ class PostgresStore(GroupCommitted, SQLReads):
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:
                 raise StoreError(f"PostgreSQL write failed: {exc}") from exc
-        self._heard(appended=written.appended, outbox=written.outbox)
+        self.events_appended += written.appended
+        self._heard(appended=written.appended > 0, outbox=written.outbox)
         return written.results
 
     async def _abandon(self) -> None:

@@ -120,7 +120,7 @@ SELECT tail.s, pg_notify('jobtrail_log', (tail.s + $9)::text) FROM tail
 
 class Written(NamedTuple):
     results: list[Result]  # each request's answer
-    appended: bool  # events were appended
+    appended: int  # how many events were appended
     outbox: bool  # outbox work was added or an attempt recorded
 
 
@@ -157,7 +157,7 @@ async def write_batch(
     if appended:
         columns = _event_columns(plan, seqs, delivery_ids)
         last_seq, _ = await conn.fetchrow(APPEND, *columns[:7], plan.at, appended, columns[7])
-    return Written(settle(plan, delivery_ids, last_seq + 1, refused), appended > 0, outbox)
+    return Written(settle(plan, delivery_ids, last_seq + 1, refused), appended, outbox)
 
 
 def _begin(keys: Sequence[JobKey]) -> str:

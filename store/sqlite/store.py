@@ -75,7 +75,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
         self._known = KnownJobs()
         self._epoch = 0  # which memory of jobs a plan was made from; moves on when it is forgotten
         self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Answer](
-            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT
+            self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT, observe=self._observe_commit
         )
 
     async def open(self, *, exclusive: bool = False) -> None:
@@ -224,6 +224,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
             raise
         self._known.learn(plan.jobs)
         self._tails.pop(id(plan.jobs), None)
+        self.events_appended += sum(1 for e in plan.events if e.attempt not in written.refused)
         self._heard(appended=bool(plan.events), outbox=bool(plan.outbox or plan.attempts))
         results: list[sql.Answer] = list(
             settle(

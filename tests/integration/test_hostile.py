@@ -17,6 +17,7 @@ from jobtrail.receiver.bodies import MAX_HEADER_CHARS, TRUNCATED
 from jobtrail.receiver.keys import METRICS
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.integration.rawhttp import Served, exchange, request, serving
+from tests.integration.scrape import counted
 from tests.integration.test_replay import failed, kill_all
 from tests.integration.test_webhooks import pixazo_body, signed
 
@@ -143,7 +144,7 @@ async def test_what_the_http_parser_refuses_is_answered_in_json(served: Served, 
     assert reply.headers["content-type"].startswith("application/json")
     assert {"error", "message"} == set(reply.json())
     assert b"\\x" not in reply.body and b"aaaa" not in reply.body, "the bytes are never quoted"
-    assert sum(served.app[METRICS].http_refused.values()) == 1
+    assert 1 == sum(counted(served.app[METRICS], "jobtrail_http_refused").values())
 
 
 @pytest.mark.parametrize("encoding", ["br", "zstd"])
@@ -155,7 +156,7 @@ async def test_a_body_in_an_encoding_jobtrail_cannot_read_is_415_in_json(
     headers = {**JSON_TYPE, "Content-Encoding": encoding}
     reply = await exchange(served.port, request("POST", PIXAZO, headers=headers, body=b"\x00\x01"))
     assert (415, "unsupported_media_type") == (reply.status, reply.json()["error"])
-    assert {"content_encoding": 1} == dict(served.app[METRICS].http_refused)
+    assert {"content_encoding": 1} == counted(served.app[METRICS], "jobtrail_http_refused")
 
 
 @pytest.mark.parametrize(("encoding", "body"), [("gzip", b"\x1f\x8b\x08not gzip"), ("x-unheard-of", b"{")])

@@ -463,8 +463,10 @@ async def test_metrics_show_each_components_health_and_outcomes(world: World, ai
 
     await until(refused_counted)
     text = await (await client.get("/metrics")).text()
-    assert 'jobtrail_component_healthy{component="pixazo.poller",kind="poller",state="failed"} 0' in text
-    assert 'jobtrail_component_healthy{component="dispatch",kind="worker",state="running"} 1' in text
+    assert 'jobtrail_component_healthy{component="pixazo.poller",kind="poller"} 0.0' in text
+    assert 'jobtrail_component_state{component="pixazo.poller",state="failed"} 1.0' in text
+    assert 'jobtrail_component_healthy{component="dispatch",kind="worker"} 1.0' in text
+    assert 'jobtrail_component_state{component="dispatch",state="running"} 1.0' in text
 
 
 class _ReloadFailsOnce:

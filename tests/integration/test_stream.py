@@ -16,6 +16,7 @@ from jobtrail.core.settings import Settings
 from jobtrail.receiver import stream
 from jobtrail.receiver.keys import METRICS, TAIL
 from tests.integration.rawhttp import Served, exchange, request, serving
+from tests.integration.scrape import counted
 
 EVENTS = b"GET /api/events HTTP/1.1\r\nHost: a\r\n%s\r\n"
 
@@ -89,10 +90,10 @@ async def test_a_client_that_stops_reading_is_disconnected_and_counted(
         error = "e" * 4000
         for n in range(0, 3000, 100):  # about 12 MB of events, far past any socket buffer
             await served.store.intake_many([_failed(f"slow-{m}", error) for m in range(n, n + 100)])
-            if served.app[METRICS].stream_drops["slow"]:
+            if counted(served.app[METRICS], "jobtrail_stream_disconnects").get("slow"):
                 break
         async with asyncio.timeout(30):  # a guard, not a speed check
-            while not served.app[METRICS].stream_drops["slow"]:
+            while not counted(served.app[METRICS], "jobtrail_stream_disconnects").get("slow"):
                 await asyncio.sleep(0.05)
         assert 200 == (await exchange(served.port, request("GET", "/healthz"))).status
         metrics = (await exchange(served.port, request("GET", "/metrics"))).body.decode()

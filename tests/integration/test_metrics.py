@@ -1,0 +1,139 @@
+"""`GET /metrics`, read the way a scraper reads it: prometheus_client's own parser.
+
+Each family is checked to move when the thing it counts happens, and the counters to
+agree with what the store holds (their HELP says what they count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobtrail.core.model import utcnow
+from jobtrail.dispatch.schedule import RetrySchedule, decide
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.keys import STORE
+from jobtrail.receiver.serve import store_for
+from jobtrail.store.base import Claim
+from tests.conftest import WEBHOOK_TOKEN
+from tests.integration.conftest import ClientFactory
+from tests.integration.test_replay import UNCONFIGURED
+
+PIXAZO = f"/webhooks/pixazo/{WEBHOOK_TOKEN}"
+JSON = {"Content-Type": "application/json"}
+HOOK = {  # no worker runs in these apps: never sent
+    "JOBTRAIL_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+    "JOBTRAIL_NOTIFY_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "JOBTRAIL_NOTIFY_WAIT_FOR_DOWNLOADS": "false",
+}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(client: TestClient[Any, Any], **headers: str) -> Samples:
+    reply = await client.get("/metrics", headers=headers)
+    assert 200 == reply.status, await reply.text()
+    assert "text/plain; version=0.0.4; charset=utf-8" == reply.headers["Content-Type"]
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(await reply.text())
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def webhook(client: TestClient[Any, Any], job: str, status: str, **extra: Any) -> None:
+    body = json.dumps({"request_id": job, "status": status, **extra})
+    assert 200 == (await client.post(PIXAZO, data=body, headers=JSON)).status
+
+
+async def test_each_family_moves_when_its_event_happens(make_client: ClientFactory) -> None:
+    client = await make_client(**HOOK)
+    store = client.app[STORE]
+    before = await scrape(client)
+    assert 0 == value(before, "jobtrail_open_jobs", provider="pixazo")
+
+    await webhook(client, "m1", "PROCESSING")
+    await webhook(client, "m1", "PROCESSING")  # a duplicate: a delivery, no event
+    after = await scrape(client)
+    for verdict in ("accepted", "duplicate"):
+        labels = {"provider": "pixazo", "source": "webhook", "verdict": verdict}
+        assert 1 == value(after, "jobtrail_deliveries_total", **labels)
+    assert 2 == value(after, "jobtrail_webhook_seconds_count", provider="pixazo")
+    assert 0 < value(after, "jobtrail_webhook_seconds_sum", provider="pixazo")
+    assert 2 <= value(after, "jobtrail_store_commit_batch_size_sum")
+    assert 1 <= value(after, "jobtrail_store_commit_seconds_count")
+    assert 1 == value(after, "jobtrail_open_jobs", provider="pixazo")
+
+    await webhook(client, "m1", "COMPLETED", output={"media_url": ["https://cdn.example/m1.mp4"]})
+    done = await scrape(client)
+    assert 0 == value(done, "jobtrail_open_jobs", provider="pixazo")
+    assert 1 == value(done, "jobtrail_outbox_items", kind="download", sink="download", status="pending")
+    assert 1 == value(done, "jobtrail_outbox_items", kind="notify", sink="webhook", status="pending")
+    assert 0 == value(done, "jobtrail_dead_letters", sink="webhook")
+
+    now = utcnow()  # the notification uses up its retries: a dispatch event too
+    [entry] = await store.claim(Claim("notify", now, now + timedelta(seconds=60), 1, "test", False))
+    await store.record_attempt(decide(entry, UNCONFIGURED, RetrySchedule(), now, 0.0)._replace(owner="test"))
+    dead = await scrape(client)
+    assert 1 == value(dead, "jobtrail_dead_letters", sink="webhook")
+    assert 1 == value(dead, "jobtrail_outbox_items", kind="notify", sink="webhook", status="dead")
+    assert 0 == value(dead, "jobtrail_outbox_items", kind="notify", sink="webhook", status="pending")
+    logged = await store.last_seq()
+    assert logged == value(dead, "jobtrail_events_total"), "every event this process appended, dispatch too"
+    assert value(done, "jobtrail_events_total") < logged
+
+
+async def test_process_and_stream_families_are_there(make_client: ClientFactory) -> None:
+    client = await make_client()
+    samples = await scrape(client)
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names
+    assert 0 == value(samples, "jobtrail_leader"), "no background: this app does not lead"
+    assert 0 == value(samples, "jobtrail_streams_open")
+    async with client.get("/api/events") as stream:
+        assert 200 == stream.status
+        for _ in range(100):
+            if value(await scrape(client), "jobtrail_streams_open") == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert 1 == value(await scrape(client), "jobtrail_streams_open")
+
+
+async def test_the_leader_and_the_components_show(aiohttp_client: Any, make_settings: Any) -> None:
+    settings = make_settings()
+    store = store_for(settings)
+    await store.open()
+    try:
+        client = await aiohttp_client(create_app(settings, store, background=True))
+        for _ in range(200):
+            samples = await scrape(client)
+            if value(samples, "jobtrail_leader") == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert 1 == value(samples, "jobtrail_leader")
+        assert 1 == value(samples, "jobtrail_component_healthy", component="dispatch", kind="worker")
+        assert 1 == value(samples, "jobtrail_component_state", component="leader", state="running")
+        assert 0 == value(samples, "jobtrail_component_state", component="leader", state="failed")
+        await client.close()
+    finally:
+        await store.close()
+
+
+async def test_a_metrics_token_is_required_once_set(make_client: ClientFactory) -> None:
+    client = await make_client(JOBTRAIL_METRICS_TOKEN="scrape-token-0123456789")
+    wrong = ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic scrape-token-0123456789"})
+    for headers in wrong:
+        reply = await client.get("/metrics", headers=headers)
+        assert (401, "unauthorized") == (reply.status, (await reply.json())["error"])
+    assert 200 == (await client.get("/healthz")).status, "only /metrics is behind it"
+    samples = await scrape(client, Authorization="Bearer scrape-token-0123456789")
+    assert "scrape-token" not in json.dumps([list(k[1]) for k in samples])
