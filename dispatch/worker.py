@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from jobtrail.core.logs import Redactor
 from jobtrail.core.model import OutboxEntry, utcnow
@@ -177,6 +178,8 @@ class Worker:
             await asyncio.gather(changed, woken, return_exceptions=True)
 
     async def _attempt(self, pool: Pool, entry: OutboxEntry) -> None:
+        # Its own task (a copy of the context): every line below names the job.
+        bind_contextvars(provider=entry.item.provider, job_id=entry.item.job_id, outbox_id=entry.id)
         started = time.monotonic()
         try:
             outcome = await pool.run(entry)
@@ -198,7 +201,8 @@ class Worker:
         finally:
             self._recording.discard(entry.id)
         self.component.saw_event(what=record.event_type or "deferred")
-        log.info(
+        level = log.error if record.status == "dead" else log.warning if record.last_error else log.info
+        level(
             "dispatch_attempt",
             key=entry.item.key,
             outcome=record.event_type,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import aiohttp
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from jobtrail.core.model import Delivery, Job, Observation, utcnow
 from jobtrail.core.settings import ProviderSettings
@@ -34,7 +35,7 @@ from jobtrail.listeners.schedule import PollSchedule
 from jobtrail.providers.polling import PollSpec
 from jobtrail.providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
 from jobtrail.runtime import files, http
-from jobtrail.runtime.health import Component, State
+from jobtrail.runtime.health import DEGRADED_AFTER, Component, State
 from jobtrail.store.base import Store, StoreError, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -81,6 +82,7 @@ class Poller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
         self._throttles = 0
+        self._failing = 0  # polls failed in a row, any job: DEGRADED_AFTER makes it `degraded`
         self._reload_at = 0.0
 
     def poll_all_now(self) -> None:
@@ -161,6 +163,7 @@ class Poller:
     async def _poll(self, job: Job) -> None:
         """Ask, then record. The request slot is freed as soon as the answer is read, so
         recording (a commit) overlaps the next requests and commits are shared."""
+        bind_contextvars(provider=self.provider, job_id=job.id)  # its own task: names the job
         try:
             try:
                 reply, delivery = await self._ask(job)
@@ -230,7 +233,7 @@ class Poller:
         self.component.count(type(reply).__name__.lower())
         if isinstance(reply, Observed | Missing):
             self._failures.pop(job.id, None)
-            self._throttles = 0
+            self._throttles = self._failing = 0
             if self.component.state is not State.RUNNING:
                 self.component.set(State.RUNNING)
             self.component.saw_event()
@@ -252,7 +255,11 @@ class Poller:
             server = reply.retry_after if isinstance(reply, Unavailable) else None
             self._plan(job.id, now + self.schedule.backoff.delay(failures, server, self._rand))
             reason = reply.words if isinstance(reply, Unavailable) else reply.reason
-            log.info("poll_failed", provider=self.provider, job_id=job.id, reason=reason)
+            log.warning("poll_failed", provider=self.provider, job_id=job.id, reason=reason)
+            self._failing += 1
+            if self._failing >= DEGRADED_AFTER and self.component.state is not State.FAILED:
+                said = f"the last {self._failing} polls in a row failed: {reason}"
+                self.component.set(State.DEGRADED, said)
 
     def _pause(self, now: float, reply: Throttled | Refused) -> None:
         if isinstance(reply, Refused):

@@ -34,7 +34,7 @@ from jobtrail.core.model import utcnow
 from jobtrail.core.retry import Backoff, retry_after_seconds
 from jobtrail.listeners.sse_decoder import SSEDecoder, SSEEvent, SSEProtocolError
 from jobtrail.providers.replies import HttpCall
-from jobtrail.runtime.health import Component, State
+from jobtrail.runtime.health import DEGRADED_AFTER, Component, State
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +96,7 @@ class SSEListener:
         self.server_retry: float | None = None
 
     async def run(self) -> None:
-        failures = 0
+        failures = unconnected = 0  # unconnected: attempts in a row that never got a stream
         while True:
             started = self._clock()
             end = await self._stream()
@@ -108,8 +108,14 @@ class SSEListener:
                 failures = 0
             wait = self._wait(failures, end)
             failures += 1
-            self.component.set(end.state, end.reason, utcnow() + timedelta(seconds=wait))
-            log.info("sse_reconnecting", url=self.call.url, reason=end.reason, seconds=round(wait, 3))
+            unconnected = 0 if end.connected else unconnected + 1
+            state, reason = end.state, end.reason
+            if state is State.BACKING_OFF and unconnected >= DEGRADED_AFTER:
+                reason = f"the last {unconnected} connections in a row failed: {reason}"
+                state = State.DEGRADED
+            self.component.set(state, reason, utcnow() + timedelta(seconds=wait))
+            level = log.info if end.connected else log.warning
+            level("sse_reconnecting", url=self.call.url, reason=end.reason, seconds=round(wait, 3))
             await self._sleep(wait)
 
     def _wait(self, failures: int, end: StreamEnd) -> float:

@@ -13,7 +13,7 @@ from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
 from jobtrail.receiver import bodies, params, stream
 from jobtrail.receiver.auth import bearer_matches
-from jobtrail.receiver.errors import ApiError, Handler
+from jobtrail.receiver.errors import ApiError, Handler, not_configured
 from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.views import job_view, outbox_view
 from jobtrail.store.base import BadCursor
@@ -114,6 +114,15 @@ async def track_job(request: web.Request) -> web.Response:
         except PayloadError as exc:
             raise ApiError(400, "invalid_payload", str(exc)) from exc
     existed = await store.get_job(provider, job_id) is not None
+    wait_for_key = payload.get("wait_for_key", False)
+    if not isinstance(wait_for_key, bool):
+        raise ApiError(400, "invalid_payload", "wait_for_key must be true or false")
+    if not existed and not wait_for_key and not settings.provider(provider).active:
+        raise ApiError(
+            409,
+            "provider_not_configured",
+            not_configured(provider, "track jobs of") + '; or send "wait_for_key": true to track it now',
+        )
     params: dict[str, str] = {"model": model} if model else {}
     if download_url:
         params["download_url"] = download_url

@@ -13,7 +13,7 @@ from pathlib import Path
 from jobtrail.core import logs
 from jobtrail.core.model import PROVIDERS, Status
 from jobtrail.core.settings import ConfigError, Settings, load
-from jobtrail.receiver import timeline
+from jobtrail.receiver import remote, timeline
 from jobtrail.store.base import StoreError, StoreLocked
 
 
@@ -178,48 +178,6 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(keep=Path(args.keep) if args.keep else None)
 
 
-async def _submit(settings: Settings, args: argparse.Namespace) -> int:
-    import aiohttp
-
-    from jobtrail.providers import submission
-
-    options = {
-        "upscale_factor": args.upscale_factor,
-        "resolution": args.resolution,
-        "fps": args.fps,
-        "webhook_mode": args.webhook_mode,
-        "model": args.model,
-    }
-    given = {k: v for k, v in options.items() if v is not None}
-    try:
-        submission.validate(args.provider, args.video, given)
-    except submission.InvalidSubmission as exc:
-        print(f"jobtrail: {exc}", file=sys.stderr)
-        return 2
-    api = (args.api or f"http://{settings.host}:{settings.port}").rstrip("/")
-    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
-    body = {"provider": args.provider, "video": args.video, **given}
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"{api}/api/jobs/submit", json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60)
-            ) as response,
-        ):
-            doc = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        print(
-            f"jobtrail: cannot reach jobtrail at {api}: {exc} (is `jobtrail serve` running?)", file=sys.stderr
-        )
-        return 1
-    if response.status != 201:
-        print(f"jobtrail: {doc.get('message', doc)}", file=sys.stderr)
-        return 1
-    follow = f"jobtrail jobs show {doc['provider']} {doc['id']}"
-    print(f"{doc['provider']} {doc['id']}: {doc['status']} (tracked; follow it with `{follow}`)")
-    return 0
-
-
 def _when(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -281,7 +239,20 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--webhook-mode", choices=["terminal", "sync"], help="pixazo callbacks")
     submit.add_argument("--model", help="venice model (default topaz-video-upscale)")
     submit.add_argument("--api", help="jobtrail's URL (default http://JOBTRAIL_HOST:JOBTRAIL_PORT)")
-    submit.set_defaults(run=_submit)
+    submit.set_defaults(run=remote.submit)
+
+    track = commands.add_parser(
+        "track", parents=[common], help="track a job submitted elsewhere (asks the running server)"
+    )
+    track.add_argument("provider", choices=PROVIDERS)
+    track.add_argument("job_id", help="the provider's id of the job")
+    track.add_argument("--model", help="venice: the model it was submitted to (default topaz-video-upscale)")
+    track.add_argument("--download-url", help="where to fetch the result, if the provider does not say")
+    track.add_argument(
+        "--wait-for-key", action="store_true", help="track it even though the server has no key for it yet"
+    )
+    track.add_argument("--api", help="jobtrail's URL (default http://JOBTRAIL_HOST:JOBTRAIL_PORT)")
+    track.set_defaults(run=remote.track)
 
     outbox = commands.add_parser("outbox", help="downloads and notifications").add_subparsers(
         dest="outbox_command", required=True

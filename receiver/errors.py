@@ -66,6 +66,15 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
+def not_configured(provider: str, doing: str) -> str:
+    """Why jobtrail cannot `doing` (say, "submit to") a provider: its key is not set where
+    the server runs (the CLI's own environment does not count)."""
+    return (
+        f"jobtrail's server has no {provider.upper()}_API_KEY, so it cannot {doing} {provider}: set it "
+        "in the environment or the configuration file of `jobtrail serve`, then restart it"
+    )
+
+
 def error_response(status: int, code: str, message: str, *, retry_after: float | None = None) -> web.Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if retry_after is not None:

@@ -21,7 +21,7 @@ from jobtrail.core.retry import retry_after_seconds
 from jobtrail.providers import catalog, submission
 from jobtrail.providers.replies import HttpCall
 from jobtrail.receiver import bodies
-from jobtrail.receiver.errors import ApiError
+from jobtrail.receiver.errors import ApiError, not_configured
 from jobtrail.receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.views import job_view
 from jobtrail.runtime import http
@@ -69,7 +69,7 @@ async def submit_job(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_parameter", str(exc)) from exc
     name = str(provider)
     if not settings.provider(name).active:
-        raise ApiError(400, "provider_not_configured", f"set {name.upper()}_API_KEY to submit to {name}")
+        raise ApiError(409, "provider_not_configured", not_configured(name, "submit to"))
     if catalog.PROVIDERS[name].stream_first:
         await _stream_connected(request, name)
     try:

@@ -156,7 +156,7 @@ class _Webhooks:
                 )
         await self.store.reject(delivery, reason)
         self.metrics.delivery(provider, "webhook", "rejected")
-        log.info("webhook_rejected", provider=provider, reason=reason, remote=request.remote)
+        log.warning("webhook_rejected", provider=provider, reason=reason, remote=request.remote)
 
 
 _JSON = {"Content-Type": "application/json"}

@@ -1,7 +1,8 @@
 """What each listener and poller is doing right now, for `/readyz`.
 
 Each loop owns one `Component` and updates it as it goes; `/readyz` reads a snapshot.
-A component is unhealthy when it has failed (a 401/403, a 204 "stop") until it recovers.
+A component is unhealthy when it has failed (a 401/403, a 204 "stop"), or when its last
+`DEGRADED_AFTER` attempts all failed (every poll a DNS error, say), until it recovers.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from typing import Any
 
 from jobtrail.core.model import utcnow
 
+DEGRADED_AFTER = 3  # attempts failed in a row (polls, stream connections) before `degraded`
+
 
 class State(enum.StrEnum):
     STARTING = "starting"
     CONNECTED = "connected"
     RUNNING = "running"
     BACKING_OFF = "backing_off"
+    DEGRADED = "degraded"  # its recent attempts all failed (DEGRADED_AFTER in a row)
     FAILED = "failed"
     STOPPED = "stopped"
 
@@ -36,7 +40,7 @@ class Component:
 
     @property
     def healthy(self) -> bool:
-        return self.state not in (State.FAILED, State.STOPPED)
+        return self.state not in (State.FAILED, State.STOPPED, State.DEGRADED)
 
     def set(self, state: State, reason: str | None = None, until: datetime | None = None) -> None:
         if state is not self.state:

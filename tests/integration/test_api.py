@@ -80,7 +80,8 @@ async def test_bad_list_parameters_are_400(client: TestClient[Any, Any], query: 
     assert {"error", "message"} == set(await response.json())
 
 
-async def test_tracking_a_job_is_idempotent(client: TestClient[Any, Any]) -> None:
+async def test_tracking_a_job_is_idempotent(make_client: Any) -> None:
+    client = await make_client(VENICE_API_KEY="venice-key-0123456789")
     first = await client.post("/api/jobs", json={"provider": "venice", "id": "q-1"})
     again = await client.post("/api/jobs", json={"provider": "venice", "id": "q-1", "model": "other"})
     assert (201, 200) == (first.status, again.status)
@@ -182,3 +183,44 @@ async def test_the_event_stream_delivers_live_and_resumes(client: TestClient[Any
 
 async def test_a_bad_last_event_id_is_400(client: TestClient[Any, Any]) -> None:
     assert 400 == (await client.get("/api/events", headers={"Last-Event-ID": "abc"})).status
+
+
+async def test_tracking_for_a_provider_without_a_key_is_409_unless_asked_to_wait(
+    client: TestClient[Any, Any],
+) -> None:
+    """Regression: it answered 201 `queued` and the job was never polled."""
+    refused = await client.post("/api/jobs", json={"provider": "venice", "id": "v-nokey"})
+    said = await refused.json()
+    assert (409, "provider_not_configured") == (refused.status, said["error"])
+    assert "VENICE_API_KEY" in said["message"] and "wait_for_key" in said["message"]
+    assert [] == (await (await client.get("/api/jobs")).json())["jobs"], "nothing tracked"
+    for hostile in ("yes", 1, None, [True], {"x": 1}):
+        bad = await client.post(
+            "/api/jobs", json={"provider": "venice", "id": "v-nokey", "wait_for_key": hostile}
+        )
+        assert (400, "invalid_payload") == (bad.status, (await bad.json())["error"])
+    waiting = await client.post(
+        "/api/jobs", json={"provider": "venice", "id": "v-nokey", "wait_for_key": True}
+    )
+    assert (201, "queued") == (waiting.status, (await waiting.json())["status"])
+    again = await client.post("/api/jobs", json={"provider": "venice", "id": "v-nokey"})
+    assert 200 == again.status, "a job already tracked is answered as it is"
+
+
+async def test_the_cli_tracks_through_a_running_server(
+    make_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobtrail.receiver.cli import main
+
+    client = await make_client()  # the Apiframe key is set at this server, not Venice's
+    url = str(client.make_url("")).rstrip("/")
+    code = await asyncio.to_thread(main, ["track", "apiframe", "a-77", "--api", url])
+    assert (0, "apiframe a-77: queued") == (code, capsys.readouterr().out.splitlines()[-1].split(" (")[0])
+    code = await asyncio.to_thread(main, ["track", "venice", "v-77", "--api", url])
+    assert 1 == code and "VENICE_API_KEY" in capsys.readouterr().err
+    code = await asyncio.to_thread(main, ["track", "venice", "v-77", "--wait-for-key", "--api", url])
+    assert 0 == code, capsys.readouterr().err
+    assert {"a-77", "v-77"} == {j["id"] for j in (await (await client.get("/api/jobs")).json())["jobs"]}
+    with pytest.raises(SystemExit) as refused:
+        main(["track", "runway", "x", "--api", url])
+    assert 2 == refused.value.code

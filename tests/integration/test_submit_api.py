@@ -180,3 +180,25 @@ async def test_a_job_that_cannot_be_recorded_is_named_in_the_answer(
     assert job_id in body["message"] and "POST /api/jobs" in body["message"]
     [logged] = [e for e in logs if e["event"] == "submitted_job_not_recorded"]
     assert ("pixazo", job_id, "error") == (logged["provider"], logged["job_id"], logged["log_level"])
+
+
+async def test_a_provider_without_a_key_at_the_server_is_named_where_to_set_it(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: `submit` said "set OXEN_API_KEY" while the key was set in the CLI's shell;
+    the server is where it must be set."""
+    import asyncio
+
+    from jobtrail.receiver.cli import main
+
+    client = await make_client()  # no Oxen key at this server
+    response = await client.post("/api/jobs/submit", json={"provider": "oxen", "video": "https://v/a.mp4"})
+    said = await response.json()
+    assert (409, "provider_not_configured") == (response.status, said["error"])
+    assert "OXEN_API_KEY" in said["message"] and "jobtrail serve" in said["message"]
+    monkeypatch.setenv("OXEN_API_KEY", "a-key-only-this-shell-has")
+    url = str(client.make_url("")).rstrip("/")
+    code = await asyncio.to_thread(main, ["submit", "oxen", "--video", "https://v/a.mp4", "--api", url])
+    err = capsys.readouterr().err
+    assert 1 == code
+    assert "409" in err and "OXEN_API_KEY is set in this shell, but the server" in err
