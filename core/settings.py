@@ -201,6 +201,11 @@ for _name in PROVIDERS:
 _TOP_KEYS = {path[0] for path, _ in _SIMPLE.values()}
 
 
+def default_store_url(data_dir: Path) -> str:
+    """The store when none is set: a SQLite file in the data directory."""
+    return f"sqlite:///{(data_dir / 'jobtrail.db')}"
+
+
 def environment_names() -> frozenset[str]:
     """Every environment variable jobtrail reads its settings from."""
     return frozenset({env for _, env in _SIMPLE.values()} | {"JOBTRAIL_CONFIG"})
@@ -209,7 +214,7 @@ def environment_names() -> frozenset[str]:
 def load(config: str | Path | None, environ: Mapping[str, str]) -> Settings:
     """Read `config` (or `JOBTRAIL_CONFIG`), let the environment win, check every value."""
     path = config or environ.get("JOBTRAIL_CONFIG")
-    document = _read_toml(Path(path)) if path else {}
+    document = _read_toml(Path(path), "--config" if config else "JOBTRAIL_CONFIG") if path else {}
     raw: dict[str, tuple[Any, str]] = {}
     for name, (keys, env) in _SIMPLE.items():
         if env in environ and environ[env] != "":
@@ -221,13 +226,14 @@ def load(config: str | Path | None, environ: Mapping[str, str]) -> Settings:
     return _build(raw, _table(document, "notify").get("rules"))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, named: str) -> dict[str, Any]:
+    """The file `named` (`--config` or `JOBTRAIL_CONFIG`, for the errors) points at."""
     try:
         document = tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
-        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(named, f"cannot read {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+        raise ConfigError(named, f"{path} is not valid TOML: {exc}") from exc
     unknown = sorted(set(document) - _TOP_KEYS)
     if unknown:
         raise ConfigError(unknown[0], f"unknown setting in {path}")
@@ -273,7 +279,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
         return raw.get(name, (None, _SIMPLE[name][1]))
 
     data_dir = Path(values.string(*get("data_dir")) or "./jobtrail-data")
-    store_url = values.store_url(*get("store_url")) or f"sqlite:///{(data_dir / 'jobtrail.db')}"
+    store_url = values.store_url(*get("store_url")) or default_store_url(data_dir)
     host = values.string(*get("host")) or "127.0.0.1"
     api_token = values.token(*get("api_token"))
     if not values.is_loopback(host) and not api_token:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from jobtrail.core import logs
 from jobtrail.core.model import PROVIDERS, Status
-from jobtrail.core.settings import ConfigError, Settings, load
+from jobtrail.core.settings import ConfigError, Settings, default_store_url, load
 from jobtrail.receiver import remote, timeline
+from jobtrail.store import sqlite_path
 from jobtrail.store.base import StoreError, StoreLocked
 
 
@@ -21,7 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load(args.config, os.environ)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if args.data == "create":
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        elif args.data == "existing":
+            existing_database(settings)
     except ConfigError as exc:
         print(f"jobtrail: configuration error: {exc.setting}: {exc.message}", file=sys.stderr)
         return 2
@@ -31,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
     try:
         code: int = asyncio.run(args.run(settings, args))
+    except ConfigError as exc:  # found only when used: the host, the port
+        print(f"jobtrail: configuration error: {exc.setting}: {exc.message}", file=sys.stderr)
+        return 2
     except StoreLocked as exc:
         print(f"jobtrail: JOBTRAIL_DATA_DIR {settings.data_dir}: {exc}", file=sys.stderr)
         return 2
@@ -178,6 +185,21 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(keep=Path(args.keep) if args.keep else None)
 
 
+def existing_database(settings: Settings) -> None:
+    """A command that reads the store refuses a SQLite file that is not there, instead of
+    creating an empty one and answering "no jobs" (a mistyped JOBTRAIL_DATA_DIR)."""
+    path = sqlite_path(settings.store_url)
+    if path is None or Path(path).is_file():
+        return
+    named_by_dir = settings.store_url == default_store_url(settings.data_dir)
+    setting = "JOBTRAIL_DATA_DIR" if named_by_dir else "JOBTRAIL_STORE_URL"
+    where = settings.data_dir if named_by_dir else path
+    raise ConfigError(
+        setting,
+        f"{where} holds no jobtrail database; is it the one `jobtrail serve` uses? (nothing was created)",
+    )
+
+
 def _when(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -188,12 +210,13 @@ def _when(text: str) -> datetime:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobtrail", description=__doc__)
+    parser.set_defaults(data=None)  # the data directory: "create" it, or an "existing" database
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="TOML configuration file (or JOBTRAIL_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", parents=[common], help="run receiver, listeners, dispatcher")
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, data="create")
 
     jobs = commands.add_parser("jobs", help="look at tracked jobs").add_subparsers(
         dest="jobs_command", required=True
@@ -202,14 +225,14 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--provider", choices=PROVIDERS)
     listing.add_argument("--status", choices=[s.value for s in Status])
     listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(run=_jobs_list)
+    listing.set_defaults(run=_jobs_list, data="existing")
     show = jobs.add_parser("show", parents=[common], help="one job and its timeline")
     show.add_argument("provider", choices=PROVIDERS)
     show.add_argument("job_id")
-    show.set_defaults(run=_jobs_show)
+    show.set_defaults(run=_jobs_show, data="existing")
 
     migrate = commands.add_parser("migrate", parents=[common], help="bring the store's schema up to date")
-    migrate.set_defaults(run=_migrate)
+    migrate.set_defaults(run=_migrate, data="create")
 
     store = commands.add_parser("store", help="the store as a whole").add_subparsers(
         dest="store_command", required=True
@@ -264,12 +287,12 @@ def _parser() -> argparse.ArgumentParser:
     olist = outbox.add_parser("list", parents=[common, filters], help="outbox items, oldest first")
     olist.add_argument("--status", choices=["pending", "done", "dead"])
     olist.add_argument("--limit", type=int, default=100)
-    olist.set_defaults(run=_outbox_list)
+    olist.set_defaults(run=_outbox_list, data="existing")
     oreplay = outbox.add_parser(
         "replay", parents=[common, filters], help="run one item again, or every dead item matching"
     )
     oreplay.add_argument("id", nargs="?", type=int, help="an outbox item id (from `jobtrail outbox list`)")
-    oreplay.set_defaults(run=_outbox_replay)
+    oreplay.set_defaults(run=_outbox_replay, data="existing")
     return parser
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import signal
+import socket
 
 import structlog
 from aiohttp import web
 
 from jobtrail.core.effects import EffectPlanner
-from jobtrail.core.settings import Settings
+from jobtrail.core.settings import ConfigError, Settings
 from jobtrail.receiver.app import create_app
 from jobtrail.receiver.keys import METRICS
 from jobtrail.receiver.protocol import Runner
@@ -45,6 +47,20 @@ def store_for(settings: Settings) -> Store:
     return open_store(settings.store_url, planner_for(settings))
 
 
+def cannot_listen(settings: Settings, exc: OSError) -> ConfigError:
+    """Why the socket could not be opened, naming the setting to change."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, socket.gaierror):
+        return ConfigError("JOBTRAIL_HOST", f"{settings.host!r} does not resolve to an address here")
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError("JOBTRAIL_PORT", f"{where} is in use by another program; choose another port")
+    if exc.errno == errno.EACCES:
+        return ConfigError("JOBTRAIL_PORT", f"listening on {where} needs privileges this process has not")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError("JOBTRAIL_HOST", f"{settings.host} is not an address of this machine")
+    return ConfigError("JOBTRAIL_HOST", f"cannot listen on {where}: {exc.strerror or exc}")
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set or the process gets SIGINT/SIGTERM."""
     stop = stop or asyncio.Event()
@@ -58,7 +74,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise cannot_listen(settings, exc) from exc
         tune_gc()
         log.info(
             "serving",

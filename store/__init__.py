@@ -8,6 +8,13 @@ from jobtrail.core.intake import Planner
 from jobtrail.store.base import Store, StoreError
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///PATH` URL (None for another scheme, or no path)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return url[len("sqlite:///") :].split("?", 1)[0] or None
+
+
 def open_store(url: str, planner: Planner) -> Store:
     """A store for `sqlite:///PATH`, `postgresql://...` or `memory://`; not yet opened."""
     parts = urlsplit(url)
@@ -15,7 +22,7 @@ def open_store(url: str, planner: Planner) -> Store:
         from jobtrail.store.sqlite import SQLiteStore
 
         # As in SQLAlchemy: sqlite:///relative/path.db and sqlite:////absolute/path.db
-        path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+        path = sqlite_path(url)
         if not path:
             raise StoreError("a sqlite store URL needs a path: sqlite:///PATH")
         options = parse_qs(parts.query)

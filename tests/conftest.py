@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jobtrail.core import logs
 from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.intake import Planner
 from jobtrail.core.settings import Settings, load
@@ -60,6 +61,15 @@ async def store(backend: Backend) -> Store:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     postgres.drop_template()
+
+
+@pytest.fixture(autouse=True)
+def _uncached_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jobtrail` run in-process (`cli.main`) configures logging as a program does, with
+    each module's logger cached on first use; a logger cached so would keep writing where
+    that test's configuration said, past it, and out of reach of `capture_logs`."""
+    real = logs.configure
+    monkeypatch.setattr(logs, "configure", lambda **options: real(**{**options, "cache": False}))
 
 
 @pytest.fixture
