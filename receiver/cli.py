@@ -185,6 +185,12 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(keep=Path(args.keep) if args.keep else None)
 
 
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from jobtrail.simulators.standalone import simulate
+
+    return await simulate(args.first_port)
+
+
 def existing_database(settings: Settings) -> None:
     """A command that reads the store refuses a SQLite file that is not there, instead of
     creating an empty one and answering "no jobs" (a mistyped JOBTRAIL_DATA_DIR)."""
@@ -276,6 +282,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     track.add_argument("--api", help="jobtrail's URL (default http://JOBTRAIL_HOST:JOBTRAIL_PORT)")
     track.set_defaults(run=remote.track)
+
+    simulate = commands.add_parser(
+        "simulate", parents=[common], help="run the four provider simulators until Ctrl-C (keys printed)"
+    )
+    simulate.add_argument(
+        "--first-port", type=int, choices=range(1024, 65533), metavar="PORT", help="ports PORT..PORT+3"
+    )
+    simulate.set_defaults(run=_simulate)
 
     outbox = commands.add_parser("outbox", help="downloads and notifications").add_subparsers(
         dest="outbox_command", required=True

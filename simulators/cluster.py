@@ -47,19 +47,22 @@ class Cluster:
             Venice(KEYS["venice"], f.get("venice"), result_size),
         )
 
-    async def start(self) -> None:
-        for name, sim in (
+    async def start(self, first_port: int | None = None, host: str = "127.0.0.1") -> None:
+        """Each on a free port, or on `first_port` and the three after it (in the order
+        Pixazo, Apiframe, Oxen, Venice)."""
+        sims: list[tuple[str, Pixazo | Apiframe | Oxen | Venice]] = [
             ("pixazo", self.pixazo),
             ("apiframe", self.apiframe),
             ("oxen", self.oxen),
             ("venice", self.venice),
-        ):
+        ]
+        for n, (name, sim) in enumerate(sims):
             runner = web.AppRunner(sim.app(), access_log=None)
             await runner.setup()
-            port = free_port()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            sim.base = self.bases[name] = f"http://127.0.0.1:{port}"
             self.runners.append(runner)
+            port = free_port() if first_port is None else first_port + n
+            await web.TCPSite(runner, host, port).start()
+            sim.base = self.bases[name] = f"http://{host}:{port}"
 
     async def stop(self) -> None:
         for runner in self.runners:

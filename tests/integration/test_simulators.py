@@ -228,3 +228,18 @@ async def test_result_urls_expire(sims: Cluster) -> None:
         stale = await call(session, "GET", result_url(sims.bases["oxen"], "j1", -1))
         forged = await call(session, "GET", result_url(sims.bases["oxen"], "j1", 60).replace("sig=", "sig=0"))
     assert (200, 403, 403) == (fresh[0], stale[0], forged[0])
+
+
+def test_simulate_on_a_port_in_use_exits_2_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from jobtrail.receiver.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if port > 65532:
+            pytest.skip("the kernel gave a port too high for --first-port")
+        assert 2 == main(["simulate", "--first-port", str(port)])
+    assert "--first-port: cannot listen" in capsys.readouterr().err
