@@ -55,11 +55,12 @@ def _provider(value: str | None) -> str | None:
 
 async def list_jobs(request: web.Request) -> web.Response:
     query = request.query
+    params.known(query, ("provider", "status", "limit", "cursor"))
     try:
         page = await request.app[STORE].list_jobs(
             provider=_provider(query.get("provider")),
             status=params.choice(query.get("status"), "status", (s.value for s in Status)),
-            limit=max(1, params.whole(query.get("limit"), "limit", 50, MAX_PAGE)),
+            limit=params.whole(query.get("limit"), "limit", 50, MAX_PAGE, low=1),
             cursor=request.query.get("cursor"),
         )
     except BadCursor as exc:
@@ -81,8 +82,9 @@ async def job_events(request: web.Request) -> web.Response:
     store = request.app[STORE]
     provider, job_id = _provider(request.match_info["provider"]), request.match_info["job_id"]
     assert provider is not None
+    params.known(request.query, ("after", "limit"))
     after = params.whole(request.query.get("after"), "after", 0)
-    limit = max(1, params.whole(request.query.get("limit"), "limit", 1000, 10_000))
+    limit = params.whole(request.query.get("limit"), "limit", 1000, 10_000, low=1)
     if await store.get_job(provider, job_id) is None:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
     events = await store.job_events(provider, job_id, after=after, limit=limit)
@@ -137,17 +139,25 @@ async def track_job(request: web.Request) -> web.Response:
 
 
 OUTBOX_STATUSES = ("pending", "done", "dead")
+SINKS = ("download", "slack", "webhook", "email")
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "bad_parameter", f"{name} must be a string")
+    return value
 
 
 async def list_outbox(request: web.Request) -> web.Response:
     """`GET /api/outbox?status=&sink=&since=&until=&limit=`: downloads and notifications."""
     query = request.query
+    params.known(query, ("status", "sink", "since", "until", "limit"))
     entries = await request.app[STORE].outbox(
         status=params.choice(query.get("status"), "status", OUTBOX_STATUSES),
-        sink=params.name(query.get("sink"), "sink"),
+        sink=params.choice(query.get("sink"), "sink", SINKS),
         since=params.time(query.get("since"), "since"),
         until=params.time(query.get("until"), "until"),
-        limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE),
+        limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE, low=1),
     )
     return web.json_response({"items": [outbox_view(e) for e in entries]})
 
@@ -181,7 +191,7 @@ async def replay_outbox(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_parameter", f"limit must be a whole number from 1 to {REPLAY_LIMIT}")
     done = await replay.replay_dead(
         request.app[STORE],
-        sink=params.name(doc.get("sink"), "sink"),
+        sink=params.choice(_text(doc.get("sink"), "sink"), "sink", SINKS),
         since=params.time(doc.get("since"), "since"),
         until=params.time(doc.get("until"), "until"),
         limit=limit,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -14,8 +15,9 @@ from jobtrail.core import logs
 from jobtrail.core.model import PROVIDERS, Status
 from jobtrail.core.settings import ConfigError, Settings, default_store_url, load
 from jobtrail.receiver import remote, timeline
+from jobtrail.receiver.views import job_view, outbox_view
 from jobtrail.store import sqlite_path
-from jobtrail.store.base import StoreError, StoreLocked
+from jobtrail.store.base import BadCursor, StoreError, StoreLocked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,10 +67,21 @@ async def _jobs_list(settings: Settings, args: argparse.Namespace) -> int:
     store = store_for(settings)
     await store.open()
     try:
-        page = await store.list_jobs(provider=args.provider, status=args.status, limit=args.limit)
+        page = await store.list_jobs(
+            provider=args.provider, status=args.status, limit=args.limit, cursor=args.cursor
+        )
+    except BadCursor as exc:
+        print(f"jobtrail: --cursor: {exc}", file=sys.stderr)
+        return 2
     finally:
         await store.close()
+    if args.json:
+        for job in page.jobs:
+            print(json.dumps(job_view(job)))
+        return 0
     print(timeline.job_table(page.jobs))
+    if page.next_cursor:
+        print(f"more: jobtrail jobs list --cursor {page.next_cursor}")
     return 0
 
 
@@ -102,6 +115,10 @@ async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
         disabled = await store.disabled_sinks()
     finally:
         await store.close()
+    if args.json:
+        for entry in entries:
+            print(json.dumps(outbox_view(entry)))
+        return 0
     print(timeline.outbox_table(entries))
     for sink, reason in sorted(disabled.items()):
         print(f"sink {sink} is disabled: {reason}")
@@ -206,6 +223,15 @@ def existing_database(settings: Settings) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jobtrail")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def _when(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -217,8 +243,13 @@ def _when(text: str) -> datetime:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobtrail", description=__doc__)
     parser.set_defaults(data=None)  # the data directory: "create" it, or an "existing" database
+    parser.add_argument("--version", action="version", version=f"jobtrail {_version()}")
+    parser.add_argument("--config", help="TOML configuration file (or JOBTRAIL_CONFIG)")
+    # Accepted after the subcommand too; there, absent, it leaves the one before in place.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="TOML configuration file (or JOBTRAIL_CONFIG)")
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="TOML configuration file (or JOBTRAIL_CONFIG)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", parents=[common], help="run receiver, listeners, dispatcher")
@@ -230,7 +261,9 @@ def _parser() -> argparse.ArgumentParser:
     listing = jobs.add_parser("list", parents=[common], help="tracked jobs, newest first")
     listing.add_argument("--provider", choices=PROVIDERS)
     listing.add_argument("--status", choices=[s.value for s in Status])
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, choices=range(1, 501), metavar="1-500")
+    listing.add_argument("--cursor", help="next_cursor printed under the previous page")
+    listing.add_argument("--json", action="store_true", help="JSON lines, one job each (the API's shape)")
     listing.set_defaults(run=_jobs_list, data="existing")
     show = jobs.add_parser("show", parents=[common], help="one job and its timeline")
     show.add_argument("provider", choices=PROVIDERS)
@@ -300,7 +333,8 @@ def _parser() -> argparse.ArgumentParser:
     filters.add_argument("--until", type=_when, help="created before (ISO 8601)")
     olist = outbox.add_parser("list", parents=[common, filters], help="outbox items, oldest first")
     olist.add_argument("--status", choices=["pending", "done", "dead"])
-    olist.add_argument("--limit", type=int, default=100)
+    olist.add_argument("--limit", type=int, default=100, choices=range(1, 501), metavar="1-500")
+    olist.add_argument("--json", action="store_true", help="JSON lines, one item each (the API's shape)")
     olist.set_defaults(run=_outbox_list, data="existing")
     oreplay = outbox.add_parser(
         "replay", parents=[common, filters], help="run one item again, or every dead item matching"

@@ -147,7 +147,7 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 _PAGE = {"type": "integer", "minimum": 1, "maximum": 500}
 _OUTBOX_STATUS = {"type": "string", "enum": ["pending", "done", "dead"]}
 _ALIVE = {"type": "object", "required": ["status"], "properties": {"status": {"const": "alive"}}}
-_SINK = {"type": "string", "maxLength": 64}
+_SINK = {"type": "string", "enum": ["download", "slack", "webhook", "email"]}
 # The bearer token once JOBTRAIL_API_TOKEN is set; open before.
 _API: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 _WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}

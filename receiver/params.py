@@ -10,8 +10,10 @@ where an offset that carries them past year 1 or 9999 is a 400, not an `Overflow
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
+
+from multidict import MultiMapping
 
 from jobtrail.receiver.errors import ApiError
 
@@ -19,14 +21,27 @@ MAX_INT = 2**62  # below any backend's integer limit, above any sequence number 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
-def whole(raw: str | None, name: str, default: int, high: int = MAX_INT) -> int:
-    """A whole number from 0 to `high` written in ASCII digits, or `default` if absent."""
+def whole(raw: str | None, name: str, default: int, high: int = MAX_INT, low: int = 0) -> int:
+    """A whole number from `low` to `high` written in ASCII digits, or `default` if absent."""
     if raw is None:
         return default
     value = int(raw) if _DIGITS.fullmatch(raw) else -1
-    if not 0 <= value <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from 0 to {high}")
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from {low} to {high}")
     return value
+
+
+def known(query: Mapping[str, str] | MultiMapping[str], allowed: Collection[str]) -> None:
+    """Refuse a query parameter the route does not take (a typo would otherwise be ignored
+    and answer with everything), and one given twice (which of them would count?)."""
+    for key in query:
+        if key not in allowed:
+            shown = ", ".join(sorted(allowed)) or "none"
+            raise ApiError(
+                400, "unknown_parameter", f"unknown query parameter {key[:64]!r}; this route takes: {shown}"
+            )
+        if isinstance(query, MultiMapping) and len(query.getall(key)) > 1:
+            raise ApiError(400, "bad_parameter", f"{key} is given more than once")
 
 
 def choice(raw: str | None, name: str, allowed: Iterable[str]) -> str | None:

@@ -36,6 +36,7 @@ _HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X
 
 async def event_stream(request: web.Request) -> web.StreamResponse:
     store, tail = request.app[STORE], request.app[TAIL]
+    params.known(request.query, ("after",))
     raw = request.headers.get("Last-Event-ID", request.query.get("after"))
     last = params.whole(raw.strip() or "0" if raw is not None else None, "Last-Event-ID", 0)
     response = web.StreamResponse(headers=_HEADERS)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from jobtrail.core.model import Event, Job, OutboxEntry
@@ -15,7 +17,7 @@ def job_table(jobs: Sequence[Job]) -> str:
     for job in jobs:
         progress = "" if job.progress is None else f"{job.progress}%"
         status = job.status.value + (" (conflict)" if job.conflict else "")
-        rows.append((job.provider, job.id, status, progress, _when(job.updated_at.isoformat())))
+        rows.append((job.provider, job.id, status, progress, _when(job.updated_at)))
     return _columns(rows)
 
 
@@ -25,8 +27,8 @@ def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> st
         f"  status    {job.status.value}"
         + (f" ({job.provider_status})" if job.provider_status else "")
         + (f"  progress {job.progress}%" if job.progress is not None else ""),
-        f"  created   {_when(job.created_at.isoformat())}",
-        f"  updated   {_when(job.updated_at.isoformat())}",
+        f"  created   {_when(job.created_at)}",
+        f"  updated   {_when(job.updated_at)}",
     ]
     if job.conflict:
         lines.append(f"  CONFLICT  sources disagree: {', '.join(s.value for s in job.terminals)}")
@@ -41,9 +43,7 @@ def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> st
     lines.append("")
     rows = [("SEQ", "AT", "SOURCE", "EVENT", "DETAILS")]
     for event in events:
-        rows.append(
-            (str(event.seq), _when(event.at.isoformat()), event.source, event.type, _details(event.data))
-        )
+        rows.append((str(event.seq), _when(event.at), event.source, event.type, _details(event.data)))
     lines.append(_columns(rows))
     return "\n".join(lines)
 
@@ -53,7 +53,7 @@ def outbox_table(entries: Sequence[OutboxEntry]) -> str:
         return "no outbox items"
     rows = [("ID", "KIND", "SINK", "JOB", "STATUS", "ATTEMPTS", "NEXT", "LAST ERROR")]
     for e in entries:
-        due = _when(e.next_attempt_at.isoformat()) if e.next_attempt_at and e.status == "pending" else ""
+        due = _when(e.next_attempt_at) if e.next_attempt_at and e.status == "pending" else ""
         rows.append(
             (
                 str(e.id),
@@ -70,11 +70,18 @@ def outbox_table(entries: Sequence[OutboxEntry]) -> str:
 
 
 def _details(data: Mapping[str, Any]) -> str:
-    return " ".join(f"{key}={value}" for key, value in data.items())
+    """`key=value` for what is set; strings as they are, anything else as JSON."""
+    return " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+        for key, value in data.items()
+        if value is not None
+    )
 
 
-def _when(iso: str) -> str:
-    return iso.replace("T", " ")[:23]
+def _when(at: datetime) -> str:
+    """`2026-12-02 21:23:33.962Z`: in UTC, to the millisecond, the zone shown."""
+    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    return f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d}Z"
 
 
 def _columns(rows: Sequence[Sequence[str]]) -> str:

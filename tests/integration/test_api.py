@@ -224,3 +224,41 @@ async def test_the_cli_tracks_through_a_running_server(
     with pytest.raises(SystemExit) as refused:
         main(["track", "runway", "x", "--api", url])
     assert 2 == refused.value.code
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "named"),
+    [
+        ("/api/jobs?provder=venice", "unknown_parameter", "'provder'"),  # a typo: was ignored
+        ("/api/jobs?limit=1&limit=2", "bad_parameter", "limit is given more than once"),
+        ("/api/jobs?limit=0", "bad_parameter", "limit must be a whole number from 1 to 500"),
+        ("/api/jobs/pixazo/p1/events?limit=0", "bad_parameter", "from 1 to 10000"),
+        ("/api/jobs/pixazo/p1/events?since=2020-01-01", "unknown_parameter", "'since'"),
+        ("/api/outbox?sink=bogus", "bad_parameter", "sink must be one of download, slack, webhook, email"),
+        ("/api/outbox?limit=0", "bad_parameter", "limit must be a whole number from 1 to 500"),
+        (
+            "/api/outbox?state=dead",
+            "unknown_parameter",
+            "this route takes: limit, since, sink, status, until",
+        ),
+        ("/api/events?from=3", "unknown_parameter", "'from'"),
+        ("/api/jobs?" + "x" * 5000 + "=1", "unknown_parameter", "'" + "x" * 64 + "'"),
+    ],
+)
+async def test_unknown_repeated_and_out_of_range_parameters_are_400_naming_them(
+    client: TestClient[Any, Any], path: str, error: str, named: str
+) -> None:
+    """Regression: `?sink=bogus` answered 200 with an empty list, `limit=0` one item, and
+    unknown parameters were ignored (so a typo answered with everything)."""
+    await callback(client, "p1", "PROCESSING")
+    reply = await client.get(path)
+    said = await reply.json()
+    assert (400, error) == (reply.status, said["error"]), said
+    assert named in said["message"]
+    assert "x" * 65 not in said["message"], "a long name is cut"
+
+
+@pytest.mark.parametrize("sink", ["bogus", 7, ["slack"]])
+async def test_bulk_replay_refuses_an_unknown_sink(client: TestClient[Any, Any], sink: Any) -> None:
+    reply = await client.post("/api/outbox/replay", json={"sink": sink})
+    assert (400, "bad_parameter") == (reply.status, (await reply.json())["error"])
