@@ -65,7 +65,9 @@ async def list_jobs(request: web.Request) -> web.Response:
         )
     except BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from exc
-    return web.json_response({"jobs": [job_view(job) for job in page.jobs], "next_cursor": page.next_cursor})
+    outbox = await request.app[STORE].outbox_for_jobs([(job.provider, job.id) for job in page.jobs])
+    views = [job_view(job, outbox[(job.provider, job.id)]) for job in page.jobs]
+    return web.json_response({"jobs": views, "next_cursor": page.next_cursor})
 
 
 async def show_job(request: web.Request) -> web.Response:

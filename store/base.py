@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Refused
+from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused
 from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
 
 MAX_STORED_BODY = 64 * 1024
@@ -309,6 +309,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         """The job's outbox work (downloads, notifications) with its state."""
+
+    @abc.abstractmethod
+    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[OutboxEntry]]:
+        """`outbox_for_job` for a page of jobs in one read (at most a few hundred keys):
+        every key given, with its items in id order (none: an empty list)."""
 
     @abc.abstractmethod
     async def deliveries(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
 from jobtrail.store.base import Gauges, Page, Store, StoredDelivery
@@ -67,6 +68,14 @@ class SQLReads(Store):
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         found = await self._fetch(self.queries.JOB_OUTBOX, (provider, job_id))
         return [rows.outbox_from(row) for row in found]
+
+    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[OutboxEntry]]:
+        found: dict[JobKey, list[OutboxEntry]] = {key: [] for key in keys}
+        if keys:
+            for row in await self._fetch(*self.queries.jobs_outbox(keys)):
+                entry = rows.outbox_from(row)
+                found[(entry.item.provider, entry.item.job_id)].append(entry)
+        return found
 
     async def outbox(
         self,

@@ -5,10 +5,11 @@ SQLite's rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from jobtrail.core.intake import JobKey
 from jobtrail.store.rows import TABLES
 
 JOB_COLUMNS = (
@@ -83,6 +84,15 @@ def deliveries_page(provider: str | None, job_id: str | None, limit: int) -> Que
     where, params = _where((("provider = {}", provider), ("job_id = {}", job_id)))
     n = len(params) + 1
     return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ${n}", [*params, limit]
+
+
+def jobs_outbox(keys: Sequence[JobKey]) -> Query:
+    """The outbox items of several jobs (a page of them), through the (provider, job_id) index."""
+    return (
+        f"SELECT {OUTBOX_COLUMNS} FROM outbox "
+        "WHERE (provider, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY id",
+        [[p for p, _ in keys], [j for _, j in keys]],
+    )
 
 
 def count(table: str) -> str:

@@ -3,7 +3,7 @@ statement and its parameters where filters are optional. Values are always bound
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +79,15 @@ def jobs_by_key(keys: Iterable[JobKey]) -> Iterable[Query]:
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
                 [provider, *chunk],
             )
+
+
+def jobs_outbox(keys: Sequence[JobKey]) -> Query:
+    """The outbox items of several jobs (a page of them), through the (provider, job_id) index."""
+    pairs = ",".join("(?, ?)" for _ in keys)
+    return (
+        f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (provider, job_id) IN (VALUES {pairs}) ORDER BY id",
+        [value for key in keys for value in key],
+    )
 
 
 def count(table: str) -> str:

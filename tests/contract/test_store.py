@@ -298,3 +298,18 @@ async def test_provider_words_with_any_character_are_stored_and_read_back(store:
     assert job is not None and words == job.error
     [event] = await store.job_events("pixazo", "job-1")
     assert words == event.data["error"]
+
+
+async def test_the_outbox_of_a_page_of_jobs_comes_in_one_read(store: Store) -> None:
+    urls = ("https://cdn/a.mp4",)
+    await store.intake(delivery("job-1"), [obs("job-1", kind="succeeded", result_urls=urls)])
+    await store.intake(delivery("job-2"), [obs("job-2", kind="processing")])
+    await store.intake(delivery("job 3'"), [obs("job 3'", kind="succeeded", result_urls=urls)])
+    keys = [("pixazo", "job-1"), ("pixazo", "job-2"), ("pixazo", "job 3'"), ("venice", "job-1")]
+    found = await store.outbox_for_jobs(keys)
+    assert keys == list(found), "every key, in the order given"
+    for key in keys:
+        assert [e.id for e in await store.outbox_for_job(*key)] == [e.id for e in found[key]]
+    assert [] == found[("pixazo", "job-2")] == found[("venice", "job-1")]
+    assert 2 == len(found[("pixazo", "job 3'")])
+    assert {} == await store.outbox_for_jobs([])

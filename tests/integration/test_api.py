@@ -262,3 +262,20 @@ async def test_unknown_repeated_and_out_of_range_parameters_are_400_naming_them(
 async def test_bulk_replay_refuses_an_unknown_sink(client: TestClient[Any, Any], sink: Any) -> None:
     reply = await client.post("/api/outbox/replay", json={"sink": sink})
     assert (400, "bad_parameter") == (reply.status, (await reply.json())["error"])
+
+
+async def test_the_job_list_shows_each_jobs_downloads_and_notifications(
+    client: TestClient[Any, Any],
+) -> None:
+    """Regression: the list answered `"downloads": [], "notifications": []` for jobs that
+    had them; it now says what the job route says."""
+    await callback(client, "p1", "COMPLETED", output={"media_url": ["https://cdn/p1.mp4"]})
+    await callback(client, "p2", "PROCESSING")
+    listed = {j["id"]: j for j in (await (await client.get("/api/jobs")).json())["jobs"]}
+    for job_id in ("p1", "p2"):
+        one = await (await client.get(f"/api/jobs/pixazo/{job_id}")).json()
+        assert (one["downloads"], one["notifications"]) == (
+            listed[job_id]["downloads"],
+            listed[job_id]["notifications"],
+        )
+    assert ["https://cdn/p1.mp4"] == [d["url"] for d in listed["p1"]["downloads"]]
