@@ -15,7 +15,7 @@ from jobtrail.core.logs import Redactor
 from jobtrail.core.settings import Settings
 from jobtrail.dispatch.run import running as dispatching
 from jobtrail.listeners import refresh, run
-from jobtrail.receiver import api, health, openapi, submit, webhooks
+from jobtrail.receiver import api, deliveries, health, openapi, submit, webhooks
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.errors import error_middleware
 from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, SCRUB, SETTINGS, STORE, TAIL
@@ -51,6 +51,7 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
     api.setup(app)
     submit.setup(app)
     health.setup(app)
+    deliveries.setup(app)
     openapi.setup(app)
     return app
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobtrail.core import logs
-from jobtrail.core.model import PROVIDERS, Status
+from jobtrail.core.model import PROVIDERS, Status, Verdict
 from jobtrail.core.settings import ConfigError, Settings, default_store_url, load
 from jobtrail.receiver import remote, timeline
-from jobtrail.receiver.views import job_view, outbox_view
+from jobtrail.receiver.views import delivery_view, job_view, outbox_view
 from jobtrail.store import sqlite_path
 from jobtrail.store.base import BadCursor, StoreError, StoreLocked
 
@@ -122,6 +122,28 @@ async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
     print(timeline.outbox_table(entries))
     for sink, reason in sorted(disabled.items()):
         print(f"sink {sink} is disabled: {reason}")
+    return 0
+
+
+async def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
+    from jobtrail.receiver.serve import store_for
+    from jobtrail.store.base import DeliveryFilter
+
+    filters = DeliveryFilter(args.verdict, args.provider, args.since, args.until, args.before)
+    store = store_for(settings)
+    await store.open()
+    try:
+        found = await store.delivery_page(filters, args.limit + 1)
+    finally:
+        await store.close()
+    page = found[: args.limit]
+    if args.json:
+        for stored in page:
+            print(json.dumps(delivery_view(stored)))
+        return 0
+    print(timeline.delivery_table(page))
+    if len(found) > args.limit and page:
+        print(f"more: add --before {page[-1].id}")
     return 0
 
 
@@ -331,6 +353,19 @@ def _parser() -> argparse.ArgumentParser:
     filters.add_argument("--sink", help="download, slack, webhook or email")
     filters.add_argument("--since", type=_when, help="created at or after (ISO 8601)")
     filters.add_argument("--until", type=_when, help="created before (ISO 8601)")
+    deliveries = commands.add_parser("deliveries", help="every inbound delivery (the audit trail)")
+    dlist = deliveries.add_subparsers(dest="deliveries_command", required=True).add_parser(
+        "list", parents=[common], help="deliveries, newest first, rejected ones with their reason"
+    )
+    dlist.add_argument("--verdict", choices=[v.value for v in Verdict])
+    dlist.add_argument("--provider", choices=PROVIDERS)
+    dlist.add_argument("--since", type=_when, help="received at or after (ISO 8601)")
+    dlist.add_argument("--until", type=_when, help="received before (ISO 8601)")
+    dlist.add_argument("--before", type=int, help="ids below this one (the `more:` line's)")
+    dlist.add_argument("--limit", type=int, default=50, choices=range(1, 501), metavar="1-500")
+    dlist.add_argument("--json", action="store_true", help="JSON lines (the API's shape)")
+    dlist.set_defaults(run=_deliveries_list, data="existing")
+
     olist = outbox.add_parser("list", parents=[common, filters], help="outbox items, oldest first")
     olist.add_argument("--status", choices=["pending", "done", "dead"])
     olist.add_argument("--limit", type=int, default=100, choices=range(1, 501), metavar="1-500")

@@ -92,6 +92,23 @@ _OUTBOX_ITEM = {
         "payload": {"type": "object"},
     },
 }
+_DELIVERY = {
+    "type": "object",
+    "required": ["id", "source", "provider", "job_id", "received_at", "verdict", "reason", "body_size"],
+    "properties": {
+        "id": {"type": "integer"},
+        "source": _STR,
+        "provider": _STR,
+        "job_id": _NULL_STR,
+        "received_at": _TIME,
+        "verdict": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+        "reason": _NULL_STR,
+        "body_size": {"type": "integer"},
+        "headers": {"type": "object", "additionalProperties": _STR},
+        "body": _STR,
+        "body_kept": {"type": "integer"},
+    },
+}
 _DELIVERY_ANSWER = {
     "type": "object",
     "required": ["delivery_id", "verdict"],
@@ -178,7 +195,13 @@ def document() -> dict[str, Any]:
                     "with the raw SHA-256 digest of APIFRAME_API_KEY",
                 },
             },
-            "schemas": {"Error": _ERROR, "Job": _JOB, "Event": _EVENT, "OutboxItem": _OUTBOX_ITEM},
+            "schemas": {
+                "Error": _ERROR,
+                "Job": _JOB,
+                "Event": _EVENT,
+                "OutboxItem": _OUTBOX_ITEM,
+                "Delivery": _DELIVERY,
+            },
         },
         "paths": {
             "/webhooks/pixazo/{token}": {
@@ -201,9 +224,10 @@ def document() -> dict[str, Any]:
             },
             "/webhooks/{provider}": {
                 "post": {
-                    "summary": "Any other provider: no webhook route (Oxen streams, Venice is polled)",
+                    "summary": "Any other provider: no webhook route (Oxen streams, Venice is polled); "
+                    "`apiframe` here is the route above, and answers as it does",
                     "parameters": [_path("provider", {"type": "string", "maxLength": 64})],
-                    "responses": _errors(401, 404, 405),
+                    "responses": _WEBHOOK_ANSWERS | _errors(404, 405),
                 }
             },
             "/api/jobs": {
@@ -419,6 +443,44 @@ def document() -> dict[str, Any]:
                         )
                     }
                     | _errors(401, 404, 409, 503),
+                }
+            },
+            "/api/deliveries": {
+                "get": {
+                    "summary": "Every inbound delivery, newest first (rejected ones with their reason)",
+                    "security": _API,
+                    "parameters": [
+                        _query(
+                            "verdict", {"type": "string", "enum": ["accepted", "duplicate", "rejected"]}, ""
+                        ),
+                        _query("provider", _PROVIDER, "only this provider's"),
+                        _query("since", {"type": "string", "format": "date-time"}, "received at or after"),
+                        _query("until", {"type": "string", "format": "date-time"}, "received before"),
+                        _query("before", {"type": "integer", "minimum": 1}, "next_before of the page before"),
+                        _query("limit", _PAGE, "page size (50)"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["deliveries", "next_before"],
+                                "properties": {
+                                    "deliveries": {"type": "array", "items": _ref("Delivery")},
+                                    "next_before": {"type": ["integer", "null"]},
+                                },
+                            },
+                            "A page of deliveries",
+                        )
+                    }
+                    | _errors(400, 401),
+                }
+            },
+            "/api/deliveries/{delivery_id}": {
+                "get": {
+                    "summary": "One delivery as kept: headers (secrets removed) and body",
+                    "security": _API,
+                    "parameters": [_path("delivery_id")],
+                    "responses": {"200": _json(_ref("Delivery"), "The delivery")} | _errors(401, 404),
                 }
             },
             "/api/openapi.json": {

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobtrail.core.model import Event, Job, OutboxEntry
+from jobtrail.store.base import StoredDelivery
 
 
 def job_table(jobs: Sequence[Job]) -> str:
@@ -64,6 +65,25 @@ def outbox_table(entries: Sequence[OutboxEntry]) -> str:
                 str(e.attempts),
                 due,
                 (e.last_error or "")[:80],
+            )
+        )
+    return _columns(rows)
+
+
+def delivery_table(found: Sequence[StoredDelivery]) -> str:
+    if not found:
+        return "no deliveries match"
+    rows = [("ID", "RECEIVED", "SOURCE", "PROVIDER", "JOB", "VERDICT", "REASON")]
+    for d in found:
+        rows.append(
+            (
+                str(d.id),
+                _when(d.delivery.received_at),
+                d.delivery.source,
+                d.delivery.provider,
+                d.delivery.job_id or "-",
+                d.verdict.value,
+                (d.reason or "")[:80],
             )
         )
     return _columns(rows)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobtrail.core.model import Job, OutboxEntry
+from jobtrail.store.base import StoredDelivery
 
 
 def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:
@@ -68,3 +69,24 @@ def outbox_view(entry: OutboxEntry) -> dict[str, Any]:
             if k in ("url", "index", "path", "bytes", "sha256", "status")
         },
     }
+
+
+def delivery_view(stored: StoredDelivery, *, whole: bool = False) -> dict[str, Any]:
+    """A kept delivery; `whole` adds its headers and body (as text: a byte that is not
+    UTF-8 shows as U+FFFD; `body_size` is what was sent, the body as kept may be cut)."""
+    d = stored.delivery
+    view: dict[str, Any] = {
+        "id": stored.id,
+        "source": d.source,
+        "provider": d.provider,
+        "job_id": d.job_id,
+        "received_at": d.received_at.isoformat(),
+        "verdict": stored.verdict.value,
+        "reason": stored.reason,
+        "body_size": stored.body_size,
+    }
+    if whole:
+        view["headers"] = dict(d.headers)
+        view["body"] = bytes(d.body).decode("utf-8", "replace")
+        view["body_kept"] = len(d.body)
+    return view

@@ -84,6 +84,16 @@ class StoredDelivery:
     body_size: int
 
 
+class DeliveryFilter(NamedTuple):
+    """Which deliveries to list: each given value must match (None: any)."""
+
+    verdict: str | None = None
+    provider: str | None = None
+    since: datetime | None = None  # received at or after
+    until: datetime | None = None  # received before
+    before: int | None = None  # ids below this one (the page before's last)
+
+
 class Claim(NamedTuple):
     """Take up to `limit` due items of `kind`, leased to `owner` until `lease_until`.
 
@@ -320,6 +330,15 @@ class Store(abc.ABC):
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
     ) -> list[StoredDelivery]:
         """Raw deliveries, oldest first, optionally of one job."""
+
+    @abc.abstractmethod
+    async def delivery_page(self, filters: DeliveryFilter, limit: int = 50) -> list[StoredDelivery]:
+        """Raw deliveries newest first, as `filters` says (page on with `before`: the last
+        id seen)."""
+
+    @abc.abstractmethod
+    async def delivery(self, delivery_id: int) -> StoredDelivery | None:
+        """One raw delivery, or None."""
 
     @abc.abstractmethod
     async def gauges(self) -> Gauges:

@@ -32,6 +32,7 @@ from jobtrail.store import rows
 from jobtrail.store.base import (
     MAX_STORED_BODY,
     Claim,
+    DeliveryFilter,
     Gauges,
     LeaseLost,
     Page,
@@ -304,6 +305,22 @@ class MemoryStore(Store):
             and (job_id is None or d.delivery.job_id == job_id)
         ]
         return found[:limit]
+
+    async def delivery_page(self, filters: DeliveryFilter, limit: int = 50) -> list[StoredDelivery]:
+        f = filters
+        found = [
+            d
+            for d in reversed(self._deliveries)
+            if (f.before is None or d.id < f.before)
+            and (f.verdict is None or d.verdict.value == f.verdict)
+            and (f.provider is None or d.delivery.provider == f.provider)
+            and (f.since is None or d.delivery.received_at >= f.since)
+            and (f.until is None or d.delivery.received_at < f.until)
+        ]
+        return found[:limit]
+
+    async def delivery(self, delivery_id: int) -> StoredDelivery | None:
+        return self._deliveries[delivery_id - 1] if 0 < delivery_id <= len(self._deliveries) else None
 
     async def gauges(self) -> Gauges:
         self._check_open()

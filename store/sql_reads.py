@@ -12,7 +12,7 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
-from jobtrail.store.base import Gauges, Page, Store, StoredDelivery
+from jobtrail.store.base import DeliveryFilter, Gauges, Page, Store, StoredDelivery
 
 OUTBOX_DEPTH = (
     "SELECT kind, sink, status, count(*) FROM outbox WHERE status IN ('pending', 'dead') "
@@ -102,6 +102,15 @@ class SQLReads(Store):
     ) -> list[StoredDelivery]:
         found = await self._fetch(*self.queries.deliveries_page(provider, job_id, limit))
         return [rows.delivery_from(row) for row in found]
+
+    async def delivery_page(self, filters: DeliveryFilter, limit: int = 50) -> list[StoredDelivery]:
+        return [
+            rows.delivery_from(row) for row in await self._fetch(*self.queries.delivery_page(filters, limit))
+        ]
+
+    async def delivery(self, delivery_id: int) -> StoredDelivery | None:
+        found = await self._fetch(*self.queries.delivery_page(DeliveryFilter(before=delivery_id + 1), 1))
+        return rows.delivery_from(found[0]) if found and found[0][0] == delivery_id else None
 
     async def gauges(self) -> Gauges:
         outbox = {(kind, sink, status): int(n) for kind, sink, status, n in await self._fetch(OUTBOX_DEPTH)}

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from jobtrail.core.intake import JobKey
+from jobtrail.store.base import DeliveryFilter
 from jobtrail.store.rows import TABLES
 
 JOB_COLUMNS = (
@@ -84,6 +85,23 @@ def deliveries_page(provider: str | None, job_id: str | None, limit: int) -> Que
     where, params = _where((("provider = {}", provider), ("job_id = {}", job_id)))
     n = len(params) + 1
     return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ${n}", [*params, limit]
+
+
+def delivery_page(f: DeliveryFilter, limit: int) -> Query:
+    where, params = _where(
+        (
+            ("id < {}", f.before),
+            ("verdict = {}", f.verdict),
+            ("provider = {}", f.provider),
+            ("received_at >= {}", f.since),
+            ("received_at < {}", f.until),
+        )
+    )
+    n = len(params) + 1
+    return (
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ${n}",
+        [*params, limit],
+    )
 
 
 def jobs_outbox(keys: Sequence[JobKey]) -> Query:

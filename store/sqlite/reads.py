@@ -4,11 +4,12 @@ statement and its parameters where filters are optional. Values are always bound
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jobtrail.core.intake import JobKey
-from jobtrail.core.model import Status
+from jobtrail.core.model import Status, isoformat
+from jobtrail.store.base import DeliveryFilter
 from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
 
 Query = tuple[str, list[Any]]
@@ -79,6 +80,23 @@ def jobs_by_key(keys: Iterable[JobKey]) -> Iterable[Query]:
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
                 [provider, *chunk],
             )
+
+
+def delivery_page(f: DeliveryFilter, limit: int) -> Query:
+    """Newest first; times compare as text, written as deliveries' own are (isoformat, UTC)."""
+    where, params = _where(
+        (
+            ("id < ?", f.before),
+            ("verdict = ?", f.verdict),
+            ("provider = ?", f.provider),
+            ("received_at >= ?", isoformat(f.since.astimezone(UTC)) if f.since else None),
+            ("received_at < ?", isoformat(f.until.astimezone(UTC)) if f.until else None),
+        )
+    )
+    return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ?", [
+        *params,
+        limit,
+    ]
 
 
 def jobs_outbox(keys: Sequence[JobKey]) -> Query:

@@ -313,3 +313,30 @@ async def test_the_outbox_of_a_page_of_jobs_comes_in_one_read(store: Store) -> N
     assert [] == found[("pixazo", "job-2")] == found[("venice", "job-1")]
     assert 2 == len(found[("pixazo", "job 3'")])
     assert {} == await store.outbox_for_jobs([])
+
+
+async def test_deliveries_page_newest_first_filtered_by_verdict_provider_and_time(store: Store) -> None:
+    from datetime import timedelta
+
+    from jobtrail.store.base import DeliveryFilter
+
+    base = utcnow().replace(microsecond=0)  # a whole second: stored without a fraction
+    for n in range(6):
+        at = base + timedelta(seconds=n)
+        await store.intake(Delivery("webhook", "pixazo", at, {}, b"{}", f"d{n}"), [obs(f"d{n}")])
+    await store.intake(Delivery("webhook", "pixazo", base, {}, b"{}", "d0"), [obs("d0")])  # duplicate
+    await store.reject(Delivery("webhook", "apiframe", base, {}, b"x", None), "bad signature")
+    everything = await store.delivery_page(DeliveryFilter(), 100)
+    assert [8, 7, 6, 5, 4, 3, 2, 1] == [d.id for d in everything]
+    [rejected] = await store.delivery_page(DeliveryFilter(verdict="rejected"), 10)
+    assert ("apiframe", "bad signature") == (rejected.delivery.provider, rejected.reason)
+    assert [7] == [d.id for d in await store.delivery_page(DeliveryFilter(verdict="duplicate"), 10)]
+    assert [8] == [d.id for d in await store.delivery_page(DeliveryFilter(provider="apiframe"), 10)]
+    window = DeliveryFilter(since=base + timedelta(seconds=2), until=base + timedelta(seconds=4))
+    assert [4, 3] == [d.id for d in await store.delivery_page(window, 10)], "since inclusive, until not"
+    first = await store.delivery_page(DeliveryFilter(provider="pixazo"), 3)
+    second = await store.delivery_page(DeliveryFilter(provider="pixazo", before=first[-1].id), 3)
+    assert [7, 6, 5, 4, 3, 2] == [d.id for d in first + second]
+    found = await store.delivery(8)
+    assert found is not None and b"x" == bytes(found.delivery.body)
+    assert await store.delivery(9) is None and await store.delivery(0) is None

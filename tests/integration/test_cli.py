@@ -91,3 +91,14 @@ def test_version_and_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_garbled_cursor_is_refused_naming_it(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert 2 == main(["jobs", "list", "--cursor", "!!not-a-cursor"])
     assert "--cursor" in capsys.readouterr().err
+
+
+def test_deliveries_list_filters_and_pages(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["deliveries", "list", "--limit", "3"])
+    out = capsys.readouterr().out.splitlines()
+    assert ["5", "4", "3"] == [line.split()[0] for line in out[1:4]]
+    assert "more: add --before 3" == out[-1]
+    assert 0 == main(["deliveries", "list", "--before", "3", "--json"])
+    assert [2, 1] == [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert 0 == main(["deliveries", "list", "--verdict", "rejected"])
+    assert "no deliveries match" == capsys.readouterr().out.strip()
