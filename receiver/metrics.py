@@ -174,8 +174,8 @@ class _Tallies(Collector):
         m = self.metrics
         deliveries = CounterMetricFamily(
             "jobtrail_deliveries",
-            "Inbound deliveries (webhooks, API reports, poll replies, stream events) taken by "
-            "this process, by verdict.",
+            "Deliveries taken over HTTP by this process (webhooks, API reports), by verdict; "
+            "poll replies and stream events: jobtrail_component_outcomes_total.",
             labels=["provider", "source", "verdict"],
         )
         for key, count in sorted(m.deliveries.items()):
