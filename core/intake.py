@@ -59,7 +59,9 @@ class AttemptRecord(NamedTuple):
     sha256, a refreshed URL). `event_type` None records no event (a deferral).
     `sink_state` = (sink, reason) disables a sink; (sink, None) enables it again.
     `owner`: the lease holder recording an attempt; the record is refused unless the item
-    is still leased to it. None: a replay, refused unless the item is not pending.
+    is still leased to it. None: a replay, refused unless the item is not pending; or, with
+    `retry_pending`, a retry by hand of a pending item, refused unless it is pending and no
+    live lease holds it (a worker attempting it now).
     """
 
     entry_id: int
@@ -74,6 +76,7 @@ class AttemptRecord(NamedTuple):
     event_data: Mapping[str, Any]
     sink_state: tuple[str, str | None] | None = None
     owner: str | None = None
+    retry_pending: bool = False
 
     def job_keys(self) -> Iterable[JobKey]:
         return ()

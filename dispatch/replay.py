@@ -52,6 +52,37 @@ async def replay_one(store: Store, entry_id: int) -> Event | None:
     return await store.record_attempt(requeue(entry, "replayed by hand", enable_sink=enable))
 
 
+async def retry_now(store: Store, entry_id: int) -> Event | None:
+    """Run an item now: a dead one is replayed; a pending one (waiting out its retry
+    schedule) is made due now, its attempt count kept. Refused for a done item, and for a
+    pending one a worker is attempting right now (it will say how that went)."""
+    entry = await store.outbox_entry(entry_id)
+    if entry is None:
+        raise NotReplayable(f"no outbox item {entry_id}")
+    if entry.status == "done":
+        raise NotReplayable(f"outbox item {entry_id} is done")
+    if entry.status != "pending":
+        return await replay_one(store, entry_id)
+    noun = _NOUN.get(entry.item.kind, entry.item.kind)
+    record = AttemptRecord(
+        entry_id=entry.id,
+        provider=entry.item.provider,
+        job_id=entry.item.job_id,
+        status="pending",
+        attempts=entry.attempts,
+        next_attempt_at=utcnow(),
+        last_error=entry.last_error,
+        payload=None,
+        event_type=f"{noun}.retried",
+        event_data={"key": entry.item.key, "sink": entry.item.sink, "attempts": entry.attempts},
+        retry_pending=True,
+    )
+    try:
+        return await store.record_attempt(record)
+    except LeaseLost:
+        raise NotReplayable(f"outbox item {entry_id} is being attempted right now") from None
+
+
 class Replayed(NamedTuple):
     queued: int  # items queued again
     more: bool  # dead items matching were left for another call (the limit was reached)

@@ -32,6 +32,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/outbox", guarded(list_outbox))
     app.router.add_post("/api/outbox/replay", guarded(replay_outbox))
     app.router.add_post("/api/outbox/{entry_id}/replay", guarded(replay_entry))
+    app.router.add_post("/api/outbox/{entry_id}/retry", guarded(retry_entry))
 
 
 def guarded(handler: Handler) -> Handler:
@@ -174,6 +175,20 @@ async def replay_entry(request: web.Request) -> web.Response:
     except replay.NotReplayable as exc:
         raise ApiError(409 if "pending" in str(exc) else 404, "not_replayable", str(exc)) from exc
     return web.json_response({"replayed": 1, "event": event.to_json() if event else None})
+
+
+async def retry_entry(request: web.Request) -> web.Response:
+    """`POST /api/outbox/{id}/retry`: run a pending or dead item now (a pending one keeps
+    its attempt count; a dead one is replayed)."""
+    raw = request.match_info["entry_id"]
+    if not _ID.fullmatch(raw):
+        raise ApiError(404, "not_found", "no such outbox item")
+    try:
+        event = await replay.retry_now(request.app[STORE], int(raw))
+    except replay.NotReplayable as exc:
+        status = 404 if str(exc).startswith("no outbox item") else 409
+        raise ApiError(status, "not_retryable", str(exc)) from exc
+    return web.json_response({"retried": 1, "event": event.to_json() if event else None})
 
 
 async def replay_outbox(request: web.Request) -> web.Response:

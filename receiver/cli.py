@@ -147,6 +147,23 @@ async def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from jobtrail.dispatch import replay
+    from jobtrail.receiver.serve import store_for
+
+    store = store_for(settings)
+    await store.open()
+    try:
+        await replay.retry_now(store, args.id)
+    except replay.NotReplayable as exc:
+        print(f"jobtrail: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"outbox item {args.id} is due now; a running jobtrail picks it up")
+    return 0
+
+
 async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
     from jobtrail.dispatch import replay
     from jobtrail.receiver.serve import store_for
@@ -376,6 +393,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     oreplay.add_argument("id", nargs="?", type=int, help="an outbox item id (from `jobtrail outbox list`)")
     oreplay.set_defaults(run=_outbox_replay, data="existing")
+    oretry = outbox.add_parser(
+        "retry", parents=[common], help="run a pending or dead item now (pending: not waiting out its retry)"
+    )
+    oretry.add_argument("id", type=int, help="an outbox item id (from `jobtrail outbox list`)")
+    oretry.set_defaults(run=_outbox_retry, data="existing")
     return parser
 
 

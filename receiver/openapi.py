@@ -445,6 +445,27 @@ def document() -> dict[str, Any]:
                     | _errors(401, 404, 409, 503),
                 }
             },
+            "/api/outbox/{entry_id}/retry": {
+                "post": {
+                    "summary": "Run a pending or dead item now (pending: its attempt count kept)",
+                    "security": _API,
+                    "parameters": [_path("entry_id")],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["retried"],
+                                "properties": {
+                                    "retried": {"type": "integer"},
+                                    "event": {"oneOf": [_ref("Event"), {"type": "null"}]},
+                                },
+                            },
+                            "Due now",
+                        )
+                    }
+                    | _errors(401, 404, 409, 503),
+                }
+            },
             "/api/deliveries": {
                 "get": {
                     "summary": "Every inbound delivery, newest first (rejected ones with their reason)",

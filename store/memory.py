@@ -78,10 +78,14 @@ class MemoryStore(Store):
 
     def _holds(self, record: AttemptRecord) -> bool:
         """Whether the record may be written: its owner still holds the lease (a replay:
-        the item is not pending)."""
+        the item is not pending; a retry: it is, and no live lease holds it)."""
         key = self._by_id.get(record.entry_id)
         if key is None:
             return False
+        if record.retry_pending:
+            lease = self._leases.get(record.entry_id)
+            live = lease is not None and lease[1] > utcnow()
+            return self._outbox[key].status == "pending" and not live
         if record.owner is None:
             return self._outbox[key].status != "pending"
         lease = self._leases.get(record.entry_id)

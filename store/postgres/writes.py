@@ -61,7 +61,10 @@ JOIN LATERAL (
 ATTEMPT = """
 UPDATE outbox SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4,
     payload = COALESCE($5::jsonb, payload), lease_until = NULL, lease_owner = NULL, updated_at = $6
-WHERE id = $7 AND (CASE WHEN $8::text IS NULL THEN status <> 'pending' ELSE lease_owner = $8 END)
+WHERE id = $7 AND (CASE
+    WHEN $9::boolean THEN status = 'pending' AND (lease_until IS NULL OR lease_until <= $6)
+    WHEN $8::text IS NULL THEN status <> 'pending'
+    ELSE lease_owner = $8 END)
 RETURNING id
 """
 UPSERT_SINK = """
@@ -190,6 +193,7 @@ def _attempt_params(record: AttemptRecord, now: datetime) -> tuple[Any, ...]:
         now,
         record.entry_id,
         record.owner,
+        record.retry_pending,
     )
 
 

@@ -36,6 +36,8 @@ _ATTEMPT = (
 )
 ATTEMPT_BY_OWNER = _ATTEMPT + " AND lease_owner = ?"  # the lease holder's record
 ATTEMPT_BY_REPLAY = _ATTEMPT + " AND status <> 'pending'"  # a replay: not while pending
+# A retry by hand: pending, and no live lease (a worker attempting it now).
+ATTEMPT_BY_RETRY = _ATTEMPT + " AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)"
 UPSERT_SINK = (
     "INSERT INTO sinks (name, disabled_at, reason, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason, "
@@ -129,9 +131,12 @@ def prepare(plan: Plan, requests: Sequence[Write], new_jobs: Sequence[JobKey], e
 def attempt_steps(record: AttemptRecord, now: datetime) -> list[tuple[str, tuple[Any, ...]]]:
     """The guarded update of one attempt record, then its sink switch if any."""
     values = rows.attempt_row(record, now)
-    steps = [
-        (ATTEMPT_BY_REPLAY, values) if record.owner is None else (ATTEMPT_BY_OWNER, (*values, record.owner))
-    ]
+    if record.retry_pending:
+        steps = [(ATTEMPT_BY_RETRY, (*values, rows.stamp(now)))]
+    elif record.owner is None:
+        steps = [(ATTEMPT_BY_REPLAY, values)]
+    else:
+        steps = [(ATTEMPT_BY_OWNER, (*values, record.owner))]
     if record.sink_state is not None:
         name, reason = record.sink_state
         stamp = rows.stamp(now)

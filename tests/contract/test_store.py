@@ -340,3 +340,50 @@ async def test_deliveries_page_newest_first_filtered_by_verdict_provider_and_tim
     found = await store.delivery(8)
     assert found is not None and b"x" == bytes(found.delivery.body)
     assert await store.delivery(9) is None and await store.delivery(0) is None
+
+
+async def test_a_pending_item_can_be_retried_now_unless_a_worker_holds_it(store: Store) -> None:
+    from datetime import timedelta
+
+    from jobtrail.dispatch import replay
+    from jobtrail.dispatch.schedule import Outcome, RetrySchedule, decide
+    from jobtrail.store.base import Claim
+
+    await store.intake(delivery(), [obs(kind="succeeded", result_urls=("https://cdn/a.mp4",))])
+    now = utcnow()
+    [entry] = await store.claim(Claim("download", now, now + timedelta(seconds=60), 5, "w1"))
+    failed = decide(entry, Outcome(False, error="HTTP 503"), RetrySchedule(), utcnow(), 0.1)
+    await store.record_attempt(failed._replace(owner="w1"))
+    waiting = await store.outbox_entry(entry.id)
+    assert waiting is not None and "pending" == waiting.status and waiting.next_attempt_at > utcnow()
+
+    event = await replay.retry_now(store, entry.id)
+    assert event is not None and "download.retried" == event.type
+    due = await store.outbox_entry(entry.id)
+    assert due is not None and ("pending", 1, "HTTP 503") == (due.status, due.attempts, due.last_error)
+    assert due.next_attempt_at <= utcnow(), "due now"
+
+    now = utcnow()
+    [held] = await store.claim(Claim("download", now, now + timedelta(seconds=60), 5, "w2"))
+    with pytest.raises(replay.NotReplayable, match="being attempted right now"):
+        await replay.retry_now(store, held.id)
+    done = decide(held, Outcome(True), RetrySchedule(), utcnow(), 0.1)
+    await store.record_attempt(done._replace(owner="w2"))
+    with pytest.raises(replay.NotReplayable, match="is done"):
+        await replay.retry_now(store, held.id)
+    with pytest.raises(replay.NotReplayable, match="no outbox item"):
+        await replay.retry_now(store, 999_999)
+
+
+async def test_a_retry_after_the_workers_lease_ran_out_is_taken(store: Store) -> None:
+    from datetime import timedelta
+
+    from jobtrail.dispatch import replay
+    from jobtrail.store.base import Claim
+
+    await store.intake(delivery(), [obs(kind="succeeded", result_urls=("https://cdn/a.mp4",))])
+    now = utcnow()
+    [entry] = await store.claim(Claim("download", now, now + timedelta(milliseconds=50), 5, "gone"))
+    await asyncio.sleep(0.1)  # the worker died: its lease ran out
+    event = await replay.retry_now(store, entry.id)
+    assert event is not None and "download.retried" == event.type

@@ -279,3 +279,18 @@ async def test_the_job_list_shows_each_jobs_downloads_and_notifications(
             listed[job_id]["notifications"],
         )
     assert ["https://cdn/p1.mp4"] == [d["url"] for d in listed["p1"]["downloads"]]
+
+
+async def test_an_outbox_item_can_be_retried_now(client: TestClient[Any, Any]) -> None:
+    """Regression: only dead items could be run again, and a pending one waits out its
+    schedule (about 27 hours in all by default)."""
+    await callback(client, "p1", "COMPLETED", output={"media_url": ["https://cdn/p1.mp4"]})
+    [item] = (await (await client.get("/api/outbox?status=pending")).json())["items"]
+    reply = await client.post(f"/api/outbox/{item['id']}/retry")
+    said = await reply.json()
+    assert (200, 1, "download.retried") == (reply.status, said["retried"], said["event"]["type"])
+    events = (await (await client.get("/api/jobs/pixazo/p1/events")).json())["events"]
+    assert "download.retried" == events[-1]["type"], "the timeline says it"
+    for bad, status in (("999999", 404), ("abc", 404), ("-1", 404), ("9" * 30, 404)):
+        refused = await client.post(f"/api/outbox/{bad}/retry")
+        assert (status, {"error", "message"}) == (refused.status, set(await refused.json()))

@@ -102,3 +102,8 @@ def test_deliveries_list_filters_and_pages(data: Path, capsys: pytest.CaptureFix
     assert [2, 1] == [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
     assert 0 == main(["deliveries", "list", "--verdict", "rejected"])
     assert "no deliveries match" == capsys.readouterr().out.strip()
+
+
+def test_outbox_retry_names_what_it_cannot_run(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert 1 == main(["outbox", "retry", "1"])
+    assert "no outbox item 1" in capsys.readouterr().err
