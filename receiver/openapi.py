@@ -349,6 +349,12 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _STR},
                         _query("after", {"type": "integer", "minimum": 0}, "start after this seq"),
+                        _query("provider", _PROVIDER, "only this provider's events"),
+                        _query(
+                            "job",
+                            {"type": "string", "minLength": 1, "maxLength": 256},
+                            "only this job's (with provider)",
+                        ),
                     ],
                     "responses": {
                         "200": {

@@ -21,9 +21,11 @@ import socket
 import structlog
 from aiohttp import web
 
+from jobtrail.core.model import PROVIDERS
 from jobtrail.receiver import params
+from jobtrail.receiver.errors import ApiError
 from jobtrail.receiver.keys import METRICS, STORE, TAIL
-from jobtrail.receiver.tail import WRITE_BYTES, encode, following
+from jobtrail.receiver.tail import WRITE_BYTES, Wanted, encode, following
 from jobtrail.store.base import Store
 
 log = structlog.get_logger(__name__)
@@ -36,7 +38,8 @@ _HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X
 
 async def event_stream(request: web.Request) -> web.StreamResponse:
     store, tail = request.app[STORE], request.app[TAIL]
-    params.known(request.query, ("after",))
+    params.known(request.query, ("after", "provider", "job"))
+    wanted = _wanted(request)
     raw = request.headers.get("Last-Event-ID", request.query.get("after"))
     last = params.whole(raw.strip() or "0" if raw is not None else None, "Last-Event-ID", 0)
     response = web.StreamResponse(headers=_HEADERS)
@@ -52,16 +55,16 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     async with following(tail, request.transport):
         beats = tail.beats
         while not tail.closed and request.transport is not None:
-            found = tail.after(last)
+            found = tail.after(last, wanted)
             if found is None:  # further behind than the ring reaches: from the store
-                blocks, upto = await _page(store, last)
-                if blocks:
-                    if not await _send_all(request, response, blocks, last):
-                        break
+                blocks, upto = await _page(store, last, wanted)
+                if blocks and not await _send_all(request, response, blocks, last):
+                    break
+                if upto > last:  # sent, or (filtered) looked at and passed over
                     last = upto
                     continue
-            elif found[0]:
-                if not await _send(request, response, found[0], last):
+            elif found[0] or found[1] > last:
+                if found[0] and not await _send(request, response, found[0], last):
                     break
                 last = found[1]
                 continue
@@ -74,11 +77,26 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _page(store: Store, last: int) -> tuple[list[bytes], int]:
-    """The next CATCH_UP events after `last`, encoded, and the last one's number: only the
-    bytes are held while a slow client takes them, not the events (several times larger)."""
+async def _page(store: Store, last: int, wanted: Wanted | None) -> tuple[list[bytes], int]:
+    """The next CATCH_UP events after `last`, encoded (those `wanted`), and the last one's
+    number: only the bytes are held while a slow client takes them, not the events
+    (several times larger)."""
     events = await store.events_after(last, CATCH_UP)
-    return [encode(e) for e in events], (events[-1].seq if events else last)
+    chosen = events if wanted is None else [e for e in events if wanted((e.provider, e.job_id))]
+    return [encode(e) for e in chosen], (events[-1].seq if events else last)
+
+
+def _wanted(request: web.Request) -> Wanted | None:
+    """`?provider=` (and `&job=`, which needs it): only those events; None: every one."""
+    provider = params.choice(request.query.get("provider"), "provider", PROVIDERS)
+    job = params.name(request.query.get("job"), "job", 256)
+    if job is not None and provider is None:
+        raise ApiError(400, "bad_parameter", "job needs provider: a job id is its provider's")
+    if provider is None:
+        return None
+    if job is None:
+        return lambda key: key[0] == provider
+    return lambda key: key == (provider, job)
 
 
 async def _send_all(

@@ -23,7 +23,7 @@ import bisect
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -44,11 +44,16 @@ def encode(event: Event) -> bytes:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.to_json())}\n\n".encode()
 
 
+JobKey = tuple[str, str]
+Wanted = Callable[[JobKey], bool]  # which jobs' events a filtered stream takes
+
+
 @dataclass(slots=True)
 class _Batch:
     seqs: list[int]
     blocks: list[bytes]
     size: int
+    keys: list[JobKey]  # each event's (provider, job id), for filtered streams
 
 
 class Tail:
@@ -89,10 +94,11 @@ class Tail:
             self._ring.clear()
             self._ring_size = 0
 
-    def after(self, seq: int) -> tuple[bytes, int] | None:
+    def after(self, seq: int, wanted: Wanted | None = None) -> tuple[bytes, int] | None:
         """The encoded events after `seq` the ring holds, up to about WRITE_BYTES, with
         the last one's number; (b"", seq) when there is nothing newer; None when `seq` is
-        older than the ring reaches (read the store)."""
+        older than the ring reaches (read the store). With `wanted`, only those jobs'
+        events, and the number is the last one looked at (sent or not)."""
         if self.position is None:
             return None
         if seq >= self.position:
@@ -106,6 +112,9 @@ class Tail:
                 continue
             start = bisect.bisect_right(batch.seqs, last)
             for n in range(start, len(batch.seqs)):
+                if wanted is not None and not wanted(batch.keys[n]):
+                    last = batch.seqs[n]
+                    continue
                 out.append(batch.blocks[n])
                 size += len(batch.blocks[n])
                 last = batch.seqs[n]
@@ -172,7 +181,8 @@ class Tail:
 
     def _keep(self, events: Sequence[Event]) -> None:
         blocks = [encode(e) for e in events]
-        batch = _Batch([e.seq for e in events], blocks, sum(map(len, blocks)))
+        keys = [(e.provider, e.job_id) for e in events]
+        batch = _Batch([e.seq for e in events], blocks, sum(map(len, blocks)), keys)
         self._ring.append(batch)
         self._ring_size += batch.size
         while self._ring_size > self.ring_bytes and len(self._ring) > 1:

@@ -8,6 +8,7 @@ import resource
 import socket
 from collections.abc import AsyncIterator, Callable
 
+import orjson
 import pytest
 
 from jobtrail.core.intake import IntakeRequest
@@ -127,3 +128,56 @@ async def test_stopping_ends_500_open_streams_at_once(make_settings: Callable[..
         assert count == len(ends)
         for _, writer in clients:
             writer.close()
+
+
+async def read_jobs(reader: asyncio.StreamReader, until_job: str) -> list[tuple[int, str]]:
+    """(id, job) of every event read, up to and including `until_job`'s."""
+    seen: list[tuple[int, str]] = []
+    seq = 0
+    while True:
+        line = await reader.readline()
+        if line.startswith(b"id: "):
+            seq = int(line[4:])
+        elif line.startswith(b"data: "):
+            job = orjson.loads(line[6:])["job_id"]
+            seen.append((seq, job))
+            if job == until_job:
+                return seen
+
+
+@pytest.mark.parametrize("backlog", [0, 400])
+async def test_a_stream_can_follow_one_provider_or_one_job(served: Served, backlog: int) -> None:
+    """`?provider=` and `?provider=&job=`: only those events, from the ring and from the
+    store alike (`backlog` events before the stream starts at 0: the catch-up path)."""
+    for n in range(backlog):
+        await track(served, f"old-{n}")
+    await served.store.intake(
+        Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "px"), [Observation("pixazo", "px", "queued")]
+    )
+    job_reader, job_writer = await asyncio.open_connection("127.0.0.1", served.port)
+    job_writer.write(b"GET /api/events?provider=venice&job=wanted&after=0 HTTP/1.1\r\nHost: a\r\n\r\n")
+    provider_reader, provider_writer = await asyncio.open_connection("127.0.0.1", served.port)
+    provider_writer.write(b"GET /api/events?provider=pixazo&after=0 HTTP/1.1\r\nHost: a\r\n\r\n")
+    try:
+        for n in range(50):
+            await track(served, f"other-{n}")
+        await track(served, "wanted")
+        await served.store.intake(
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "py"), [Observation("pixazo", "py", "queued")]
+        )
+        jobs = await asyncio.wait_for(read_jobs(job_reader, "wanted"), 10)
+        assert ["wanted"] == [job for _, job in jobs]
+        pixazo = await asyncio.wait_for(read_jobs(provider_reader, "py"), 10)
+        assert ["px", "py"] == [job for _, job in pixazo]
+        assert pixazo[0][0] < pixazo[1][0], "ids are the log's sequence numbers"
+    finally:
+        job_writer.close()
+        provider_writer.close()
+
+
+@pytest.mark.parametrize(
+    "query", [b"provider=runway", b"job=x", b"provider=venice&job=", b"provider=venice&provider=oxen"]
+)
+async def test_a_bad_stream_filter_is_a_400(served: Served, query: bytes) -> None:
+    reply = await exchange(served.port, b"GET /api/events?%s HTTP/1.1\r\nHost: a\r\n\r\n" % query)
+    assert 400 == reply.status and {"error", "message"} == set(reply.json())
