@@ -21,7 +21,12 @@ _NOUN = {"download": "download", "notify": "notification"}
 
 
 class NotReplayable(Exception):
-    """The item is unknown, or it is waiting for an attempt already."""
+    """The item is unknown (`unknown`), or its state forbids it (pending, done, attempted
+    right now)."""
+
+    def __init__(self, message: str, *, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.unknown = unknown
 
 
 def requeue(entry: OutboxEntry, why: str, enable_sink: bool = False) -> AttemptRecord:
@@ -45,7 +50,7 @@ def requeue(entry: OutboxEntry, why: str, enable_sink: bool = False) -> AttemptR
 async def replay_one(store: Store, entry_id: int) -> Event | None:
     entry = await store.outbox_entry(entry_id)
     if entry is None:
-        raise NotReplayable(f"no outbox item {entry_id}")
+        raise NotReplayable(f"no outbox item {entry_id}", unknown=True)
     if entry.status == "pending":
         raise NotReplayable(f"outbox item {entry_id} is pending already")
     enable = entry.item.sink in await store.disabled_sinks()
@@ -58,7 +63,7 @@ async def retry_now(store: Store, entry_id: int) -> Event | None:
     pending one a worker is attempting right now (it will say how that went)."""
     entry = await store.outbox_entry(entry_id)
     if entry is None:
-        raise NotReplayable(f"no outbox item {entry_id}")
+        raise NotReplayable(f"no outbox item {entry_id}", unknown=True)
     if entry.status == "done":
         raise NotReplayable(f"outbox item {entry_id} is done")
     if entry.status != "pending":

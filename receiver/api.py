@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from jobtrail.core.model import PROVIDERS, Observation, Status
+from jobtrail.core.model import PROVIDERS, Event, Observation, Status
 from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
@@ -16,7 +17,7 @@ from jobtrail.receiver.auth import bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler, not_configured
 from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.views import job_view, outbox_view
-from jobtrail.store.base import BadCursor
+from jobtrail.store.base import BadCursor, Store
 
 MAX_PAGE = 500
 REPLAY_LIMIT = 10_000
@@ -167,28 +168,31 @@ async def list_outbox(request: web.Request) -> web.Response:
 
 async def replay_entry(request: web.Request) -> web.Response:
     """`POST /api/outbox/{id}/replay`: run one download or notification again."""
-    raw = request.match_info["entry_id"]
-    if not _ID.fullmatch(raw):
-        raise ApiError(404, "not_found", "no such outbox item")
-    try:
-        event = await replay.replay_one(request.app[STORE], int(raw))
-    except replay.NotReplayable as exc:
-        raise ApiError(409 if "pending" in str(exc) else 404, "not_replayable", str(exc)) from exc
-    return web.json_response({"replayed": 1, "event": event.to_json() if event else None})
+    return await _run_entry(request, replay.replay_one, "replayed", "not_replayable")
 
 
 async def retry_entry(request: web.Request) -> web.Response:
     """`POST /api/outbox/{id}/retry`: run a pending or dead item now (a pending one keeps
     its attempt count; a dead one is replayed)."""
+    return await _run_entry(request, replay.retry_now, "retried", "not_retryable")
+
+
+async def _run_entry(
+    request: web.Request,
+    run: Callable[[Store, int], Awaitable[Event | None]],
+    done: str,
+    refused: str,
+) -> web.Response:
+    """One outbox item run again by `run`: 404 for an unknown one, 409 when its state
+    forbids it; answers `{done: 1, "event"}`."""
     raw = request.match_info["entry_id"]
     if not _ID.fullmatch(raw):
         raise ApiError(404, "not_found", "no such outbox item")
     try:
-        event = await replay.retry_now(request.app[STORE], int(raw))
+        event = await run(request.app[STORE], int(raw))
     except replay.NotReplayable as exc:
-        status = 404 if str(exc).startswith("no outbox item") else 409
-        raise ApiError(status, "not_retryable", str(exc)) from exc
-    return web.json_response({"retried": 1, "event": event.to_json() if event else None})
+        raise ApiError(404 if exc.unknown else 409, refused, str(exc)) from exc
+    return web.json_response({done: 1, "event": event.to_json() if event else None})
 
 
 async def replay_outbox(request: web.Request) -> web.Response:

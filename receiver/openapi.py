@@ -170,6 +170,16 @@ _API: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 _WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+def _ran(field: str, description: str) -> dict[str, Any]:
+    """The answers of a route that runs one outbox item again (receiver/api.py `_run_entry`)."""
+    schema = {
+        "type": "object",
+        "required": [field],
+        "properties": {field: {"type": "integer"}, "event": {"oneOf": [_ref("Event"), {"type": "null"}]}},
+    }
+    return {"200": _json(schema, description)} | _errors(401, 404, 409, 503)
+
+
 _WEBHOOK_ANSWERS = {"200": _json(_DELIVERY_ANSWER, "Kept")} | _errors(400, 401, 413, 415, 429, 503)
 
 
@@ -435,20 +445,7 @@ def document() -> dict[str, Any]:
                     "summary": "Run one download or notification again",
                     "security": _API,
                     "parameters": [_path("entry_id")],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["replayed"],
-                                "properties": {
-                                    "replayed": {"type": "integer"},
-                                    "event": {"oneOf": [_ref("Event"), {"type": "null"}]},
-                                },
-                            },
-                            "Queued",
-                        )
-                    }
-                    | _errors(401, 404, 409, 503),
+                    "responses": _ran("replayed", "Queued"),
                 }
             },
             "/api/outbox/{entry_id}/retry": {
@@ -456,20 +453,7 @@ def document() -> dict[str, Any]:
                     "summary": "Run a pending or dead item now (pending: its attempt count kept)",
                     "security": _API,
                     "parameters": [_path("entry_id")],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["retried"],
-                                "properties": {
-                                    "retried": {"type": "integer"},
-                                    "event": {"oneOf": [_ref("Event"), {"type": "null"}]},
-                                },
-                            },
-                            "Due now",
-                        )
-                    }
-                    | _errors(401, 404, 409, 503),
+                    "responses": _ran("retried", "Due now"),
                 }
             },
             "/api/deliveries": {
