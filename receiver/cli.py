@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from jobtrail.core import logs
 from jobtrail.core.model import PROVIDERS, Status, Verdict
@@ -17,7 +19,7 @@ from jobtrail.core.settings import ConfigError, Settings, default_store_url, loa
 from jobtrail.receiver import remote, timeline
 from jobtrail.receiver.views import delivery_view, job_view, outbox_view
 from jobtrail.store import sqlite_path
-from jobtrail.store.base import BadCursor, StoreError, StoreLocked
+from jobtrail.store.base import BadCursor, Store, StoreError, StoreLocked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,24 +63,36 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _jobs_list(settings: Settings, args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def _opened(settings: Settings) -> AsyncIterator[Store]:
+    """The store the settings name, open for one command, closed after it."""
     from jobtrail.receiver.serve import store_for
 
     store = store_for(settings)
     await store.open()
     try:
-        page = await store.list_jobs(
-            provider=args.provider, status=args.status, limit=args.limit, cursor=args.cursor
-        )
+        yield store
+    finally:
+        await store.close()
+
+
+def _json_lines(views: Iterable[dict[str, Any]]) -> int:
+    for view in views:
+        print(json.dumps(view))
+    return 0
+
+
+async def _jobs_list(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        async with _opened(settings) as store:
+            page = await store.list_jobs(
+                provider=args.provider, status=args.status, limit=args.limit, cursor=args.cursor
+            )
     except BadCursor as exc:
         print(f"jobtrail: --cursor: {exc}", file=sys.stderr)
         return 2
-    finally:
-        await store.close()
     if args.json:
-        for job in page.jobs:
-            print(json.dumps(job_view(job)))
-        return 0
+        return _json_lines(job_view(job) for job in page.jobs)
     print(timeline.job_table(page.jobs))
     if page.next_cursor:
         print(f"more: jobtrail jobs list --cursor {page.next_cursor}")
@@ -86,39 +100,25 @@ async def _jobs_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _jobs_show(settings: Settings, args: argparse.Namespace) -> int:
-    from jobtrail.receiver.serve import store_for
-
-    store = store_for(settings)
-    await store.open()
-    try:
+    async with _opened(settings) as store:
         job = await store.get_job(args.provider, args.job_id)
         if job is None:
             print(f"jobtrail: no {args.provider} job {args.job_id!r} is tracked", file=sys.stderr)
             return 1
         events = await store.job_events(args.provider, args.job_id, limit=100_000)
         outbox = await store.outbox_for_job(args.provider, args.job_id)
-    finally:
-        await store.close()
     print(timeline.show(job, events, outbox))
     return 0
 
 
 async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
-    from jobtrail.receiver.serve import store_for
-
-    store = store_for(settings)
-    await store.open()
-    try:
+    async with _opened(settings) as store:
         entries = await store.outbox(
             status=args.status, sink=args.sink, since=args.since, until=args.until, limit=args.limit
         )
         disabled = await store.disabled_sinks()
-    finally:
-        await store.close()
     if args.json:
-        for entry in entries:
-            print(json.dumps(outbox_view(entry)))
-        return 0
+        return _json_lines(outbox_view(entry) for entry in entries)
     print(timeline.outbox_table(entries))
     for sink, reason in sorted(disabled.items()):
         print(f"sink {sink} is disabled: {reason}")
@@ -126,21 +126,14 @@ async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
-    from jobtrail.receiver.serve import store_for
     from jobtrail.store.base import DeliveryFilter
 
     filters = DeliveryFilter(args.verdict, args.provider, args.since, args.until, args.before)
-    store = store_for(settings)
-    await store.open()
-    try:
+    async with _opened(settings) as store:
         found = await store.delivery_page(filters, args.limit + 1)
-    finally:
-        await store.close()
     page = found[: args.limit]
     if args.json:
-        for stored in page:
-            print(json.dumps(delivery_view(stored)))
-        return 0
+        return _json_lines(delivery_view(stored) for stored in page)
     print(timeline.delivery_table(page))
     if len(found) > args.limit and page:
         print(f"more: add --before {page[-1].id}")
@@ -149,53 +142,43 @@ async def _deliveries_list(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _outbox_retry(settings: Settings, args: argparse.Namespace) -> int:
     from jobtrail.dispatch import replay
-    from jobtrail.receiver.serve import store_for
 
-    store = store_for(settings)
-    await store.open()
     try:
-        await replay.retry_now(store, args.id)
+        async with _opened(settings) as store:
+            await replay.retry_now(store, args.id)
     except replay.NotReplayable as exc:
         print(f"jobtrail: {exc}", file=sys.stderr)
         return 1
-    finally:
-        await store.close()
     print(f"outbox item {args.id} is due now; a running jobtrail picks it up")
     return 0
 
 
 async def _outbox_replay(settings: Settings, args: argparse.Namespace) -> int:
     from jobtrail.dispatch import replay
-    from jobtrail.receiver.serve import store_for
 
     if args.id is None and args.sink is None and args.since is None and args.until is None:
         print("jobtrail: name an item id, or --sink / --since / --until for dead items", file=sys.stderr)
         return 2
-    store = store_for(settings)
-    await store.open()
     try:
-        if args.id is not None:
-            await replay.replay_one(store, args.id)
-            count = 1
-        else:
-            replayed = await replay.replay_dead(store, sink=args.sink, since=args.since, until=args.until)
-            count = replayed.queued
+        async with _opened(settings) as store:
+            if args.id is not None:
+                await replay.replay_one(store, args.id)
+                count = 1
+            else:
+                replayed = await replay.replay_dead(store, sink=args.sink, since=args.since, until=args.until)
+                count = replayed.queued
     except replay.NotReplayable as exc:
         print(f"jobtrail: {exc}", file=sys.stderr)
         return 1
-    finally:
-        await store.close()
     print(f"replayed {count} item{'s' if count != 1 else ''}; a running jobtrail picks them up now")
     return 0
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from jobtrail.receiver.serve import store_for
     from jobtrail.store import migrations
 
-    store = store_for(settings)
-    await store.open()  # migrations run at open, under a lock (replicas may start together)
-    await store.close()
+    async with _opened(settings) as store:  # migrations run at open, under a lock
+        pass
     print(f"the {store.kind} store is at schema version {migrations.latest(store.kind)}")
     return 0
 
