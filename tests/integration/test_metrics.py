@@ -137,3 +137,17 @@ async def test_a_metrics_token_is_required_once_set(make_client: ClientFactory) 
     assert 200 == (await client.get("/healthz")).status, "only /metrics is behind it"
     samples = await scrape(client, Authorization="Bearer scrape-token-0123456789")
     assert "scrape-token" not in json.dumps([list(k[1]) for k in samples])
+
+
+async def test_a_scrape_while_the_store_is_down_still_answers_the_counters(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client()
+    await webhook(client, "m1", "PROCESSING")
+    before = await scrape(client)
+    assert 1 == value(before, "jobtrail_open_jobs", provider="pixazo")
+    await client.app[STORE].close()  # the gauges' query fails from here on
+    after = await scrape(client)
+    labels = {"provider": "pixazo", "source": "webhook", "verdict": "accepted"}
+    assert 1 == value(after, "jobtrail_deliveries_total", **labels)
+    assert 1 == value(after, "jobtrail_open_jobs", provider="pixazo"), "the last value read is kept"
