@@ -7,17 +7,18 @@ import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from jobtrail.core.model import PROVIDERS, Event, Observation, Status
 from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
-from jobtrail.receiver import bodies, params, stream
+from jobtrail.receiver import bodies, history, params, stream
 from jobtrail.receiver.auth import bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler, not_configured
 from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
-from jobtrail.receiver.views import job_view, outbox_view
-from jobtrail.store.base import BadCursor, Store
+from jobtrail.receiver.views import delivery_view, job_view, outbox_view
+from jobtrail.store.base import BadCursor, JobFilter, Page, Store
 
 MAX_PAGE = 500
 REPLAY_LIMIT = 10_000
@@ -55,18 +56,38 @@ def _provider(value: str | None) -> str | None:
     return value
 
 
-async def list_jobs(request: web.Request) -> web.Response:
-    query = request.query
-    params.known(query, ("provider", "status", "limit", "cursor"))
+JOB_FILTERS = ("provider", "status", "q", "since", "until", "conflict")
+
+
+def job_filter(query: MultiMapping[str]) -> JobFilter:
+    """`provider`, `status`, `q` (part of the id), `since` and `until` (created), `conflict`."""
+    return JobFilter(
+        provider=_provider(query.get("provider")),
+        status=params.choice(query.get("status"), "status", (s.value for s in Status)),
+        q=params.text(query.get("q"), "q"),
+        since=params.time(query.get("since"), "since"),
+        until=params.time(query.get("until"), "until"),
+        conflict=params.flag(query.get("conflict"), "conflict"),
+    )
+
+
+async def jobs_page(store: Store, query: MultiMapping[str], default_limit: int = 50) -> Page:
+    """The page of jobs a query asks for (`JOB_FILTERS`, `limit`, `cursor`)."""
+    wanted = job_filter(query)
     try:
-        page = await request.app[STORE].list_jobs(
-            provider=_provider(query.get("provider")),
-            status=params.choice(query.get("status"), "status", (s.value for s in Status)),
-            limit=params.whole(query.get("limit"), "limit", 50, MAX_PAGE, low=1),
-            cursor=request.query.get("cursor"),
+        return await store.list_jobs(
+            **wanted._asdict(),
+            limit=params.whole(query.get("limit"), "limit", default_limit, MAX_PAGE, low=1),
+            cursor=query.get("cursor"),
         )
     except BadCursor as exc:
         raise ApiError(400, "bad_cursor", str(exc)) from exc
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    query = request.query
+    params.known(query, (*JOB_FILTERS, "limit", "cursor"))
+    page = await jobs_page(request.app[STORE], query)
     outbox = await request.app[STORE].outbox_for_jobs([(job.provider, job.id) for job in page.jobs])
     views = [job_view(job, outbox[(job.provider, job.id)]) for job in page.jobs]
     return web.json_response({"jobs": views, "next_cursor": page.next_cursor})
@@ -91,8 +112,14 @@ async def job_events(request: web.Request) -> web.Response:
     limit = params.whole(request.query.get("limit"), "limit", 1000, 10_000, low=1)
     if await store.get_job(provider, job_id) is None:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
-    events = await store.job_events(provider, job_id, after=after, limit=limit)
-    return web.json_response({"events": [e.to_json() for e in events]})
+    events = await history.annotated(store, provider, job_id, after=after, limit=limit)
+    found = await history.duplicates(store, provider, job_id)
+    return web.json_response(
+        {
+            "events": [{**e.to_json(), "effect": history.effect_json(effect)} for e, effect in events],
+            "duplicates": [delivery_view(d) for d in found],
+        }
+    )
 
 
 async def track_job(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from typing import Any
 from jobtrail.core import logs
 from jobtrail.core.model import PROVIDERS, Status, Verdict
 from jobtrail.core.settings import ConfigError, Settings, default_store_url, load
-from jobtrail.receiver import remote, timeline
+from jobtrail.receiver import history, remote, timeline
 from jobtrail.receiver.views import delivery_view, job_view, outbox_view
 from jobtrail.store import sqlite_path
 from jobtrail.store.base import BadCursor, Store, StoreError, StoreLocked
@@ -105,7 +105,7 @@ async def _jobs_show(settings: Settings, args: argparse.Namespace) -> int:
         if job is None:
             print(f"jobtrail: no {args.provider} job {args.job_id!r} is tracked", file=sys.stderr)
             return 1
-        events = await store.job_events(args.provider, args.job_id, limit=100_000)
+        events = await history.annotated(store, args.provider, args.job_id, limit=100_000)
         outbox = await store.outbox_for_job(args.provider, args.job_id)
     print(timeline.show(job, events, outbox))
     return 0

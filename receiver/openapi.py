@@ -73,6 +73,21 @@ _EVENT = {
         "data": {"type": "object"},
     },
 }
+_EFFECT = {
+    "description": "What a status report did to the job (null for other events): `changed` it, was "
+    "`ignored` (late, or said nothing new) or is a `conflict` (another terminal status; the first stands)",
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["kind", "note"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["changed", "ignored", "conflict"]},
+                "note": _STR,
+            },
+        },
+        {"type": "null"},
+    ],
+}
 _OUTBOX_ITEM = {
     "type": "object",
     "required": ["id", "kind", "sink", "provider", "job_id", "status", "attempts"],
@@ -247,6 +262,10 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         _query("provider", _PROVIDER, "only this provider's"),
                         _query("status", {"type": "string", "enum": [s.value for s in Status]}, "only these"),
+                        _query("q", {"type": "string", "minLength": 1, "maxLength": 128}, "a part of the id"),
+                        _query("since", _TIME, "created at or after"),
+                        _query("until", _TIME, "created before"),
+                        _query("conflict", {"type": "boolean"}, "true: only jobs whose sources disagree"),
                         _query("limit", _PAGE, "page size (50)"),
                         _query("cursor", _STR, "next_cursor of the page before"),
                     ],
@@ -338,15 +357,25 @@ def document() -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["events"],
+                                "required": ["events", "duplicates"],
                                 "properties": {
                                     "events": {
                                         "type": "array",
-                                        "items": _ref("Event"),
-                                    }
+                                        "items": {
+                                            "allOf": [
+                                                _ref("Event"),
+                                                {"type": "object", "properties": {"effect": _EFFECT}},
+                                            ]
+                                        },
+                                    },
+                                    "duplicates": {
+                                        "type": "array",
+                                        "description": "reports that said nothing new, kept as deliveries",
+                                        "items": _ref("Delivery"),
+                                    },
                                 },
                             },
-                            "Events",
+                            "Events, each with its effect, and the duplicate reports",
                         )
                     }
                     | _errors(400, 401, 404),

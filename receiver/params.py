@@ -67,6 +67,27 @@ def time(raw: object, name: str) -> datetime | None:
         ) from None
 
 
+def flag(raw: str | None, name: str) -> bool | None:
+    """`true` or `false` (also `1`, `0`), or None if absent."""
+    if raw is None:
+        return None
+    if raw not in _FLAGS:
+        raise ApiError(400, "bad_parameter", f"{name} must be true or false")
+    return _FLAGS[raw]
+
+
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def text(raw: str | None, name: str, longest: int = 128) -> str | None:
+    """A printable search text of 1 to `longest` characters, or None if absent."""
+    if raw is None:
+        return None
+    if not 0 < len(raw) <= longest or not raw.isprintable():
+        raise ApiError(400, "bad_parameter", f"{name} must be printable text of 1 to {longest} characters")
+    return raw
+
+
 def name(raw: object, what: str, longest: int = 64) -> str | None:
     """A short printable name (a sink, a model), or None if absent."""
     if raw is None:

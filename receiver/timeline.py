@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from jobtrail.core.audit import Effect
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store.base import StoredDelivery
 
@@ -22,7 +23,10 @@ def job_table(jobs: Sequence[Job]) -> str:
     return _columns(rows)
 
 
-def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> str:
+def show(
+    job: Job, events: Sequence[tuple[Event, Effect | None]], outbox: Sequence[OutboxEntry]
+) -> str:
+    """A job, its downloads and notifications, and its events, each with its effect."""
     lines = [
         f"{job.provider} {job.id}",
         f"  status    {job.status.value}"
@@ -42,9 +46,10 @@ def show(job: Job, events: Sequence[Event], outbox: Sequence[OutboxEntry]) -> st
         state = f"{entry.status} ({entry.attempts} attempts)"
         lines.append(f"  {entry.item.kind:<9} {entry.item.sink}: {state}{where}{error}")
     lines.append("")
-    rows = [("SEQ", "AT", "SOURCE", "EVENT", "DETAILS")]
-    for event in events:
-        rows.append((str(event.seq), _when(event.at), event.source, event.type, _details(event.data)))
+    rows = [("SEQ", "AT", "SOURCE", "EVENT", "EFFECT", "DETAILS")]
+    for event, effect in events:
+        said = f"{effect.kind}: {effect.note}" if effect else ""
+        rows.append((str(event.seq), _when(event.at), event.source, event.type, said, _details(event.data)))
     lines.append(_columns(rows))
     return "\n".join(lines)
 

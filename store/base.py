@@ -94,6 +94,28 @@ class DeliveryFilter(NamedTuple):
     before: int | None = None  # ids below this one (the page before's last)
 
 
+class JobFilter(NamedTuple):
+    """Which jobs to list: each given value must match (None: any)."""
+
+    provider: str | None = None
+    status: str | None = None
+    q: str | None = None  # a part of the job's id (case-sensitive)
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    conflict: bool | None = None  # True: only jobs whose sources disagree; False: none of them
+
+    def matches(self, job: Job) -> bool:
+        """The filter in Python, as the SQL backends apply it (the memory store's)."""
+        return (
+            (self.provider is None or job.provider == self.provider)
+            and (self.status is None or job.status.value == self.status)
+            and (self.q is None or self.q in job.id)
+            and (self.since is None or job.created_at >= self.since)
+            and (self.until is None or job.created_at < self.until)
+            and (self.conflict is None or job.conflict == self.conflict)
+        )
+
+
 class Claim(NamedTuple):
     """Take up to `limit` due items of `kind`, leased to `owner` until `lease_until`.
 
@@ -123,6 +145,15 @@ class Gauges:
 
     outbox: Mapping[tuple[str, str, str], int]
     open_jobs: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    """How many jobs the store holds, by (provider, status), and how many of them have a
+    conflict, by provider (the console's overview)."""
+
+    by_status: Mapping[tuple[str, str], int]
+    conflicts: Mapping[str, int]
 
 
 CommitObserver = Callable[[float, int], None]  # (seconds a group commit took, requests in it)
@@ -294,8 +325,22 @@ class Store(abc.ABC):
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        conflict: bool | None = None,
     ) -> Page:
-        """Jobs newest first; `cursor` from a previous page continues after it."""
+        """Jobs newest first, filtered as `JobFilter` says; `cursor` from a previous page
+        continues after it."""
+
+    @abc.abstractmethod
+    async def job_counts(self) -> JobCounts:
+        """Every job counted by provider and status, and the conflicts among them."""
+
+    @abc.abstractmethod
+    async def events_per_minute(self, since: datetime) -> list[tuple[datetime, int]]:
+        """How many events the log took in each minute from `since` on (UTC, minutes with
+        none left out), oldest first."""
 
     @abc.abstractmethod
     async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jobtrail.core.intake import (
     AttemptRecord,
@@ -34,6 +34,8 @@ from jobtrail.store.base import (
     Claim,
     DeliveryFilter,
     Gauges,
+    JobCounts,
+    JobFilter,
     LeaseLost,
     Page,
     Store,
@@ -224,15 +226,18 @@ class MemoryStore(Store):
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        conflict: bool | None = None,
     ) -> Page:
         before = rows.decode_cursor(cursor) if cursor is not None else None
+        wanted = JobFilter(provider, status, q, since, until, conflict)
         matching = sorted(
             (
                 (position, job)
                 for position, job in self._jobs.values()
-                if (provider is None or job.provider == provider)
-                and (status is None or job.status.value == status)
-                and (before is None or position < before)
+                if wanted.matches(job) and (before is None or position < before)
             ),
             key=lambda pair: -pair[0],
         )
@@ -325,6 +330,27 @@ class MemoryStore(Store):
 
     async def delivery(self, delivery_id: int) -> StoredDelivery | None:
         return self._deliveries[delivery_id - 1] if 0 < delivery_id <= len(self._deliveries) else None
+
+    async def job_counts(self) -> JobCounts:
+        self._check_open()
+        by_status: dict[tuple[str, str], int] = {}
+        conflicts: dict[str, int] = {}
+        for _, job in self._jobs.values():
+            key = (job.provider, job.status.value)
+            by_status[key] = by_status.get(key, 0) + 1
+            if job.conflict:
+                conflicts[job.provider] = conflicts.get(job.provider, 0) + 1
+        return JobCounts(by_status, conflicts)
+
+    async def events_per_minute(self, since: datetime) -> list[tuple[datetime, int]]:
+        self._check_open()
+        counts: dict[datetime, int] = {}
+        for event in reversed(self._events):
+            if event.at < since:
+                break
+            minute = event.at.astimezone(UTC).replace(second=0, microsecond=0)
+            counts[minute] = counts.get(minute, 0) + 1
+        return sorted(counts.items())
 
     async def gauges(self) -> Gauges:
         self._check_open()

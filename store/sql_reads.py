@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
-from jobtrail.store.base import DeliveryFilter, Gauges, Page, Store, StoredDelivery
+from jobtrail.store.base import DeliveryFilter, Gauges, JobCounts, JobFilter, Page, Store, StoredDelivery
 
 OUTBOX_DEPTH = (
     "SELECT kind, sink, status, count(*) FROM outbox WHERE status IN ('pending', 'dead') "
@@ -41,9 +41,14 @@ class SQLReads(Store):
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        q: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        conflict: bool | None = None,
     ) -> Page:
         before = rows.decode_cursor(cursor) if cursor is not None else None
-        found = await self._fetch(*self.queries.jobs_page(provider, status, before, limit + 1))
+        wanted = JobFilter(provider, status, q, since, until, conflict)
+        found = await self._fetch(*self.queries.jobs_page(wanted, before, limit + 1))
         more = len(found) > limit
         found = found[:limit]
         next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
@@ -111,6 +116,33 @@ class SQLReads(Store):
     async def delivery(self, delivery_id: int) -> StoredDelivery | None:
         found = await self._fetch(*self.queries.delivery_page(DeliveryFilter(before=delivery_id + 1), 1))
         return rows.delivery_from(found[0]) if found and found[0][0] == delivery_id else None
+
+    async def job_counts(self) -> JobCounts:
+        by_status: dict[tuple[str, str], int] = {}
+        conflicts: dict[str, int] = {}
+        for provider, status, conflict, n in await self._fetch(self.queries.JOB_COUNTS):
+            by_status[(provider, status)] = by_status.get((provider, status), 0) + int(n)
+            if conflict:
+                conflicts[provider] = conflicts.get(provider, 0) + int(n)
+        return JobCounts(by_status, conflicts)
+
+    async def events_per_minute(self, since: datetime) -> list[tuple[datetime, int]]:
+        first = await self._first_seq_since(since)
+        found = await self._fetch(*self.queries.events_per_minute(first, since))
+        return [(datetime.fromisoformat(minute).replace(tzinfo=UTC), int(n)) for minute, n in found]
+
+    async def _first_seq_since(self, since: datetime) -> int:
+        """The first event at or after `since`, found by bisecting the log by sequence
+        number (event times rise with it), a few primary-key reads instead of a scan."""
+        low, high = 1, await self.last_seq() + 1
+        while low < high:
+            middle = (low + high) // 2
+            found = await self._fetch(*self.queries.first_event_from(middle, since))
+            if not found or found[0][1]:
+                high = middle
+            else:
+                low = min(int(found[0][0]) + 1, high)
+        return low
 
     async def gauges(self) -> Gauges:
         outbox = {(kind, sink, status): int(n) for kind, sink, status, n in await self._fetch(OUTBOX_DEPTH)}

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from jobtrail.core.intake import JobKey
-from jobtrail.store.base import DeliveryFilter
+from jobtrail.store.base import DeliveryFilter, JobFilter
 from jobtrail.store.rows import TABLES
 
 JOB_COLUMNS = (
@@ -53,11 +53,42 @@ def _where(clauses: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
     return " AND ".join(["true", *parts]), [value for _, value in given]
 
 
-def jobs_page(provider: str | None, status: str | None, before: int | None, limit: int) -> Query:
+def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
     """Jobs newest first (by row id, `jid`, returned last), below `before` if given."""
-    where, params = _where((("provider = {}", provider), ("status = {}", status), ("jid < {}", before)))
+    where, params = _where(
+        (
+            ("provider = {}", f.provider),
+            ("status = {}", f.status),
+            ("strpos(job_id, {}) > 0", f.q),
+            ("created_at >= {}", f.since),
+            ("created_at < {}", f.until),
+            ("jid < {}", before),
+        )
+    )
+    if f.conflict is not None:
+        where += " AND jsonb_array_length(terminals) " + (">" if f.conflict else "<=") + " 1"
     n = len(params) + 1
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}", [*params, limit]
+
+
+JOB_COUNTS = (
+    "SELECT provider, status, jsonb_array_length(terminals) > 1, count(*) FROM jobs "
+    "GROUP BY provider, status, 3"
+)
+
+
+def first_event_from(seq: int, since: datetime) -> Query:
+    """The first event at or after `seq`: its number, and whether it is as late as `since`."""
+    return "SELECT seq, at >= $1 FROM events WHERE seq >= $2 ORDER BY seq LIMIT 1", [since, seq]
+
+
+def events_per_minute(first_seq: int, since: datetime) -> Query:
+    """Events from `first_seq` on, counted by minute (in UTC, as `2026-12-05T22:17`)."""
+    return (
+        "SELECT to_char(date_trunc('minute', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:MI'), count(*) "
+        "FROM events WHERE seq >= $1 AND at >= $2 GROUP BY 1 ORDER BY 1",
+        [first_seq, since],
+    )
 
 
 def outbox_page(

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, isoformat
-from jobtrail.store.base import DeliveryFilter
+from jobtrail.store.base import DeliveryFilter, JobFilter
 from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
 
 Query = tuple[str, list[Any]]
@@ -36,10 +36,42 @@ def _where(clauses: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
     return " AND ".join(["1 = 1", *(c for c, _ in given)]), [v for _, v in given]
 
 
-def jobs_page(provider: str | None, status: str | None, before: int | None, limit: int) -> Query:
-    """Jobs newest first (by row id, `jid`, returned last), below `before` if given."""
-    where, params = _where((("provider = ?", provider), ("status = ?", status), ("jid < ?", before)))
+def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
+    """Jobs newest first (by row id, `jid`, returned last), below `before` if given. A
+    conflict is a `terminals` list of more than one status (a comma in its JSON)."""
+    where, params = _where(
+        (
+            ("provider = ?", f.provider),
+            ("status = ?", f.status),
+            ("instr(job_id, ?) > 0", f.q),
+            ("created_at >= ?", isoformat(f.since.astimezone(UTC)) if f.since else None),
+            ("created_at < ?", isoformat(f.until.astimezone(UTC)) if f.until else None),
+            ("jid < ?", before),
+        )
+    )
+    if f.conflict is not None:
+        where += " AND terminals " + ("LIKE" if f.conflict else "NOT LIKE") + " '%,%'"
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
+
+
+JOB_COUNTS = "SELECT provider, status, terminals LIKE '%,%', count(*) FROM jobs GROUP BY provider, status, 3"
+
+
+def first_event_from(seq: int, since: datetime) -> Query:
+    """The first event at or after `seq`: its number, and whether it is as late as `since`."""
+    return "SELECT seq, at >= ? FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", [
+        isoformat(since.astimezone(UTC)),
+        seq,
+    ]
+
+
+def events_per_minute(first_seq: int, since: datetime) -> Query:
+    """Events from `first_seq` on, counted by minute (`2026-12-05T22:17`: times are kept
+    in UTC, isoformat)."""
+    return (
+        "SELECT substr(at, 1, 16), count(*) FROM events WHERE seq >= ? AND at >= ? GROUP BY 1 ORDER BY 1",
+        [first_seq, isoformat(since.astimezone(UTC))],
+    )
 
 
 def outbox_page(

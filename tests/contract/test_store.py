@@ -130,6 +130,46 @@ async def test_list_jobs_filters_and_paginates_newest_first(store: Store) -> Non
     assert [] == list((await store.list_jobs(provider="venice")).jobs)
 
 
+async def test_list_jobs_by_part_of_the_id_creation_time_and_conflict(store: Store) -> None:
+    marks = []
+    for name in ("alpha-1", "beta-2", "alpha-3", "50%_x"):
+        marks.append(utcnow())
+        await store.intake(delivery(name), [obs(name, kind="succeeded")])
+    await store.intake(delivery("beta-2"), [obs("beta-2", kind="failed")])  # sources disagree
+    assert ["alpha-3", "alpha-1"] == [j.id for j in (await store.list_jobs(q="alpha")).jobs]
+    assert ["50%_x"] == [j.id for j in (await store.list_jobs(q="%_")).jobs], "LIKE's wildcards are text"
+    assert [] == list((await store.list_jobs(q="ALPHA")).jobs), "case-sensitive"
+    created = await store.list_jobs(since=marks[1], until=marks[3])
+    assert ["alpha-3", "beta-2"] == [j.id for j in created.jobs]
+    assert ["beta-2"] == [j.id for j in (await store.list_jobs(conflict=True)).jobs]
+    calm = await store.list_jobs(conflict=False, limit=2)
+    assert ["50%_x", "alpha-3"] == [j.id for j in calm.jobs]
+    rest = await store.list_jobs(conflict=False, limit=2, cursor=calm.next_cursor)
+    assert (["alpha-1"], None) == ([j.id for j in rest.jobs], rest.next_cursor), "the filter holds on"
+
+
+async def test_job_counts_by_provider_and_status_with_conflicts(store: Store) -> None:
+    await store.intake(delivery("a"), [obs("a", kind="succeeded")])
+    await store.intake(delivery("b"), [obs("b", kind="succeeded"), obs("b", kind="failed")])
+    await store.intake(delivery("c"), [obs("c")])
+    counts = await store.job_counts()
+    assert {("pixazo", "succeeded"): 2, ("pixazo", "processing"): 1} == dict(counts.by_status)
+    assert {"pixazo": 1} == dict(counts.conflicts)
+
+
+async def test_events_per_minute_counts_the_log_from_a_time_on(store: Store) -> None:
+    assert [] == await store.events_per_minute(utcnow())
+    await store.intake(delivery("a"), [obs("a", kind="queued")])
+    middle = utcnow()
+    for name in ("b", "c", "d"):
+        await store.intake(delivery(name), [obs(name, kind="queued"), obs(name, progress=5)])
+    counted = await store.events_per_minute(middle)
+    assert 6 == sum(n for _, n in counted), "the three jobs' two events each, not the first job's"
+    assert all(minute.second == 0 and minute.tzinfo is not None for minute, _ in counted)
+    assert 7 == sum(n for _, n in await store.events_per_minute(middle.replace(year=2000)))
+    assert [] == await store.events_per_minute(utcnow())
+
+
 async def test_a_job_updated_later_keeps_its_place_in_the_listing(store: Store) -> None:
     for i in range(3):
         await store.intake(delivery(f"j{i}"), [obs(f"j{i}")])

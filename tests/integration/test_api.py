@@ -46,7 +46,7 @@ async def test_a_job_timeline_lists_its_events_in_order(client: TestClient[Any, 
     await callback(client, "p1", "ERROR", error="GPU fell over")
     events = (await (await client.get("/api/jobs/pixazo/p1/events")).json())["events"]
     assert ["job.queued", "job.processing", "job.failed"] == [e["type"] for e in events]
-    assert {"seq", "provider", "job_id", "type", "source", "at", "data"} == set(events[0])
+    assert {"seq", "provider", "job_id", "type", "source", "at", "data", "effect"} == set(events[0])
     assert "GPU fell over" == events[2]["data"]["error"]
     later = await (await client.get(f"/api/jobs/pixazo/p1/events?after={events[0]['seq']}")).json()
     assert 2 == len(later["events"])
@@ -294,3 +294,56 @@ async def test_an_outbox_item_can_be_retried_now(client: TestClient[Any, Any]) -
     for bad, status in (("999999", 404), ("abc", 404), ("-1", 404), ("9" * 30, 404)):
         refused = await client.post(f"/api/outbox/{bad}/retry")
         assert (status, {"error", "message"}) == (refused.status, set(await refused.json()))
+
+
+async def test_jobs_are_found_by_part_of_the_id_time_and_conflict(client: TestClient[Any, Any]) -> None:
+    await callback(client, "clip-1", "COMPLETED", output={"media_url": ["https://cdn/1.mp4"]})
+    await callback(client, "clip-1", "ERROR", error="late failure")
+    await callback(client, "other-2", "PROCESSING")
+    found = await (await client.get("/api/jobs?q=clip")).json()
+    assert ["clip-1"] == [j["id"] for j in found["jobs"]]
+    assert ["failed", "succeeded"] == found["jobs"][0]["conflict"]
+    torn = await (await client.get("/api/jobs?conflict=true")).json()
+    assert ["clip-1"] == [j["id"] for j in torn["jobs"]]
+    calm = await (await client.get("/api/jobs?conflict=0")).json()
+    assert ["other-2"] == [j["id"] for j in calm["jobs"]]
+    later = await (await client.get("/api/jobs?since=2999-01-01T00:00:00Z")).json()
+    assert [] == later["jobs"]
+    earlier = await (await client.get("/api/jobs?until=2999-01-01&since=2000-01-01T00:00:00%2B02:00")).json()
+    assert 2 == len(earlier["jobs"])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "conflict=yes",
+        "conflict=",
+        "q=",
+        "q=" + "x" * 129,
+        "q=%00",
+        "since=yesterday",
+        "until=9999-12-31T23:59:59-01:00",
+    ],
+)
+async def test_bad_job_filters_are_named(client: TestClient[Any, Any], query: str) -> None:
+    answer = await client.get(f"/api/jobs?{query}")
+    assert 400 == answer.status
+    assert query.split("=")[0] in (await answer.json())["message"]
+
+
+async def test_a_timeline_marks_late_reports_and_lists_duplicates(client: TestClient[Any, Any]) -> None:
+    await callback(client, "p1", "PROCESSING")
+    await callback(client, "p1", "COMPLETED", output={"media_url": ["https://cdn/p1.mp4"]})
+    await callback(client, "p1", "COMPLETED", output={"media_url": ["https://cdn/p1.mp4"]})  # redelivered
+    await callback(client, "p1", "QUEUED")  # late
+    timeline = await (await client.get("/api/jobs/pixazo/p1/events")).json()
+    marks = [(e["type"], e["effect"]["kind"]) for e in timeline["events"]]
+    assert [("job.processing", "changed"), ("job.succeeded", "changed"), ("job.queued", "ignored")] == marks
+    assert "late: the job was already succeeded" == timeline["events"][2]["effect"]["note"]
+    [duplicate] = timeline["duplicates"]
+    assert ("duplicate", "webhook", "p1") == (duplicate["verdict"], duplicate["source"], duplicate["job_id"])
+    middle = timeline["events"][1]["seq"]
+    after = await (await client.get(f"/api/jobs/pixazo/p1/events?after={middle}")).json()
+    assert [("job.queued", "ignored")] == [(e["type"], e["effect"]["kind"]) for e in after["events"]], (
+        "an effect read from the middle is still judged from the job's first event"
+    )

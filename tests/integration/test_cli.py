@@ -64,6 +64,7 @@ def test_times_carry_their_zone_and_details_no_reprs(data: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert re.search(r"updated   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z", out), out
     assert "None" not in out and "=None" not in out
+    assert "changed: first seen" in out, "each report says what it did"
 
 
 def test_global_options_before_or_after_the_subcommand(
