@@ -1,7 +1,7 @@
 """jobtrail: a self-hosted tracker for asynchronous cloud media jobs.
 
 The rooms live at the top of the repository (`core/`, `providers/`, `store/`,
-`runtime/`, `listeners/`, `dispatch/`, `receiver/`, `simulators/`) and install under
+`runtime/`, `listeners/`, `dispatch/`, `receiver/`, `console/`, `simulators/`) and install under
 this one name: `jobtrail.core`, `jobtrail.store`, ... (in the repository, the entries
 of this folder are links to them).
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -14,9 +15,9 @@ from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
 from jobtrail.receiver import bodies, history, params, stream
-from jobtrail.receiver.auth import bearer_matches
+from jobtrail.receiver.auth import COOKIE, bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler, not_configured
-from jobtrail.receiver.keys import METRICS, SCRUB, SETTINGS, STORE
+from jobtrail.receiver.keys import METRICS, SCRUB, SESSIONS, SETTINGS, STORE
 from jobtrail.receiver.views import delivery_view, job_view, outbox_view
 from jobtrail.store.base import BadCursor, JobFilter, Page, Store
 
@@ -30,20 +31,27 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/jobs", guarded(track_job))
     app.router.add_get("/api/jobs/{provider}/{job_id}", guarded(show_job))
     app.router.add_get("/api/jobs/{provider}/{job_id}/events", guarded(job_events))
-    app.router.add_get("/api/events", guarded(stream.event_stream))
+    app.router.add_get("/api/events", guarded(stream.event_stream, session=True))
     app.router.add_get("/api/outbox", guarded(list_outbox))
     app.router.add_post("/api/outbox/replay", guarded(replay_outbox))
     app.router.add_post("/api/outbox/{entry_id}/replay", guarded(replay_entry))
     app.router.add_post("/api/outbox/{entry_id}/retry", guarded(retry_entry))
 
 
-def guarded(handler: Handler) -> Handler:
-    """Require `Authorization: Bearer <JOBTRAIL_API_TOKEN>` when a token is configured."""
+def guarded(handler: Handler, *, session: bool = False) -> Handler:
+    """Require `Authorization: Bearer <JOBTRAIL_API_TOKEN>` when a token is configured;
+    with `session`, a console session's cookie will do instead (the console's
+    `EventSource` cannot send a header; only for reads: a cookie rides along on requests
+    other sites make, so no route that changes anything takes one)."""
 
     @functools.wraps(handler)
     async def check(request: web.Request) -> web.StreamResponse:
         token = request.app[SETTINGS].api_token
-        if token and not bearer_matches(request, token):
+        if (
+            token
+            and not bearer_matches(request, token)
+            and not (session and request.app[SESSIONS].nonce(request.cookies.get(COOKIE)))
+        ):
             raise ApiError(401, "unauthorized", "send Authorization: Bearer <JOBTRAIL_API_TOKEN>")
         return await handler(request)
 
@@ -182,15 +190,24 @@ def _text(value: object, name: str) -> str | None:
 async def list_outbox(request: web.Request) -> web.Response:
     """`GET /api/outbox?status=&sink=&since=&until=&limit=`: downloads and notifications."""
     query = request.query
-    params.known(query, ("status", "sink", "since", "until", "limit"))
+    params.known(query, (*OUTBOX_FILTERS, "limit"))
     entries = await request.app[STORE].outbox(
-        status=params.choice(query.get("status"), "status", OUTBOX_STATUSES),
-        sink=params.choice(query.get("sink"), "sink", SINKS),
-        since=params.time(query.get("since"), "since"),
-        until=params.time(query.get("until"), "until"),
-        limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE, low=1),
+        **outbox_filter(query), limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE, low=1)
     )
     return web.json_response({"items": [outbox_view(e) for e in entries]})
+
+
+OUTBOX_FILTERS = ("status", "sink", "since", "until")
+
+
+def outbox_filter(query: MultiMapping[str]) -> dict[str, Any]:
+    """The keywords of `Store.outbox` a query asks for."""
+    return {
+        "status": params.choice(query.get("status"), "status", OUTBOX_STATUSES),
+        "sink": params.choice(query.get("sink"), "sink", SINKS),
+        "since": params.time(query.get("since"), "since"),
+        "until": params.time(query.get("until"), "until"),
+    }
 
 
 async def replay_entry(request: web.Request) -> web.Response:

@@ -11,14 +11,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from jobtrail.console import routes as console
 from jobtrail.core.logs import Redactor
 from jobtrail.core.settings import Settings
 from jobtrail.dispatch.run import running as dispatching
 from jobtrail.listeners import refresh, run
 from jobtrail.receiver import api, deliveries, health, openapi, submit, webhooks
+from jobtrail.receiver.auth import Sessions
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.errors import error_middleware
-from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, SCRUB, SETTINGS, STORE, TAIL
+from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, SCRUB, SESSIONS, SETTINGS, STORE, TAIL
 from jobtrail.receiver.metrics import Metrics
 from jobtrail.receiver.tail import Tail
 from jobtrail.runtime.health import Health
@@ -43,6 +45,7 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
         store, app[HEALTH].component("leader", "leadership"), new_owner(), ttl=settings.listeners.leader_ttl
     )
     app[TAIL] = Tail(store)
+    app[SESSIONS] = Sessions(settings.api_token)
     app[METRICS].watch(store, app[HEALTH], app[LEADERSHIP])
     app.on_shutdown.append(_end_streams)
     if background:
@@ -53,6 +56,7 @@ def create_app(settings: Settings, store: Store, *, background: bool = False) ->
     health.setup(app)
     deliveries.setup(app)
     openapi.setup(app)
+    console.setup(app)
     return app
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from jobtrail.core.model import PROVIDERS, Verdict
 from jobtrail.receiver import params
@@ -24,19 +25,25 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/deliveries/{delivery_id}", guarded(show_delivery))
 
 
-async def list_deliveries(request: web.Request) -> web.Response:
-    """Newest first; `before` (the `next_before` of the page before) pages on."""
-    query = request.query
-    params.known(query, ("verdict", "provider", "since", "until", "before", "limit"))
-    limit = params.whole(query.get("limit"), "limit", 50, MAX_PAGE, low=1)
-    filters = DeliveryFilter(
+FILTERS = ("verdict", "provider", "since", "until", "before")
+
+
+def delivery_filter(query: MultiMapping[str]) -> DeliveryFilter:
+    return DeliveryFilter(
         verdict=params.choice(query.get("verdict"), "verdict", (v.value for v in Verdict)),
         provider=params.choice(query.get("provider"), "provider", PROVIDERS),
         since=params.time(query.get("since"), "since"),
         until=params.time(query.get("until"), "until"),
         before=params.whole(before, "before", 0, low=1) if (before := query.get("before")) else None,
     )
-    found = await request.app[STORE].delivery_page(filters, limit + 1)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    """Newest first; `before` (the `next_before` of the page before) pages on."""
+    query = request.query
+    params.known(query, (*FILTERS, "limit"))
+    limit = params.whole(query.get("limit"), "limit", 50, MAX_PAGE, low=1)
+    found = await request.app[STORE].delivery_page(delivery_filter(query), limit + 1)
     page = found[:limit]
     more = len(found) > limit
     return web.json_response(

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from jobtrail.core.logs import Redactor
 from jobtrail.core.settings import Settings
+from jobtrail.receiver.auth import Sessions
 from jobtrail.receiver.bodies import HeaderScrubber
 from jobtrail.receiver.metrics import Metrics
 from jobtrail.receiver.tail import Tail
@@ -23,3 +24,4 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 LEADERSHIP = web.AppKey("leadership", Leadership)
 REDACT = web.AppKey("redact", Redactor)
 TAIL = web.AppKey("tail", Tail)
+SESSIONS = web.AppKey("sessions", Sessions)

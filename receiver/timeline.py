@@ -23,9 +23,7 @@ def job_table(jobs: Sequence[Job]) -> str:
     return _columns(rows)
 
 
-def show(
-    job: Job, events: Sequence[tuple[Event, Effect | None]], outbox: Sequence[OutboxEntry]
-) -> str:
+def show(job: Job, events: Sequence[tuple[Event, Effect | None]], outbox: Sequence[OutboxEntry]) -> str:
     """A job, its downloads and notifications, and its events, each with its effect."""
     lines = [
         f"{job.provider} {job.id}",
