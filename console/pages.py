@@ -8,14 +8,13 @@ filter shows its message above the page instead of a JSON error.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from jobtrail.console.guard import Session, refused
-from jobtrail.console.render import Chart, html
+from jobtrail.console.render import RATE, Chart, html
 from jobtrail.core.model import PROVIDERS, Status, Verdict, utcnow
 from jobtrail.receiver import api, deliveries, history, params
 from jobtrail.receiver.errors import ApiError
@@ -48,7 +47,7 @@ async def overview(request: web.Request, session: Session) -> web.StreamResponse
     counts = await store.job_counts()
     gauges = await store.gauges()
     now = utcnow()
-    per_minute = await store.events_per_minute(now - timedelta(hours=CHART_HOURS))
+    per_minute = await request.app[RATE].per_minute(store, now, CHART_HOURS)
     statuses = [s.value for s in Status]
     table = [
         (

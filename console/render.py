@@ -4,7 +4,6 @@ only, so text a provider sent can never run even if it reached a page unescaped)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,10 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import orjson
 from aiohttp import web
+
+from jobtrail.store.base import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -38,8 +40,9 @@ def when(at: datetime | None) -> str:
 
 
 def pretty(value: Any) -> str:
-    """JSON for people: indented, keys in order, non-ASCII kept."""
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    """JSON for people: indented, keys in order, non-ASCII kept (orjson: a job page
+    shows a thousand of these, and the stdlib's indenting encoder is Python)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=str).decode()
 
 
 def size(n: int | None) -> str:
@@ -88,3 +91,30 @@ class Chart:
             for m, v in enumerate(self.values)
             if v and self.peak
         ]
+
+
+class EventRate:
+    """Events per minute for the overview's chart, remembered per process: a minute that
+    has passed (by more than one more, for commits stamped just before its end) is
+    counted once, so each overview counts only the last minutes, not six hours of log."""
+
+    SLACK = timedelta(minutes=2)
+
+    def __init__(self) -> None:
+        self._done: dict[datetime, int] = {}
+        self._counted_until: datetime | None = None  # minutes before this one are in _done
+
+    async def per_minute(self, store: Store, now: datetime, hours: int) -> list[tuple[datetime, int]]:
+        start = now.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(hours=hours)
+        settled = now.astimezone(UTC).replace(second=0, microsecond=0) - self.SLACK
+        since = max(start, self._counted_until) if self._counted_until else start
+        fresh = await store.events_per_minute(since)
+        for minute, n in fresh:
+            if minute < settled:
+                self._done[minute] = n
+        self._counted_until = max(settled, since)
+        self._done = {minute: n for minute, n in self._done.items() if minute >= start}
+        return sorted({**self._done, **{m: n for m, n in fresh if m >= settled}}.items())
+
+
+RATE = web.AppKey("console_event_rate", EventRate)

@@ -6,10 +6,11 @@ from aiohttp import web
 
 from jobtrail.console import actions, pages
 from jobtrail.console.guard import action, login, login_form, logout, page
-from jobtrail.console.render import STATIC
+from jobtrail.console.render import RATE, STATIC, EventRate
 
 
 def setup(app: web.Application) -> None:
+    app[RATE] = EventRate()
     router = app.router
     router.add_get("/", _to_console)
     router.add_get("/ui", _to_console)

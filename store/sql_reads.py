@@ -118,12 +118,9 @@ class SQLReads(Store):
         return rows.delivery_from(found[0]) if found and found[0][0] == delivery_id else None
 
     async def job_counts(self) -> JobCounts:
-        by_status: dict[tuple[str, str], int] = {}
-        conflicts: dict[str, int] = {}
-        for provider, status, conflict, n in await self._fetch(self.queries.JOB_COUNTS):
-            by_status[(provider, status)] = by_status.get((provider, status), 0) + int(n)
-            if conflict:
-                conflicts[provider] = conflicts.get(provider, 0) + int(n)
+        counted = await self._fetch(self.queries.JOB_COUNTS)
+        by_status = {(provider, status): int(n) for provider, status, n in counted}
+        conflicts = {provider: int(n) for provider, n in await self._fetch(self.queries.CONFLICTS)}
         return JobCounts(by_status, conflicts)
 
     async def events_per_minute(self, since: datetime) -> list[tuple[datetime, int]]:

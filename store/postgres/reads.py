@@ -71,9 +71,10 @@ def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}", [*params, limit]
 
 
-JOB_COUNTS = (
-    "SELECT provider, status, jsonb_array_length(terminals) > 1, count(*) FROM jobs "
-    "GROUP BY provider, status, 3"
+JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"
+CONFLICTS = (
+    "SELECT provider, count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "
+    "AND jsonb_array_length(terminals) > 1 GROUP BY provider"
 )
 
 

@@ -54,7 +54,11 @@ def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
 
 
-JOB_COUNTS = "SELECT provider, status, terminals LIKE '%,%', count(*) FROM jobs GROUP BY provider, status, 3"
+JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"  # the index alone
+CONFLICTS = (
+    "SELECT provider, count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "
+    "AND terminals LIKE '%,%' GROUP BY provider"
+)
 
 
 def first_event_from(seq: int, since: datetime) -> Query:
