@@ -31,12 +31,15 @@ HEADERS = {
 }
 
 
-def when(at: datetime | None) -> str:
-    """`2026-12-05 22:17:58Z`: UTC, to the second, the zone shown."""
-    if at is None:
+def when(at: datetime | str | None) -> str:
+    """`2026-12-05 22:17:58.123Z`: UTC, to the millisecond (a timeline's reports often
+    share a second), the zone shown. An ISO 8601 string is read first."""
+    if at is None or at == "":
         return ""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
     at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
-    return f"{at:%Y-%m-%d %H:%M:%S}Z"
+    return f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d}Z"
 
 
 def pretty(value: Any) -> str:

@@ -50,7 +50,8 @@ def test_the_chart_has_a_bar_per_busy_minute_scaled_to_the_peak() -> None:
 
 
 def test_filters_show_times_in_utc_sizes_and_json_for_people() -> None:
-    assert "2026-12-05 12:30:30Z" == when(NOW.astimezone(UTC))
+    assert "2026-12-05 12:30:30.000Z" == when(NOW.astimezone(UTC))
+    assert "2026-12-05 11:30:30.250Z" == when("2026-12-05T12:30:30.250+01:00")
     assert "" == when(None)
     assert ("512 B", "1.5 KiB", "") == (size(512), size(1536), size(None))
     shown: Any = pretty({"b": 1, "a": "é"})
