@@ -35,8 +35,10 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Module-scoped, not longer: Playwright's sync API runs an event loop in this thread
+    while it is open, and the asyncio tests after these need the thread to themselves."""
     why = _missing()
     if why:
         if os.environ.get("JOBTRAIL_REQUIRE_BROWSER"):
