@@ -7,7 +7,8 @@ open (as the API is) and a session is started silently, only to bind CSRF tokens
 Every action is a POST carrying the session's CSRF token in a form field; one without
 it (or with another session's) is refused with 403, as is one whose `Origin` is another
 site's. The cookie is HttpOnly, SameSite=Strict, Secure when the request came over
-https (directly or, as `X-Forwarded-Proto` says, through a proxy).
+https (directly or, as `X-Forwarded-Proto` says, through a proxy). Logging in is
+limited to LOGINS_PER_MINUTE tries a minute per source address: guessing is slow.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from multidict import MultiDict, MultiDictProxy
 
 from jobtrail.console.render import html
 from jobtrail.receiver.auth import COOKIE, SESSION_SECONDS
+from jobtrail.receiver.budget import RefusalBudget
 from jobtrail.receiver.keys import SESSIONS, SETTINGS
 
 MAX_FORM = 16 * 1024
+LOGINS_PER_MINUTE = 10  # per source address (an IPv6 /64), 16 times that from all
+LOGINS = web.AppKey("console_logins", RefusalBudget)
 
 
 NOTICE = "jobtrail_notice"
@@ -151,6 +155,16 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = _next(form.get("next"))
     if not token:
         raise web.HTTPSeeOther("/ui/")
+    wait = request.app[LOGINS].spend(request.remote, 1)
+    if wait is not None:  # guessing the token: a few tries a minute
+        context = {
+            "next": target,
+            "error": "Too many attempts: wait a minute, then try again.",
+            "session": None,
+        }
+        response = html("login.html", context, status=429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
     given = form.get("token", "")
     if not hmac.compare_digest(given.encode(errors="replace"), token.encode()):
         context = {"next": target, "error": "That is not the API token.", "session": None}

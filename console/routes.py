@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobtrail.console import actions, pages
-from jobtrail.console.guard import action, login, login_form, logout, page
+from jobtrail.console.guard import LOGINS, LOGINS_PER_MINUTE, action, login, login_form, logout, page
 from jobtrail.console.render import RATE, STATIC, EventRate
+from jobtrail.receiver.budget import RefusalBudget
 
 
 def setup(app: web.Application) -> None:
     app[RATE] = EventRate()
+    app[LOGINS] = RefusalBudget(LOGINS_PER_MINUTE)
     router = app.router
     router.add_get("/", _to_console)
     router.add_get("/ui", _to_console)

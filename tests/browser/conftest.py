@@ -131,15 +131,26 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         server.shutdown()
 
 
-@pytest.fixture
-def page(chromium: Any, console: Console) -> Iterator[Any]:
-    """A fresh browser context (no cookies), logged in."""
+@pytest.fixture(scope="module")
+def session(chromium: Any, console: Console) -> Any:
+    """The cookies of one login through the form (logins are limited to a few a minute
+    per address: each test gets a fresh context with these, not a login of its own)."""
     context = chromium.new_context()
     page = context.new_page()
-    page.set_default_timeout(15_000)
     page.goto(f"{console.url}/ui/")
     page.fill("#token", API_TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url(f"{console.url}/ui/")
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture
+def page(chromium: Any, console: Console, session: Any) -> Iterator[Any]:
+    """A fresh browser context, logged in."""
+    context = chromium.new_context(storage_state=session)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
     yield page
     context.close()

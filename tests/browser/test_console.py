@@ -130,6 +130,7 @@ def test_hostile_text_from_a_provider_is_shown_not_run(page: Any, console: Conso
 
 
 def test_a_post_without_the_csrf_token_is_refused(page: Any, console: Console) -> None:
+    page.goto(f"{console.url}/ui/")
     status = page.evaluate(
         """async () => (await fetch('/ui/outbox/replay', {method: 'POST',
             body: new URLSearchParams({sink: 'webhook'})})).status"""

@@ -299,3 +299,12 @@ async def test_a_bulk_replay_with_a_bad_field_is_refused(
     csrf = await csrf_of(operator)
     for path in ("/ui/outbox/replay/confirm", "/ui/outbox/replay"):
         assert 400 == (await operator.post(path, data={"csrf": csrf, **field})).status
+
+
+async def test_guessing_the_token_is_slowed_to_a_few_tries_a_minute(guarded: TestClient[Any, Any]) -> None:
+    for _ in range(10):
+        assert 401 == (await guarded.post("/ui/login", data={"token": "guess"})).status
+    refused = await guarded.post("/ui/login", data={"token": API_TOKEN})
+    assert 429 == refused.status, "even the right token waits once the tries are spent"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "Too many attempts" in await refused.text()
