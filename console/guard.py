@@ -113,7 +113,8 @@ def _same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return  # older browsers send none on same-origin posts; the CSRF token still holds
-    if urlsplit(origin).netloc != request.host:
+    hosts = {request.host, request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()}
+    if urlsplit(origin).netloc not in hosts - {""}:  # a proxy may pass its own Host on
         raise web.HTTPForbidden(text="a console action from another site")
 
 

@@ -135,6 +135,12 @@ async def test_an_action_from_another_site_or_without_a_session_is_refused(
         "/ui/outbox/replay", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}
     )
     assert 403 == elsewhere.status
+    proxied = await operator.post(
+        "/ui/outbox/replay/confirm",
+        data={"csrf": csrf},
+        headers={"Origin": "https://jobtrail.example.com", "X-Forwarded-Host": "jobtrail.example.com"},
+    )
+    assert 200 == proxied.status, "behind a proxy that passes the public host on"
     operator.session.cookie_jar.clear()
     assert 403 == (await operator.post("/ui/outbox/replay", data={"csrf": csrf})).status
 
