@@ -1,8 +1,9 @@
 """The poller: every non-terminal job of one provider, polled on a schedule.
 
 Polls are the source of truth: push channels lose things, Venice has none. Each answer
-enters through the same intake transaction as a webhook (source `poll`), so a poll that
-sees nothing new is a duplicate delivery and no new event. At most `concurrency`
+that says something new enters through the same intake transaction as a webhook (source
+`poll`); one that repeats what the job was already told is counted, not kept (a poll
+every few seconds per open job would otherwise keep a duplicate delivery each time). At most `concurrency`
 requests are in flight (recording an answer does not hold a slot). The schedule is pure
 (`PollSchedule`); this loop only keeps a heap of due times, launches what is due, and
 folds each reply back into the heap:
@@ -29,6 +30,7 @@ import aiohttp
 import structlog
 from structlog.contextvars import bind_contextvars
 
+from jobtrail.core.machine import fingerprint
 from jobtrail.core.model import Delivery, Job, Observation, utcnow
 from jobtrail.core.settings import ProviderSettings
 from jobtrail.listeners.schedule import PollSchedule
@@ -220,13 +222,27 @@ class Poller:
         return Delivery("poll", self.provider, utcnow(), headers, body, job.id)
 
     async def _record(self, job: Job, reply: Reply, delivery: Delivery) -> None:
+        """Keep what the answer says, if it says something new. An answer that repeats
+        what the job has already been told (its fingerprint is in `job.seen`) is counted
+        (`unchanged`, in `/readyz`) and not kept: it would be a duplicate delivery, a row
+        of headers and body for nothing, every few seconds per open job. The first
+        answer of each kind is kept, with the event it made."""
+        if isinstance(reply, Unreadable):
+            await self.store.reject(delivery, reply.reason)
+            return
         if isinstance(reply, Observed):
-            await self.store.intake(delivery, [reply.observation])
+            observation = reply.observation
         elif isinstance(reply, Missing):
             said = f"HTTP {reply.status}: {reply.words}"
-            await self.store.intake(delivery, [Observation(self.provider, job.id, "missing", error=said)])
-        elif isinstance(reply, Unreadable):
-            await self.store.reject(delivery, reply.reason)
+            observation = Observation(self.provider, job.id, "missing", error=said)
+        else:
+            return
+        if observation.file is None and fingerprint(observation) in job.seen:
+            self.component.count("unchanged")
+            return
+        result = await self.store.intake(delivery, [observation])
+        if result.job is not None and result.job.id in self._jobs:  # fresher than the last reload
+            self._jobs[result.job.id] = result.job
 
     def _reschedule(self, job: Job, reply: Reply) -> None:
         now = self._clock()
