@@ -120,6 +120,22 @@ class ListenerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long deliveries are kept, in days (0: for ever). Past `deliveries_days` a
+    delivery's raw request (headers, body) goes, and a duplicate goes whole; past
+    `rejected_days` a refused delivery goes. Events and jobs are kept (the audit trail).
+    The leader prunes every `interval` seconds."""
+
+    deliveries_days: int = 30
+    rejected_days: int = 30
+    interval: float = 300.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.deliveries_days or self.rejected_days)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("./jobtrail-data")
     store_url: str = ""
@@ -138,6 +154,7 @@ class Settings:
     notify: NotifySettings = NotifySettings()
     listeners: ListenerSettings = ListenerSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     def provider(self, name: str) -> ProviderSettings:
         return self.providers.get(name) or ProviderSettings(name, None)
@@ -193,6 +210,9 @@ _SIMPLE = {
     "poll_age_factor": (("listeners", "poll_age_factor"), "JOBTRAIL_POLL_AGE_FACTOR"),
     "poll_concurrency": (("listeners", "poll_concurrency"), "JOBTRAIL_POLL_CONCURRENCY"),
     "leader_ttl": (("listeners", "leader_ttl"), "JOBTRAIL_LEADER_TTL"),
+    "deliveries_days": (("retention", "deliveries_days"), "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
+    "rejected_days": (("retention", "rejected_days"), "JOBTRAIL_RETAIN_REJECTED_DAYS"),
+    "retention_interval": (("retention", "interval"), "JOBTRAIL_RETENTION_INTERVAL"),
 }
 for _name in PROVIDERS:
     _SIMPLE[f"{_name}_api_key"] = (("providers", _name, "api_key"), f"{_name.upper()}_API_KEY")
@@ -241,6 +261,7 @@ def _read_toml(path: Path, named: str) -> dict[str, Any]:
         ("notify", _section_keys("notify") | {"rules"}),
         ("dispatch", _section_keys("dispatch")),
         ("listeners", _section_keys("listeners")),
+        ("retention", _section_keys("retention")),
         ("providers", set(PROVIDERS)),
     )
     for section, known in sections:
@@ -310,6 +331,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], rules: Any = None) -> Settings:
         providers=providers,
         notify=_notify(get, rules),
         listeners=_listeners(get),
+        retention=_retention(get),
         dispatch=_dispatch(get),
     )
 
@@ -371,6 +393,16 @@ def _listeners(get: Any) -> ListenerSettings:
         ),
         poll_concurrency=values.whole(*get("poll_concurrency"), low=1, high=256) or defaults.poll_concurrency,
         leader_ttl=values.seconds(*get("leader_ttl"), low=3, high=600) or defaults.leader_ttl,
+    )
+
+
+def _retention(get: Any) -> RetentionSettings:
+    defaults = RetentionSettings()
+    days = 36_500  # a hundred years: longer is "for ever", which is 0
+    return RetentionSettings(
+        deliveries_days=int(values.or_default(values.whole(*get("deliveries_days"), low=0, high=days), 30)),
+        rejected_days=int(values.or_default(values.whole(*get("rejected_days"), low=0, high=days), 30)),
+        interval=values.seconds(*get("retention_interval"), low=1, high=86_400) or defaults.interval,
     )
 
 

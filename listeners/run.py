@@ -26,6 +26,7 @@ from jobtrail.providers import oxen
 from jobtrail.providers.polling import SPECS
 from jobtrail.runtime import http
 from jobtrail.runtime.health import Component, Health
+from jobtrail.runtime.retention import Pruner
 from jobtrail.runtime.supervise import supervise
 from jobtrail.store.base import Store
 
@@ -34,7 +35,8 @@ log = structlog.get_logger(__name__)
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, store: Store, health: Health) -> AsyncIterator[dict[str, Poller]]:
-    """Run the listeners and pollers while the context is open; yields the pollers."""
+    """Run the listeners, the pollers and the pruner (retention) while the context is
+    open; yields the pollers."""
     sessions: list[aiohttp.ClientSession] = []
     loops: list[tuple[Component, Callable[[], Awaitable[None]]]] = []
     pollers: dict[str, Poller] = {}
@@ -73,6 +75,9 @@ async def running(settings: Settings, store: Store, health: Health) -> AsyncIter
             read_timeout=tuning.sse_read_timeout,
         )
         loops.append((component, listener.run))
+    if settings.retention.active:  # a singleton like the listeners: the leader prunes
+        component = health.component("retention", "pruner")
+        loops.append((component, Pruner(settings.retention, store, component).run))
     tasks = [asyncio.create_task(supervise(c, run), name=f"listener-{c.name}") for c, run in loops]
     try:
         yield pollers

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused
 from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
+from jobtrail.store.retention import Pruned
 
 MAX_STORED_BODY = 64 * 1024
 
@@ -384,6 +385,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delivery(self, delivery_id: int) -> StoredDelivery | None:
         """One raw delivery, or None."""
+
+    @abc.abstractmethod
+    async def prune_deliveries(
+        self, after: int, raw_before: datetime, rejected_before: datetime, page: int = 500
+    ) -> Pruned:
+        """Retention over one page of deliveries after id `after`, in one short
+        transaction (store/retention.py says what happens to each)."""
 
     @abc.abstractmethod
     async def gauges(self) -> Gauges:

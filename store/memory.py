@@ -28,7 +28,7 @@ from jobtrail.core.model import (
     Status,
     utcnow,
 )
-from jobtrail.store import rows
+from jobtrail.store import retention, rows
 from jobtrail.store.base import (
     MAX_STORED_BODY,
     Claim,
@@ -43,6 +43,7 @@ from jobtrail.store.base import (
     StoredDelivery,
     StoreError,
 )
+from jobtrail.store.retention import Pruned
 
 
 class MemoryStore(Store):
@@ -53,6 +54,7 @@ class MemoryStore(Store):
         self._open = False
         self._lock = asyncio.Lock()
         self._deliveries: list[StoredDelivery] = []
+        self._gone: set[int] = set()  # deliveries deleted by retention (ids stay positions)
         self._events: list[Event] = []
         self._fingerprints: set[tuple[str, str, str]] = set()
         self._jobs: dict[JobKey, tuple[int, Job]] = {}
@@ -310,7 +312,8 @@ class MemoryStore(Store):
         found = [
             d
             for d in self._deliveries
-            if (provider is None or d.delivery.provider == provider)
+            if d.id not in self._gone
+            and (provider is None or d.delivery.provider == provider)
             and (job_id is None or d.delivery.job_id == job_id)
         ]
         return found[:limit]
@@ -320,7 +323,8 @@ class MemoryStore(Store):
         found = [
             d
             for d in reversed(self._deliveries)
-            if (f.before is None or d.id < f.before)
+            if d.id not in self._gone
+            and (f.before is None or d.id < f.before)
             and (f.verdict is None or d.verdict.value == f.verdict)
             and (f.provider is None or d.delivery.provider == f.provider)
             and (f.since is None or d.delivery.received_at >= f.since)
@@ -329,7 +333,27 @@ class MemoryStore(Store):
         return found[:limit]
 
     async def delivery(self, delivery_id: int) -> StoredDelivery | None:
-        return self._deliveries[delivery_id - 1] if 0 < delivery_id <= len(self._deliveries) else None
+        if delivery_id in self._gone or not 0 < delivery_id <= len(self._deliveries):
+            return None
+        return self._deliveries[delivery_id - 1]
+
+    async def prune_deliveries(
+        self, after: int, raw_before: datetime, rejected_before: datetime, page: int = 500
+    ) -> Pruned:
+        self._check_open()
+        chosen = [d for d in self._deliveries[max(after, 0) :] if d.id not in self._gone][:page]
+        found = [
+            (d.id, d.verdict.value, d.delivery.received_at, not d.delivery.body and not d.delivery.headers)
+            for d in chosen
+        ]
+        decision = retention.decide(found, after, raw_before, rejected_before, page)
+        self._gone.update(decision.delete)
+        for delivery_id in decision.strip:
+            kept = self._deliveries[delivery_id - 1]
+            self._deliveries[delivery_id - 1] = replace(
+                kept, delivery=replace(kept.delivery, headers={}, body=b"")
+            )
+        return decision.pruned()
 
     async def job_counts(self) -> JobCounts:
         self._check_open()

@@ -71,6 +71,17 @@ def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}", [*params, limit]
 
 
+# Retention (store/retention.py): a page of deliveries, then the chosen rows deleted or
+# stripped of their headers and body. A stripped row has `{}` and an empty body.
+PRUNE_PAGE = (
+    "SELECT id, verdict, received_at, length(body) = 0 AND headers = '{}'::jsonb FROM deliveries "
+    "WHERE id > $1 ORDER BY id LIMIT $2"
+)
+DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id = ANY($1::bigint[])"
+STRIP_DELIVERIES = (
+    "UPDATE deliveries SET headers = '{}'::jsonb, body = ''::bytea WHERE id = ANY($1::bigint[])"
+)
+
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"
 CONFLICTS = (
     "SELECT provider, count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "

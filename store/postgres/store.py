@@ -28,7 +28,7 @@ import structlog
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Result
 from jobtrail.core.model import OutboxEntry
-from jobtrail.store import rows
+from jobtrail.store import retention, rows
 from jobtrail.store.base import (
     Claim,
     OutcomeUnknown,
@@ -41,6 +41,7 @@ from jobtrail.store.committed import GroupCommitted
 from jobtrail.store.postgres import reads, writes
 from jobtrail.store.postgres.listen import Notifications
 from jobtrail.store.postgres.schema import migrate
+from jobtrail.store.retention import Pruned
 from jobtrail.store.sql_reads import SQLReads
 
 log = structlog.get_logger(__name__)
@@ -168,6 +169,28 @@ class PostgresStore(GroupCommitted, SQLReads):
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:
                 raise StoreError(f"PostgreSQL failed: {exc}") from exc
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def prune_deliveries(
+        self, after: int, raw_before: datetime, rejected_before: datetime, page: int = 500
+    ) -> Pruned:
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    found = await conn.fetch(reads.PRUNE_PAGE, after, page)
+                    decision = retention.decide(
+                        ((r[0], r[1], r[2], r[3]) for r in found), after, raw_before, rejected_before, page
+                    )
+                    if decision.delete:
+                        await conn.execute(reads.DELETE_DELIVERIES, decision.delete)
+                    if decision.strip:
+                        await conn.execute(reads.STRIP_DELIVERIES, decision.strip)
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
+        return decision.pruned()
 
     # -- writes ------------------------------------------------------------------------
 

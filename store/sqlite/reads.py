@@ -54,6 +54,15 @@ def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
 
 
+# Retention (store/retention.py): a page of deliveries, then the chosen rows deleted or
+# stripped of their headers and body. A stripped row has `{}` and an empty body.
+PRUNE_PAGE = (
+    "SELECT id, verdict, received_at, length(body) = 0 AND headers = '{}' FROM deliveries "
+    "WHERE id > ? ORDER BY id LIMIT ?"
+)
+DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id IN ({})"
+STRIP_DELIVERIES = "UPDATE deliveries SET headers = '{{}}', body = X'' WHERE id IN ({})"
+
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"  # the index alone
 CONFLICTS = (
     "SELECT provider, count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "

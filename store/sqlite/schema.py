@@ -23,6 +23,12 @@ def migrate(path: Path, pragmas: Sequence[str]) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        # A new file gives pages freed by retention back (PRAGMA incremental_vacuum); it
+        # can only be chosen before the first table (and, in WAL mode, takes a VACUUM:
+        # instant on an empty file). An older file keeps its setting.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"

@@ -28,7 +28,7 @@ import structlog
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, plan_batch, settle
 from jobtrail.core.model import Job, OutboxEntry, utcnow
-from jobtrail.store import rows
+from jobtrail.store import retention, rows
 from jobtrail.store.base import (
     Claim,
     OutcomeUnknown,
@@ -38,6 +38,7 @@ from jobtrail.store.base import (
 )
 from jobtrail.store.batching import GroupCommitter, PlanAgain
 from jobtrail.store.committed import GroupCommitted
+from jobtrail.store.retention import Pruned
 from jobtrail.store.sql_reads import SQLReads
 from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
@@ -52,6 +53,7 @@ CHECKPOINT_EVERY = 1.0
 # Batches sent to the writer and not yet answered: the event loop plans the next while the
 # writer commits the last, instead of idling until each commit is answered (bench/ingest).
 IN_FLIGHT = 2
+VACUUM_PAGES = 2000  # free pages given back to the file system after a retention page (8 MiB)
 
 log = structlog.get_logger(__name__)
 
@@ -269,6 +271,46 @@ class SQLiteStore(GroupCommitted, SQLReads):
             return list(await conn.execute_fetchall(query, params))
         except aiosqlite.Error as exc:
             raise StoreError(f"SQLite read failed: {exc}") from exc
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def prune_deliveries(
+        self, after: int, raw_before: datetime, rejected_before: datetime, page: int = 500
+    ) -> Pruned:
+        """On a connection of its own, in one short transaction beside the writer's (it
+        waits for the write lock like any writer). Old rows only: the log's end, which
+        the writer watches for other processes' writes, does not move."""
+
+        def work() -> Pruned:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                for pragma in self._pragmas():
+                    conn.execute(pragma)
+                conn.execute("BEGIN IMMEDIATE")
+                found = conn.execute(reads.PRUNE_PAGE, (after, page)).fetchall()
+                shown = ((i, v, datetime.fromisoformat(at), bool(s)) for i, v, at, s in found)
+                decision = retention.decide(shown, after, raw_before, rejected_before, page)
+                for statement, ids in (
+                    (reads.DELETE_DELIVERIES, decision.delete),
+                    (reads.STRIP_DELIVERIES, decision.strip),
+                ):
+                    if ids:
+                        conn.execute(statement.format(",".join("?" * len(ids))), ids)
+                conn.execute("COMMIT")
+                if decision.delete:
+                    # give the space back (executescript: run to its end; `execute` would
+                    # take one step, and free one page)
+                    conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+                return decision.pruned()
+            finally:
+                conn.close()
+
+        try:
+            return await asyncio.to_thread(work)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite retention could not write now: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite retention failed: {exc}") from exc
 
     # -- a whole log, as rows (jobtrail store copy) -------------------------------------
 

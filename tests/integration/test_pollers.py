@@ -429,7 +429,9 @@ async def test_readyz_shows_each_listener_and_a_refused_key_as_degraded(
     body = await response.json()
     assert 200 == response.status
     assert "degraded" == body["status"]
-    assert {"dispatch", "leader", "oxen.poller", "oxen.sse", "pixazo.poller"} == set(body["listeners"])
+    assert {"dispatch", "leader", "oxen.poller", "oxen.sse", "pixazo.poller", "retention"} == set(
+        body["listeners"]
+    )
     assert ("leader", "sqlite") == (body["role"], body["store"]["kind"]), "one server per file: it leads"
     pixazo = body["listeners"]["pixazo.poller"]
     assert (False, "poller") == (pixazo["healthy"], pixazo["kind"])

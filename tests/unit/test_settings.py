@@ -308,3 +308,47 @@ def test_signing_keys_are_secrets_too() -> None:
         },
     )
     assert key in settings.secrets()
+
+
+def test_retention_keeps_deliveries_30_days_by_default_and_0_means_for_ever(tmp_path: Path) -> None:
+    default = load(None, {}).retention
+    assert (30, 30, 300.0, True) == (
+        default.deliveries_days,
+        default.rejected_days,
+        default.interval,
+        default.active,
+    )
+    kept = load(
+        None, {"JOBTRAIL_RETAIN_DELIVERIES_DAYS": "0", "JOBTRAIL_RETAIN_REJECTED_DAYS": "0"}
+    ).retention
+    assert (0, 0, False) == (kept.deliveries_days, kept.rejected_days, kept.active)
+    config = tmp_path / "r.toml"
+    config.write_text("[retention]\ndeliveries_days = 90\nrejected_days = 7\ninterval = 60\n")
+    chosen = load(config, {}).retention
+    assert (90, 7, 60.0) == (chosen.deliveries_days, chosen.rejected_days, chosen.interval)
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"JOBTRAIL_RETAIN_DELIVERIES_DAYS": "-1"}, "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
+        ({"JOBTRAIL_RETAIN_DELIVERIES_DAYS": "1.5"}, "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
+        ({"JOBTRAIL_RETAIN_DELIVERIES_DAYS": "thirty"}, "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
+        ({"JOBTRAIL_RETAIN_REJECTED_DAYS": "99999999"}, "JOBTRAIL_RETAIN_REJECTED_DAYS"),
+        ({"JOBTRAIL_RETAIN_REJECTED_DAYS": "\u00b2"}, "JOBTRAIL_RETAIN_REJECTED_DAYS"),
+        ({"JOBTRAIL_RETENTION_INTERVAL": "0"}, "JOBTRAIL_RETENTION_INTERVAL"),
+        ({"JOBTRAIL_RETENTION_INTERVAL": "nan"}, "JOBTRAIL_RETENTION_INTERVAL"),
+    ],
+)
+def test_bad_retention_values_name_the_setting(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(None, env)
+    assert setting == caught.value.setting
+
+
+def test_an_unknown_retention_key_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[retention]\nevents_days = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load(config, {})
+    assert "retention.events_days" == caught.value.setting

@@ -1,0 +1,88 @@
+"""What retention does to old deliveries, decided over one page of them. Pure.
+
+The log keeps every delivery: the raw request (headers, body) behind each report, and
+the duplicates and refusals around them. Past their window:
+
+- a rejected delivery (`rejected_before`) is deleted: no event refers to it;
+- a duplicate (`raw_before`) is deleted: it changed nothing, its body was all it had;
+- an accepted one (`raw_before`) keeps its row (its events point at it: the audit trail
+  of who said what and when) but loses its headers and body (`body_size` stays).
+
+A backend reads a page of deliveries in id order after a position, asks `decide`, and
+applies the deletes and strips in one short transaction. Ids rise with arrival, so the
+pruner (runtime/retention.py) can remember where the rows older than both windows end
+and start there next time; rows between the two windows are looked at again each time
+(doing nothing to them twice is harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
+
+from jobtrail.core.model import Verdict
+
+# A delivery as retention reads it: (id, verdict, received_at, stripped already).
+Row = tuple[int, str, datetime, bool]
+
+
+class Pruned(NamedTuple):
+    """One page's work.
+
+    `last`: the last id looked at (the next page starts after it); `done_until`: the
+    last id of the page's leading rows that are past both windows (None: the first row
+    was not); `all_done`: every row of the page was; `finished`: the page reached a row
+    inside both windows, or the end of the log: nothing further is due now."""
+
+    deleted: int
+    stripped: int
+    last: int
+    done_until: int | None
+    all_done: bool
+    finished: bool
+
+
+class Decision(NamedTuple):
+    delete: list[int]
+    strip: list[int]
+    last: int
+    done_until: int | None
+    all_done: bool
+    finished: bool
+
+    def pruned(self) -> Pruned:
+        """What applying it did."""
+        return Pruned(
+            len(self.delete), len(self.strip), self.last, self.done_until, self.all_done, self.finished
+        )
+
+
+def decide(
+    rows: Iterable[Row], after: int, raw_before: datetime, rejected_before: datetime, page: int
+) -> Decision:
+    """`rows`: at most `page` deliveries in id order after `after`. A window that keeps
+    forever has a bound before any delivery."""
+    delete: list[int] = []
+    strip: list[int] = []
+    oldest, newest = min(raw_before, rejected_before), max(raw_before, rejected_before)
+    done_until: int | None = None
+    leading, last, seen = True, after, 0
+    for delivery_id, verdict, received_at, stripped in rows:
+        seen += 1
+        if received_at >= newest:
+            return Decision(delete, strip, last, done_until, False, True)
+        last = delivery_id
+        if received_at >= oldest:
+            leading = False
+        elif leading:
+            done_until = delivery_id
+        if verdict == Verdict.REJECTED.value:
+            if received_at < rejected_before:
+                delete.append(delivery_id)
+        elif received_at < raw_before:
+            if verdict == Verdict.DUPLICATE.value:
+                delete.append(delivery_id)
+            elif not stripped:
+                strip.append(delivery_id)
+    return Decision(delete, strip, last, done_until, leading, seen < page)

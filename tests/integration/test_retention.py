@@ -1,0 +1,89 @@
+"""Retention on a real SQLite file: the pruner walks old deliveries beside intake, gives
+the space back, and starts where it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.model import Delivery, Observation, Verdict, utcnow
+from jobtrail.core.settings import RetentionSettings
+from jobtrail.runtime.health import Component
+from jobtrail.runtime.retention import Pruner
+from jobtrail.store import open_store
+from jobtrail.store.base import Store
+
+
+async def _opened(path: Path) -> Store:
+    store = open_store(f"sqlite:///{path}", EffectPlanner(("slack",)))
+    await store.open()
+    return store
+
+
+def _old(job_id: str | None, days: float, body: bytes) -> Delivery:
+    return Delivery("poll", "oxen", utcnow() - timedelta(days=days), {"X-Trace": "t"}, body, job_id)
+
+
+def _checkpointed_size(path: Path) -> int:
+    """The main file's size once the WAL is written back into it."""
+    with sqlite3.connect(path) as conn:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert 0 == busy
+    return path.stat().st_size
+
+
+async def test_the_pruner_gives_space_back_and_starts_where_the_old_rows_end(tmp_path: Path) -> None:
+    path = tmp_path / "jobtrail.db"
+    store = await _opened(path)
+    try:
+        with sqlite3.connect(path) as conn:
+            assert 2 == conn.execute("PRAGMA auto_vacuum").fetchone()[0], "a new file vacuums incrementally"
+        body = b"x" * 8_000
+        for _ in range(300):
+            await store.reject(_old(None, 40, body), "unreadable answer")
+        await store.intake(_old("j1", 40, body), [Observation("oxen", "j1", "processing", progress=1)])
+        await store.intake(_old("j1", 1, body), [Observation("oxen", "j1", "processing", progress=2)])
+        before = _checkpointed_size(path)
+        component = Component("retention", "pruner")
+        pruner = Pruner(RetentionSettings(), store, component, page=64, pause=0)
+        assert (300, 1) == await pruner.once()
+        assert {"deleted": 300, "stripped": 1} == component.counts
+        assert 301 == pruner.start, "the next walk starts after the old rows"
+        assert (0, 0) == await pruner.once()
+        kept = await store.deliveries()
+        assert [(Verdict.ACCEPTED, 0), (Verdict.ACCEPTED, 8_000)] == [
+            (d.verdict, len(d.delivery.body)) for d in kept
+        ]
+        after = _checkpointed_size(path)
+        assert after < before - 1_500_000, (before, after)
+    finally:
+        await store.close()
+
+
+async def test_pruning_runs_beside_intake_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
+    store = await _opened(tmp_path / "jobtrail.db")
+    try:
+        for _ in range(1_000):
+            await store.reject(_old(None, 40, b"junk"), "unreadable answer")
+        pruner = Pruner(RetentionSettings(), store, Component("retention", "pruner"), page=10, pause=0)
+
+        async def intake() -> list[int]:
+            answered = []
+            for n in range(300):
+                result = await store.intake(
+                    Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"new-{n}"),
+                    [Observation("pixazo", f"new-{n}", "processing")],
+                )
+                answered.append(result.delivery_id)
+            return answered
+
+        (deleted, _), answered = await asyncio.gather(pruner.once(), intake())
+        assert 1_000 == deleted
+        kept = {d.id for d in await store.deliveries(provider="pixazo", limit=10_000)}
+        assert set(answered) <= kept, "every acknowledged delivery is still there"
+        assert 300 == len((await store.list_jobs(limit=500)).jobs)
+    finally:
+        await store.close()
