@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobtrail.core.intake import JobKey
@@ -21,6 +21,9 @@ OUTBOX_DEPTH = (
 OPEN_BY_PROVIDER = (
     "SELECT provider, count(*) FROM jobs WHERE status IN ('queued', 'processing') GROUP BY provider"
 )
+
+
+TIME_SLACK = timedelta(minutes=1)  # how far commit order may stray from time order
 
 
 class SQLReads(Store):
@@ -48,7 +51,8 @@ class SQLReads(Store):
     ) -> Page:
         before = rows.decode_cursor(cursor) if cursor is not None else None
         wanted = JobFilter(provider, status, q, since, until, conflict)
-        found = await self._fetch(*self.queries.jobs_page(wanted, before, limit + 1))
+        span = await self._span("jobs", since, until)
+        found = await self._fetch(*self.queries.jobs_page(wanted, before, limit + 1, span))
         more = len(found) > limit
         found = found[:limit]
         next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
@@ -92,7 +96,8 @@ class SQLReads(Store):
         limit: int = 1000,
         after: int = 0,
     ) -> list[OutboxEntry]:
-        found = await self._fetch(*self.queries.outbox_page(status, sink, since, until, after, limit))
+        span = await self._span("outbox", since, until)
+        found = await self._fetch(*self.queries.outbox_page(status, sink, since, until, after, limit, span))
         return [rows.outbox_from(row) for row in found]
 
     async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
@@ -109,9 +114,9 @@ class SQLReads(Store):
         return [rows.delivery_from(row) for row in found]
 
     async def delivery_page(self, filters: DeliveryFilter, limit: int = 50) -> list[StoredDelivery]:
-        return [
-            rows.delivery_from(row) for row in await self._fetch(*self.queries.delivery_page(filters, limit))
-        ]
+        span = await self._span("deliveries", filters.since, filters.until)
+        found = await self._fetch(*self.queries.delivery_page(filters, limit, span))
+        return [rows.delivery_from(row) for row in found]
 
     async def delivery(self, delivery_id: int) -> StoredDelivery | None:
         found = await self._fetch(*self.queries.delivery_page(DeliveryFilter(before=delivery_id + 1), 1))
@@ -124,17 +129,28 @@ class SQLReads(Store):
         return JobCounts(by_status, conflicts)
 
     async def events_per_minute(self, since: datetime) -> list[tuple[datetime, int]]:
-        first = await self._first_seq_since(since)
+        first = await self._first_key_at("events", since)
         found = await self._fetch(*self.queries.events_per_minute(first, since))
         return [(datetime.fromisoformat(minute).replace(tzinfo=UTC), int(n)) for minute, n in found]
 
-    async def _first_seq_since(self, since: datetime) -> int:
-        """The first event at or after `since`, found by bisecting the log by sequence
-        number (event times rise with it), a few primary-key reads instead of a scan."""
-        low, high = 1, await self.last_seq() + 1
+    async def _span(
+        self, table: str, since: datetime | None, until: datetime | None
+    ) -> tuple[int | None, int | None]:
+        """The keys of `table` a time filter can reach, so that the listing reads a key
+        range instead of scanning for the times. Keys rise with time (rows are numbered
+        as they are written), up to the order in which concurrent writes commit: the
+        bounds are widened by TIME_SLACK, and the times are still checked row by row."""
+        low = await self._first_key_at(table, since - TIME_SLACK) if since else None
+        high = await self._first_key_at(table, until + TIME_SLACK) if until else None
+        return low, high
+
+    async def _first_key_at(self, table: str, at: datetime) -> int:
+        """The first key of `table` whose row is as late as `at` (the last key + 1 if
+        none is), found by bisection: a few primary-key reads instead of a scan."""
+        low, high = 1, int((await self._fetch(self.queries.last_key(table)))[0][0]) + 1
         while low < high:
             middle = (low + high) // 2
-            found = await self._fetch(*self.queries.first_event_from(middle, since))
+            found = await self._fetch(*self.queries.first_row_from(table, middle, at))
             if not found or found[0][1]:
                 high = middle
             else:

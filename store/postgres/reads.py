@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from jobtrail.core.intake import JobKey
+from jobtrail.core.model import Verdict
 from jobtrail.store.base import DeliveryFilter, JobFilter
 from jobtrail.store.rows import TABLES
 
@@ -53,8 +54,35 @@ def _where(clauses: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
     return " AND ".join(["true", *parts]), [value for _, value in given]
 
 
-def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
-    """Jobs newest first (by row id, `jid`, returned last), below `before` if given."""
+Span = tuple[int | None, int | None]  # keys from the first (included) to the second
+NO_SPAN: Span = (None, None)
+
+# The tables whose rows are numbered as they come: (key, time column).
+TIMED = {
+    "jobs": ("jid", "created_at"),
+    "outbox": ("id", "created_at"),
+    "deliveries": ("id", "received_at"),
+    "events": ("seq", "at"),
+}
+
+
+def first_row_from(table: str, key_from: int, at: datetime) -> Query:
+    """The first row of `table` at or after key `key_from`: its key, and whether its time
+    is at or after `at`."""
+    key, column = TIMED[table]
+    return f"SELECT {key}, {column} >= $1 FROM {table} WHERE {key} >= $2 ORDER BY {key} LIMIT 1", [
+        at,
+        key_from,
+    ]
+
+
+def last_key(table: str) -> str:
+    return f"SELECT COALESCE(max({TIMED[table][0]}), 0) FROM {table}"
+
+
+def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN) -> Query:
+    """Jobs newest first (by row id, `jid`, returned last), below `before` if given,
+    within `span` (the keys the time filter allows)."""
     where, params = _where(
         (
             ("provider = {}", f.provider),
@@ -63,6 +91,8 @@ def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
             ("created_at >= {}", f.since),
             ("created_at < {}", f.until),
             ("jid < {}", before),
+            ("jid >= {}", span[0]),
+            ("jid < {}", span[1]),
         )
     )
     if f.conflict is not None:
@@ -83,15 +113,7 @@ STRIP_DELIVERIES = (
 )
 
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"
-CONFLICTS = (
-    "SELECT provider, count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "
-    "AND jsonb_array_length(terminals) > 1 GROUP BY provider"
-)
-
-
-def first_event_from(seq: int, since: datetime) -> Query:
-    """The first event at or after `seq`: its number, and whether it is as late as `since`."""
-    return "SELECT seq, at >= $1 FROM events WHERE seq >= $2 ORDER BY seq LIMIT 1", [since, seq]
+CONFLICTS = "SELECT provider, count(*) FROM jobs WHERE jsonb_array_length(terminals) > 1 GROUP BY provider"
 
 
 def events_per_minute(first_seq: int, since: datetime) -> Query:
@@ -110,6 +132,7 @@ def outbox_page(
     until: datetime | None,
     after: int,
     limit: int,
+    span: Span = NO_SPAN,
 ) -> Query:
     where, params = _where(
         (
@@ -118,6 +141,8 @@ def outbox_page(
             ("sink = {}", sink),
             ("created_at >= {}", since),
             ("created_at < {}", until),
+            ("id >= {}", span[0]),
+            ("id < {}", span[1]),
         )
     )
     n = len(params) + 1
@@ -130,16 +155,22 @@ def deliveries_page(provider: str | None, job_id: str | None, limit: int) -> Que
     return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ${n}", [*params, limit]
 
 
-def delivery_page(f: DeliveryFilter, limit: int) -> Query:
+def delivery_page(f: DeliveryFilter, limit: int, span: Span = NO_SPAN) -> Query:
+    """Newest first. The verdict is written into the statement (one of three words,
+    checked): the partial index of rejected deliveries serves only a query that names it."""
+    verdict = Verdict(f.verdict).value if f.verdict else None
     where, params = _where(
         (
             ("id < {}", f.before),
-            ("verdict = {}", f.verdict),
             ("provider = {}", f.provider),
             ("received_at >= {}", f.since),
             ("received_at < {}", f.until),
+            ("id >= {}", span[0]),
+            ("id < {}", span[1]),
         )
     )
+    if verdict:
+        where += f" AND verdict = '{verdict}'"
     n = len(params) + 1
     return (
         f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ${n}",

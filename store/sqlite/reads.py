@@ -3,12 +3,12 @@ statement and its parameters where filters are optional. Values are always bound
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from jobtrail.core.intake import JobKey
-from jobtrail.core.model import Status, isoformat
+from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
 from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
 
@@ -36,17 +36,52 @@ def _where(clauses: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
     return " AND ".join(["1 = 1", *(c for c, _ in given)]), [v for _, v in given]
 
 
-def jobs_page(f: JobFilter, before: int | None, limit: int) -> Query:
-    """Jobs newest first (by row id, `jid`, returned last), below `before` if given. A
-    conflict is a `terminals` list of more than one status (a comma in its JSON)."""
+Span = tuple[int | None, int | None]  # keys from the first (included) to the second
+NO_SPAN: Span = (None, None)
+
+
+def _iso(at: datetime) -> str:
+    return isoformat(at.astimezone(UTC))
+
+
+# The tables whose rows are numbered as they come: (key, time column, the time as stored).
+TIMED: dict[str, tuple[str, str, Callable[[datetime], str]]] = {
+    "jobs": ("jid", "created_at", _iso),
+    "outbox": ("id", "created_at", stamp),
+    "deliveries": ("id", "received_at", _iso),
+    "events": ("seq", "at", _iso),
+}
+
+
+def first_row_from(table: str, key_from: int, at: datetime) -> Query:
+    """The first row of `table` at or after key `key_from`: its key, and whether its time
+    is at or after `at`."""
+    key, column, text = TIMED[table]
+    return f"SELECT {key}, {column} >= ? FROM {table} WHERE {key} >= ? ORDER BY {key} LIMIT 1", [
+        text(at),
+        key_from,
+    ]
+
+
+def last_key(table: str) -> str:
+    key = TIMED[table][0]
+    return f"SELECT coalesce(max({key}), 0) FROM {table}"
+
+
+def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN) -> Query:
+    """Jobs newest first (by row id, `jid`, returned last), below `before` if given,
+    within `span` (the keys the time filter allows). A conflict is a `terminals` list of
+    more than one status (a comma in its JSON), in the partial index `jobs_conflict`."""
     where, params = _where(
         (
             ("provider = ?", f.provider),
             ("status = ?", f.status),
             ("instr(job_id, ?) > 0", f.q),
-            ("created_at >= ?", isoformat(f.since.astimezone(UTC)) if f.since else None),
-            ("created_at < ?", isoformat(f.until.astimezone(UTC)) if f.until else None),
+            ("created_at >= ?", _iso(f.since) if f.since else None),
+            ("created_at < ?", _iso(f.until) if f.until else None),
             ("jid < ?", before),
+            ("jid >= ?", span[0]),
+            ("jid < ?", span[1]),
         )
     )
     if f.conflict is not None:
@@ -65,17 +100,9 @@ STRIP_DELIVERIES = "UPDATE deliveries SET headers = '{{}}', body = X'' WHERE id 
 
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"  # the index alone
 CONFLICTS = (
-    "SELECT provider, count(*) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "
-    "AND terminals LIKE '%,%' GROUP BY provider"
+    "SELECT provider, count(*) FROM jobs INDEXED BY jobs_conflict WHERE terminals LIKE '%,%' "
+    "GROUP BY provider"
 )
-
-
-def first_event_from(seq: int, since: datetime) -> Query:
-    """The first event at or after `seq`: its number, and whether it is as late as `since`."""
-    return "SELECT seq, at >= ? FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", [
-        isoformat(since.astimezone(UTC)),
-        seq,
-    ]
 
 
 def events_per_minute(first_seq: int, since: datetime) -> Query:
@@ -94,7 +121,10 @@ def outbox_page(
     until: datetime | None,
     after: int,
     limit: int,
+    span: Span = NO_SPAN,
 ) -> Query:
+    """Oldest first, through `outbox_status` or `outbox_sink` when filtered (each in id
+    order: no sort), within `span`."""
     where, params = _where(
         (
             ("id > ?", after),
@@ -102,6 +132,8 @@ def outbox_page(
             ("sink = ?", sink),
             ("created_at >= ?", stamp(since) if since else None),
             ("created_at < ?", stamp(until) if until else None),
+            ("id >= ?", span[0]),
+            ("id < ?", span[1]),
         )
     )
     return f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {where} ORDER BY id LIMIT ?", [*params, limit]
@@ -127,17 +159,25 @@ def jobs_by_key(keys: Iterable[JobKey]) -> Iterable[Query]:
             )
 
 
-def delivery_page(f: DeliveryFilter, limit: int) -> Query:
-    """Newest first; times compare as text, written as deliveries' own are (isoformat, UTC)."""
+def delivery_page(f: DeliveryFilter, limit: int, span: Span = NO_SPAN) -> Query:
+    """Newest first; times compare as text, written as deliveries' own are (isoformat,
+    UTC). The verdict is written into the statement (one of three words, checked): the
+    partial index of rejected deliveries serves only a query that names it."""
+    verdict = Verdict(f.verdict).value if f.verdict else None
     where, params = _where(
         (
             ("id < ?", f.before),
-            ("verdict = ?", f.verdict),
-            ("provider = ?", f.provider),
-            ("received_at >= ?", isoformat(f.since.astimezone(UTC)) if f.since else None),
-            ("received_at < ?", isoformat(f.until.astimezone(UTC)) if f.until else None),
+            # `+`: not through deliveries_job, which would sort the provider's every
+            # delivery; newest first by id, a provider's come often enough to stop soon
+            ("+provider = ?", f.provider),
+            ("received_at >= ?", _iso(f.since) if f.since else None),
+            ("received_at < ?", _iso(f.until) if f.until else None),
+            ("id >= ?", span[0]),
+            ("id < ?", span[1]),
         )
     )
+    if verdict:
+        where += f" AND verdict = '{verdict}'"
     return f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT ?", [
         *params,
         limit,

@@ -181,7 +181,7 @@ async def test_a_version_1_database_is_migrated_forward_with_its_data(tmp_path: 
     assert 1 == len(await store.claim(claim("download")))
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert [1, 2, 3] == [
+        assert list(range(1, len(load("sqlite")) + 1)) == [
             v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
         ]
 
