@@ -53,6 +53,7 @@ CHECKPOINT_EVERY = 1.0
 # Batches sent to the writer and not yet answered: the event loop plans the next while the
 # writer commits the last, instead of idling until each commit is answered (bench/ingest).
 IN_FLIGHT = 2
+READERS = 4  # connections for reads, each with its own thread
 VACUUM_PAGES = 2000  # free pages given back to the file system after a retention page (8 MiB)
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,8 @@ class SQLiteStore(GroupCommitted, SQLReads):
         self.synchronous = synchronous
         self._writer = WriterProcess(self.path, self._pragmas(), on_start=self._writer_started)
         self._lock = ServerLock(self.path)
-        self._reader: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []  # reads in parallel: WAL readers do not wait
+        self._reading: list[int] = []  # reads in flight on each
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self._tails: dict[int, Mapping[JobKey, Job]] = {}  # the jobs of each plan in flight, oldest first
@@ -87,7 +89,9 @@ class SQLiteStore(GroupCommitted, SQLReads):
                 await asyncio.to_thread(self._lock.acquire)
             await asyncio.to_thread(migrate, self.path, self._pragmas())
             await self._writer.open()
-            self._reader = await self._connect()
+            for _ in range(READERS):
+                self._readers.append(await self._connect())
+                self._reading.append(0)
             self._checkpointer = await self._connect()
         except (OSError, sqlite3.Error) as exc:
             await self.close()
@@ -133,10 +137,11 @@ class SQLiteStore(GroupCommitted, SQLReads):
             self._checkpoints.cancel()
             await asyncio.gather(self._checkpoints, return_exceptions=True)
             self._checkpoints = None
-        for conn in (self._checkpointer, self._reader):
+        readers, self._readers, self._reading = self._readers, [], []
+        for conn in (self._checkpointer, *readers):
             if conn is not None:
                 await conn.close()
-        self._reader = self._checkpointer = None
+        self._checkpointer = None
         await self._writer.close()
         self._lock.release()
 
@@ -266,11 +271,21 @@ class SQLiteStore(GroupCommitted, SQLReads):
     # -- reads -------------------------------------------------------------------------
 
     async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
-        conn = self._conn(self._reader)
+        """On the reader connection with the fewest reads in flight: a slow read (a long
+        listing, the overview's counts) holds up only what lands behind it, not every
+        job lookup."""
+        readers, reading = self._readers, self._reading
+        if not readers:
+            raise StoreClosed("the store is not open")
+        which = min(range(len(readers)), key=reading.__getitem__)
+        reading[which] += 1
         try:
-            return list(await conn.execute_fetchall(query, params))
+            return list(await readers[which].execute_fetchall(query, params))
         except aiosqlite.Error as exc:
             raise StoreError(f"SQLite read failed: {exc}") from exc
+        finally:
+            if self._reading is reading:  # not closed meanwhile
+                reading[which] -= 1
 
     # -- retention -----------------------------------------------------------------------
 
