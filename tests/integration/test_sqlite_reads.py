@@ -11,7 +11,9 @@ from jobtrail.core.model import Delivery, Observation, utcnow
 from jobtrail.store import open_store
 from jobtrail.store.sqlite.store import SQLiteStore
 
-SLOW = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000000) SELECT count(*) FROM n"
+SLOW = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000000) SELECT count(*) FROM n"
+)
 
 
 async def test_a_job_lookup_is_answered_while_a_slow_read_runs(tmp_path: Path) -> None:
