@@ -146,16 +146,9 @@ class SQLReads(Store):
 
     async def _first_key_at(self, table: str, at: datetime) -> int:
         """The first key of `table` whose row is as late as `at` (the last key + 1 if
-        none is), found by bisection: a few primary-key reads instead of a scan."""
-        low, high = 1, int((await self._fetch(self.queries.last_key(table)))[0][0]) + 1
-        while low < high:
-            middle = (low + high) // 2
-            found = await self._fetch(*self.queries.first_row_from(table, middle, at))
-            if not found or found[0][1]:
-                high = middle
-            else:
-                low = min(int(found[0][0]) + 1, high)
-        return low
+        none is), found by bisection in the database: a few primary-key probes, one
+        round trip, instead of a scan."""
+        return int((await self._fetch(*self.queries.first_key_at(table, at)))[0][0])
 
     async def gauges(self) -> Gauges:
         outbox = {(kind, sink, status): int(n) for kind, sink, status, n in await self._fetch(OUTBOX_DEPTH)}

@@ -66,18 +66,21 @@ TIMED = {
 }
 
 
-def first_row_from(table: str, key_from: int, at: datetime) -> Query:
-    """The first row of `table` at or after key `key_from`: its key, and whether its time
-    is at or after `at`."""
+def first_key_at(table: str, at: datetime) -> Query:
+    """The first key of `table` whose row is as late as `at` (the last key + 1 if none
+    is), by bisection over the keys in one statement: a recursive query that halves
+    [lo, hi) with a primary-key probe a step."""
     key, column = TIMED[table]
-    return f"SELECT {key}, {column} >= $1 FROM {table} WHERE {key} >= $2 ORDER BY {key} LIMIT 1", [
-        at,
-        key_from,
-    ]
-
-
-def last_key(table: str) -> str:
-    return f"SELECT COALESCE(max({TIMED[table][0]}), 0) FROM {table}"
+    probe = f"(SELECT {{}} FROM {table} WHERE {key} >= (lo + hi) / 2 ORDER BY {key} LIMIT 1)"
+    late = f"COALESCE({probe.format(f'{column} >= $1')}, true)"
+    return (
+        "WITH RECURSIVE b(lo, hi) AS (SELECT 1::bigint, "
+        f"(SELECT COALESCE(max({key}), 0) + 1 FROM {table})::bigint "
+        f"UNION ALL SELECT CASE WHEN {late} THEN lo ELSE LEAST({probe.format(key)} + 1, hi) END, "
+        f"CASE WHEN {late} THEN (lo + hi) / 2 ELSE hi END FROM b WHERE lo < hi) "
+        "SELECT lo FROM b WHERE lo >= hi",
+        [at],
+    )
 
 
 def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN) -> Query:

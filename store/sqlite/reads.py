@@ -53,19 +53,20 @@ TIMED: dict[str, tuple[str, str, Callable[[datetime], str]]] = {
 }
 
 
-def first_row_from(table: str, key_from: int, at: datetime) -> Query:
-    """The first row of `table` at or after key `key_from`: its key, and whether its time
-    is at or after `at`."""
+def first_key_at(table: str, at: datetime) -> Query:
+    """The first key of `table` whose row is as late as `at` (the last key + 1 if none
+    is), by bisection over the keys in one statement: a recursive query that halves
+    [lo, hi) with a primary-key probe a step, about twenty steps for a million rows."""
     key, column, text = TIMED[table]
-    return f"SELECT {key}, {column} >= ? FROM {table} WHERE {key} >= ? ORDER BY {key} LIMIT 1", [
-        text(at),
-        key_from,
-    ]
-
-
-def last_key(table: str) -> str:
-    key = TIMED[table][0]
-    return f"SELECT coalesce(max({key}), 0) FROM {table}"
+    probe = f"(SELECT {{}} FROM {table} WHERE {key} >= (lo + hi) / 2 ORDER BY {key} LIMIT 1)"
+    late = f"coalesce({probe.format(f'{column} >= ?1')}, 1)"
+    return (
+        f"WITH RECURSIVE b(lo, hi) AS (SELECT 1, (SELECT coalesce(max({key}), 0) + 1 FROM {table}) "
+        f"UNION ALL SELECT CASE WHEN {late} THEN lo ELSE min({probe.format(key)} + 1, hi) END, "
+        f"CASE WHEN {late} THEN (lo + hi) / 2 ELSE hi END FROM b WHERE lo < hi) "
+        "SELECT lo FROM b WHERE lo >= hi",
+        [text(at)],
+    )
 
 
 def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN) -> Query:

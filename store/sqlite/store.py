@@ -312,9 +312,10 @@ class SQLiteStore(GroupCommitted, SQLReads):
                     if ids:
                         conn.execute(statement.format(",".join("?" * len(ids))), ids)
                 conn.execute("COMMIT")
-                if decision.delete:
-                    # give the space back (executescript: run to its end; `execute` would
-                    # take one step, and free one page)
+                if decision.delete or decision.strip:
+                    # Give the space back: pages emptied by deletes, and by the merging of
+                    # pages that stripped rows left mostly empty. (executescript runs it to
+                    # its end; `execute` would take one step, and free one page.)
                     conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
                 return decision.pruned()
             finally:

@@ -15,6 +15,7 @@ from jobtrail.core.model import Delivery, Job, Observation, OutboxItem, Verdict,
 from jobtrail.store import open_store
 from jobtrail.store.base import BadCursor, SchemaTooNew, Store, StoreClosed, StoreError
 from jobtrail.store.migrations import load
+from jobtrail.store.sql_reads import SQLReads
 from tests.conftest import Backend
 
 
@@ -483,3 +484,19 @@ async def test_retention_that_keeps_forever_changes_nothing(store: Store) -> Non
     assert (0, 0) == await _prune_all(store, forever, forever)
     assert (0, 0) == await _prune_all(store, long_ago, long_ago)
     assert 2 == len(await store.deliveries())
+
+
+async def test_the_first_key_at_a_time_is_found_by_bisection_exactly(store: Store) -> None:
+    """SQL backends bound a time filter by bisecting the keys (`_first_key_at`): held
+    against a plain scan of every row for times before, between and after them all."""
+    if not isinstance(store, SQLReads):
+        pytest.skip("the memory store filters in Python")
+    assert 1 == await store._first_key_at("events", utcnow()), "an empty log: key 1"
+    stamps = []
+    for n in range(37):
+        result = await store.intake(delivery(f"j{n}"), [obs(f"j{n}", kind="queued")])
+        stamps.append(result.events[0].at)
+    events = await store.events_after(0, 100)
+    for at in [stamps[0] - timedelta(seconds=1), *stamps[::5], stamps[-1] + timedelta(seconds=1)]:
+        expected = next((e.seq for e in events if e.at >= at), events[-1].seq + 1)
+        assert expected == await store._first_key_at("events", at), at

@@ -1,0 +1,225 @@
+"""bench/scale: reads on a big SQLite log, with four clients, and what retention saves.
+
+    python -m bench.scale.run [--jobs 100000] [--requests 2000] [--clients 4]
+
+Builds a database of JOBS jobs through the store's own write path (`intake_many`): each
+job tracked, queued, processing at 10..70%, then succeeded (one in ten failed, one in
+a hundred also failed later: a conflict), ~10 events each, a delivery per report, a
+rejected delivery per hundred jobs, a download and a Slack notification per finished
+job; every hundredth notification is then marked dead (directly in the file: a bench
+set-up, not the worker's path). Deliveries are stamped 40 days old, so retention has
+work. Then serves the API in this process and measures, with CLIENTS concurrent
+clients, p50/p99 of each route (inside the round trip, over REQUESTS requests each),
+against `/healthz` measured the same way (the HTTP floor: the ratio is the route's own
+cost), and a job lookup while the other clients run filtered lists. Last, bytes per job
+before and after a retention walk (30 days).
+
+The issue's targets at 1,000,000 jobs with four clients: lookup p99 <= 2 ms, any list
+page or filter p99 <= 10 ms, a lookup beside filtered lists p99 <= 5 ms, <= 2 KB a job
+after retention. Start-up, the poller at 100,000 open jobs and `/healthz` under it are
+not measured here yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from jobtrail.core import logs
+from jobtrail.core.intake import IntakeRequest
+from jobtrail.core.model import Delivery, Observation, utcnow
+from jobtrail.core.settings import RetentionSettings, load
+from jobtrail.receiver.app import create_app
+from jobtrail.receiver.serve import store_for
+from jobtrail.runtime.health import Component
+from jobtrail.runtime.retention import Pruner
+from jobtrail.store.base import Store
+
+PROVIDERS = ("pixazo", "apiframe", "oxen", "venice")
+HEADERS = {"Content-Type": "application/json", "User-Agent": "provider/1.0", "X-Request-Id": "r" * 32}
+
+
+def _job(n: int) -> tuple[str, str]:
+    return PROVIDERS[n % 4], f"job-{n:08d}"
+
+
+def _requests(n: int, at: Any) -> list[IntakeRequest]:
+    provider, job_id = _job(n)
+    reports: list[Observation] = [Observation(provider, job_id, "tracked", params={"model": "upscale-4k"})]
+    reports.append(Observation(provider, job_id, "queued"))
+    reports += [Observation(provider, job_id, "processing", progress=p) for p in range(10, 80, 10)]
+    if n % 10 == 9:
+        reports.append(Observation(provider, job_id, "failed", error="out of GPU memory"))
+    else:
+        reports.append(
+            Observation(provider, job_id, "succeeded", result_urls=(f"https://cdn.example/{job_id}.mp4",))
+        )
+    if n % 100 == 42:
+        reports.append(Observation(provider, job_id, "failed", error="a late, disagreeing failure"))
+    body = b'{"id": "%s", "status": "processing", "progress": 50, "model": "upscale-4k"}' % job_id.encode()
+    return [IntakeRequest(Delivery("webhook", provider, at, HEADERS, body, job_id), (o,)) for o in reports]
+
+
+async def build(store: Store, jobs: int, path: Path) -> None:
+    started = time.perf_counter()
+    old = utcnow() - timedelta(days=40)
+    batch: list[IntakeRequest] = []
+    for n in range(jobs):
+        batch += _requests(n, old)
+        if n % 100 == 0:
+            batch.append(
+                IntakeRequest(
+                    Delivery("webhook", "pixazo", old, HEADERS, b"not json", None), (), "malformed JSON"
+                )
+            )
+        if len(batch) >= 2000:
+            await store.intake_many(batch)
+            batch = []
+    if batch:
+        await store.intake_many(batch)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE outbox SET status = 'dead', attempts = 8 WHERE kind = 'notify' AND id % 100 = 0")
+    print(f"built {jobs:,} jobs, {await store.last_seq():,} events in {time.perf_counter() - started:.0f} s")
+
+
+Timed = Callable[[TestClient[Any, Any]], Awaitable[None]]
+
+
+def routes(jobs: int, since: str) -> dict[str, Callable[[], str]]:
+    def any_job() -> str:
+        provider, job_id = _job(random.randrange(jobs))
+        return f"/api/jobs/{provider}/{job_id}"
+
+    return {
+        "healthz (the floor)": lambda: "/healthz",
+        "job lookup": any_job,
+        "job events": lambda: any_job() + "/events",
+        "jobs, first page": lambda: "/api/jobs",
+        "jobs?provider": lambda: f"/api/jobs?provider={random.choice(PROVIDERS)}",
+        "jobs?status=failed": lambda: "/api/jobs?status=failed",
+        "jobs?conflict=true": lambda: "/api/jobs?conflict=true",
+        "jobs?since (last hour)": lambda: f"/api/jobs?since={since}",
+        "outbox?status=dead": lambda: "/api/outbox?status=dead",
+        "outbox?sink=slack": lambda: "/api/outbox?sink=slack",
+        "deliveries?verdict=rejected": lambda: "/api/deliveries?verdict=rejected",
+        "deliveries?provider": lambda: f"/api/deliveries?provider={random.choice(PROVIDERS)}",
+    }
+
+
+async def measure(
+    client: TestClient[Any, Any], path: Callable[[], str], requests: int, clients: int
+) -> list[float]:
+    times: list[float] = []
+
+    async def one_client() -> None:
+        for _ in range(requests // clients):
+            began = time.perf_counter()
+            answer = await client.get(path())
+            await answer.read()
+            times.append((time.perf_counter() - began) * 1000)
+            assert answer.status == 200, (path(), answer.status)
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return times
+
+
+def _q(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+async def main(args: argparse.Namespace) -> None:
+    logs.configure(level="warning")
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        env = {
+            "JOBTRAIL_DATA_DIR": tmp,
+            "JOBTRAIL_WEBHOOK_TOKEN": "bench-token-0123456789",
+            "JOBTRAIL_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
+        }
+        settings = load(None, env)
+        store = store_for(settings)
+        await store.open()
+        path = Path(tmp) / "jobtrail.db"
+        try:
+            await build(store, args.jobs, path)
+            since = (utcnow() - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+            async with TestClient(TestServer(create_app(settings, store))) as client:
+                table = []
+                for name, path_of in routes(args.jobs, since).items():
+                    await measure(client, path_of, 40, args.clients)  # warm
+                    table.append((name, _q(await measure(client, path_of, args.requests, args.clients))))
+                beside = await _lookup_beside_lists(client, args)
+            floor = table[0][1][0]
+            print(f"\n{args.clients} clients, {args.requests} requests a route; ms per request (round trip)")
+            print(f"{'':30} {'p50':>7} {'p99':>7} {'p50 / healthz':>14}")
+            for name, (p50, p99) in table:
+                print(f"{name:30} {p50:7.2f} {p99:7.2f} {p50 / floor:13.1f}x")
+            print(
+                f"{'lookup beside filtered lists':30} {beside[0]:7.2f} {beside[1]:7.2f} {beside[0] / floor:13.1f}x"
+            )
+            await _retention(store, path, args.jobs)
+        finally:
+            await store.close()
+
+
+async def _lookup_beside_lists(client: TestClient[Any, Any], args: argparse.Namespace) -> tuple[float, float]:
+    """One client looks jobs up while the others loop on filtered listings."""
+    stop = asyncio.Event()
+
+    async def lister() -> None:
+        paths = ["/api/jobs?provider=venice", "/api/outbox?status=dead", "/api/deliveries?verdict=rejected"]
+        while not stop.is_set():
+            await (await client.get(random.choice(paths))).read()
+
+    listers = [asyncio.create_task(lister()) for _ in range(args.clients - 1)]
+    try:
+        lookups = routes(args.jobs, "")["job lookup"]
+        return _q(await measure(client, lookups, args.requests, 1))
+    finally:
+        stop.set()
+        await asyncio.gather(*listers)
+
+
+def _size(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.stat().st_size
+
+
+async def _retention(store: Store, path: Path, jobs: int) -> None:
+    before = _size(path)
+    started = time.perf_counter()
+    deleted, stripped = await Pruner(
+        RetentionSettings(), store, Component("retention", "pruner"), pause=0
+    ).once()
+    took = time.perf_counter() - started
+    after = _size(path)
+    print(
+        f"\nretention (30 days): {deleted:,} deleted, {stripped:,} stripped in {took:.1f} s; "
+        f"{before / jobs:,.0f} -> {after / jobs:,.0f} bytes a job ({before / 2**20:,.0f} -> {after / 2**20:,.0f} MiB)"
+    )
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--clients", type=int, default=4)
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
