@@ -97,7 +97,18 @@ PRUNE_PAGE = (
     "WHERE id > ? ORDER BY id LIMIT ?"
 )
 DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id IN ({})"
-STRIP_DELIVERIES = "UPDATE deliveries SET headers = '{{}}', body = X'' WHERE id IN ({})"
+# Stripping is a delete and an insert of the same row without its headers and body, not
+# an UPDATE: a row that shrinks in place leaves its page mostly empty for good, while a
+# delete merges emptied pages, which incremental vacuum then gives back. Events refer to
+# these rows: the row is back, same id, before the transaction ends.
+STRIPPED_ROWS = (
+    "SELECT id, source, provider, job_id, received_at, body_size, verdict, reason FROM deliveries "
+    "WHERE id IN ({})"
+)
+REINSERT_STRIPPED = (
+    "INSERT INTO deliveries (id, source, provider, job_id, received_at, headers, body, body_size, "
+    "verdict, reason) VALUES (?, ?, ?, ?, ?, '{}', X'', ?, ?, ?)"
+)
 
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"  # the index alone
 CONFLICTS = (

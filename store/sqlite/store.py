@@ -301,16 +301,26 @@ class SQLiteStore(GroupCommitted, SQLReads):
             try:
                 for pragma in self._pragmas():
                     conn.execute(pragma)
+                # No foreign-key checks on this connection: each delete would scan the
+                # events for its id (no index on events.delivery_id, kept off intake's
+                # path). Nothing here can break a reference: only deliveries no event
+                # names are deleted, and a stripped row is put back, same id, in the
+                # same transaction.
+                conn.execute("PRAGMA foreign_keys = OFF")
                 conn.execute("BEGIN IMMEDIATE")
                 found = conn.execute(reads.PRUNE_PAGE, (after, page)).fetchall()
                 shown = ((i, v, datetime.fromisoformat(at), bool(s)) for i, v, at, s in found)
                 decision = retention.decide(shown, after, raw_before, rejected_before, page)
-                for statement, ids in (
-                    (reads.DELETE_DELIVERIES, decision.delete),
-                    (reads.STRIP_DELIVERIES, decision.strip),
-                ):
-                    if ids:
-                        conn.execute(statement.format(",".join("?" * len(ids))), ids)
+                marks = ",".join("?" * len(decision.strip))
+                kept = (
+                    conn.execute(reads.STRIPPED_ROWS.format(marks), decision.strip).fetchall()
+                    if marks
+                    else []
+                )
+                gone = [*decision.delete, *decision.strip]
+                if gone:
+                    conn.execute(reads.DELETE_DELIVERIES.format(",".join("?" * len(gone))), gone)
+                conn.executemany(reads.REINSERT_STRIPPED, kept)
                 conn.execute("COMMIT")
                 if decision.delete or decision.strip:
                     # Give the space back: pages emptied by deletes, and by the merging of

@@ -59,6 +59,9 @@ async def test_the_pruner_gives_space_back_and_starts_where_the_old_rows_end(tmp
         ]
         after = _checkpointed_size(path)
         assert after < before - 1_500_000, (before, after)
+        with sqlite3.connect(path) as conn:
+            assert [] == conn.execute("PRAGMA foreign_key_check").fetchall(), "every event names a delivery"
+            assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
     finally:
         await store.close()
 
