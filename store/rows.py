@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -105,12 +104,12 @@ def job_from(row: Sequence[Any]) -> Job:
         id=row[1],
         status=Status(row[2]),
         progress=row[3],
-        result_urls=tuple(json.loads(row[4])),
+        result_urls=tuple(orjson.loads(row[4])),
         error=row[5],
         provider_status=row[6],
-        terminals=tuple(Status(s) for s in json.loads(row[7])),
-        params=json.loads(row[8]),
-        seen=frozenset(json.loads(row[9])),
+        terminals=tuple(Status(s) for s in orjson.loads(row[7])),
+        params=orjson.loads(row[8]),
+        seen=frozenset(orjson.loads(row[9])),
         created_at=_time(row[10]),
         updated_at=_time(row[11]),
     )
@@ -140,7 +139,7 @@ def event_from(row: Sequence[Any]) -> Event:
         type=row[3],
         source=row[4],
         at=_time(row[5]),
-        data=json.loads(row[6]),
+        data=orjson.loads(row[6]),
         delivery_id=row[7],
     )
 
@@ -166,7 +165,7 @@ def delivery_from(row: Sequence[Any]) -> StoredDelivery:
         provider=row[2],
         job_id=row[3],
         received_at=_time(row[4]),
-        headers=json.loads(row[5]),
+        headers=orjson.loads(row[5]),
         body=bytes(row[6]),
     )
     return StoredDelivery(row[0], delivery, Verdict(row[8]), row[9], row[7])
@@ -215,7 +214,7 @@ def outbox_from(row: Sequence[Any]) -> OutboxEntry:
         provider=row[3],
         job_id=row[4],
         sink=row[5],
-        payload=json.loads(row[6]),
+        payload=orjson.loads(row[6]),
     )
     return OutboxEntry(row[0], item, row[7], row[8], row[9], _time(row[10]), _time(row[11]), _time(row[12]))
 
@@ -251,7 +250,7 @@ def neutral(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
         if value is None
         else _time(value)
         if kind == "time"
-        else json.loads(value)
+        else orjson.loads(value)
         if kind == "json"
         else bytes(value)
         if kind == "bytes"
