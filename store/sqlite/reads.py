@@ -197,10 +197,14 @@ def delivery_page(f: DeliveryFilter, limit: int, span: Span = NO_SPAN) -> Query:
 
 
 def jobs_outbox(keys: Sequence[JobKey]) -> Query:
-    """The outbox items of several jobs (a page of them), through the (provider, job_id) index."""
+    """The outbox items of several jobs (a page of them), through the (provider, job_id)
+    index: a join from the keys (`(provider, job_id) IN (VALUES ...)` scanned the whole
+    outbox for every page of jobs)."""
     pairs = ",".join("(?, ?)" for _ in keys)
+    columns = ", ".join(f"outbox.{c.strip()}" for c in OUTBOX_COLUMNS.split(","))
     return (
-        f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (provider, job_id) IN (VALUES {pairs}) ORDER BY id",
+        f"WITH page(p, j) AS (VALUES {pairs}) SELECT {columns} FROM page "
+        "JOIN outbox ON outbox.provider = page.p AND outbox.job_id = page.j ORDER BY outbox.id",
         [value for key in keys for value in key],
     )
 

@@ -82,6 +82,10 @@ CASES: dict[str, tuple[tuple[str, list[Any]], str]] = {
         reads.delivery_page(DeliveryFilter(since=AT), 51, (5, None)),
         "USING INTEGER PRIMARY KEY (rowid>?)",
     ),
+    "a page of jobs' outbox items": (
+        reads.jobs_outbox([("oxen", f"j{n}") for n in range(50)]),
+        "MATERIALIZE page",
+    ),
     "release a worker's leases": (
         (writes.RELEASE, ["owner"]),
         "USING COVERING INDEX outbox_lease (lease_owner=?)",
@@ -110,5 +114,8 @@ def test_a_listing_reads_through_an_index_or_in_key_order_and_never_sorts(databa
     with sqlite3.connect(database) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
     assert expected in plan[0], plan
-    if name != "conflict counts":  # a few rows grouped by provider
+    if name == "a page of jobs' outbox items":  # each job's items through the index, the few sorted
+        assert "SEARCH outbox USING INDEX outbox_job (provider=? AND job_id=?)" in plan, plan
+        assert not any(step.startswith("SCAN outbox") for step in plan), plan
+    elif name != "conflict counts":  # a few rows grouped by provider
         assert not any("TEMP B-TREE" in step for step in plan), plan
