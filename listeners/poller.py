@@ -3,8 +3,9 @@
 Polls are the source of truth: push channels lose things, Venice has none. Each answer
 that says something new enters through the same intake transaction as a webhook (source
 `poll`); one that repeats what the job was already told is counted, not kept (a poll
-every few seconds per open job would otherwise keep a duplicate delivery each time). At most `concurrency`
-requests are in flight (recording an answer does not hold a slot). The schedule is pure
+every few seconds per open job would otherwise keep a duplicate delivery each time). At
+most `concurrency` requests are in flight, each until its answer is recorded. The open
+jobs are read once, then only the new ones (all again every FULL_RELOAD s). The schedule is pure
 (`PollSchedule`); this loop only keeps a heap of due times, launches what is due, and
 folds each reply back into the heap:
 
@@ -44,6 +45,8 @@ log = structlog.get_logger(__name__)
 
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
 DEFAULT_SCHEDULE = PollSchedule()
+FULL_RELOAD = 600.0  # seconds between reads of every open job (in between: only new ones)
+LOAD_PAGE = 2_000  # open jobs read at a time, the event loop free in between
 
 
 class Poller:
@@ -86,11 +89,14 @@ class Poller:
         self._throttles = 0
         self._failing = 0  # polls failed in a row, any job: DEGRADED_AFTER makes it `degraded`
         self._reload_at = 0.0
+        self._full_at = 0.0  # when to read every open job again
+        self._key = 0  # the store's key of the last open job read
 
     def poll_all_now(self) -> None:
-        """Poll every open job at once (after an SSE reconnect: the stream lost the gap)."""
+        """Poll every open job at once (after an SSE reconnect: the stream lost the gap),
+        read afresh: jobs that ended meanwhile are not polled."""
         self._due.clear()
-        self._reload_at = 0.0
+        self._reload_at = self._full_at = 0.0
         self._wake.set()
 
     async def run(self) -> None:
@@ -120,15 +126,32 @@ class Poller:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _reload(self) -> None:
-        jobs = await self.store.open_jobs(self.provider)
+        """Read the open jobs that came since the last read (every `_refresh` s), or all
+        of them (at the start, then every FULL_RELOAD s: the backstop that drops jobs
+        finished elsewhere and finds any a concurrent writer numbered out of order).
+        Pages of LOAD_PAGE, so a hundred thousand open jobs never hold the loop."""
+        full = self._clock() >= self._full_at
+        key = 0 if full else self._key
+        loaded: dict[str, Job] = {}
+        while True:
+            jobs, key = await self.store.open_jobs_after(self.provider, key, LOAD_PAGE)
+            loaded.update((job.id, job) for job in jobs)
+            if len(jobs) < LOAD_PAGE:
+                break
+            await asyncio.sleep(0)
         now = self._clock()
-        self._jobs = {job.id: job for job in jobs}
-        self._due = {job_id: at for job_id, at in self._due.items() if job_id in self._jobs}
-        self._failures = {job_id: n for job_id, n in self._failures.items() if job_id in self._jobs}
-        if len(self._heap) > 4 * len(self._jobs) + 64:
-            self._heap = [(at, job_id) for job_id, at in self._due.items()]
-            heapq.heapify(self._heap)
-        for job_id in self._jobs:
+        self._key = key
+        if full:
+            self._jobs = loaded
+            self._full_at = now + FULL_RELOAD
+            self._due = {job_id: at for job_id, at in self._due.items() if job_id in self._jobs}
+            self._failures = {job_id: n for job_id, n in self._failures.items() if job_id in self._jobs}
+            if len(self._heap) > 4 * len(self._jobs) + 64:
+                self._heap = [(at, job_id) for job_id, at in self._due.items()]
+                heapq.heapify(self._heap)
+        else:
+            self._jobs.update(loaded)
+        for job_id in loaded if not full else self._jobs:
             if job_id not in self._due:
                 self._plan(job_id, now)
         self._reload_at = now + self._refresh
@@ -163,17 +186,18 @@ class Poller:
         self._wake.set()
 
     async def _poll(self, job: Job) -> None:
-        """Ask, then record. The request slot is freed as soon as the answer is read, so
-        recording (a commit) overlaps the next requests and commits are shared."""
+        """Ask, then record. The request slot is held until the answer is recorded: a
+        store slower than the provider slows the polls down instead of letting answers
+        pile up in memory (commits are still shared: `concurrency` polls record at once)."""
         bind_contextvars(provider=self.provider, job_id=job.id)  # its own task: names the job
         try:
             try:
                 reply, delivery = await self._ask(job)
+                if delivery is not None:
+                    await self._record(job, reply, delivery)
             finally:
                 self._requests -= 1
                 self._wake.set()
-            if delivery is not None:
-                await self._record(job, reply, delivery)
         except (aiohttp.ClientError, TimeoutError, OSError, http.AnswerTooLarge, files.SizeError) as exc:
             reply = Unavailable(None, _describe(exc))
         except StoreError as exc:
@@ -241,7 +265,7 @@ class Poller:
             self.component.count("unchanged")
             return
         result = await self.store.intake(delivery, [observation])
-        if result.job is not None and result.job.id in self._jobs:  # fresher than the last reload
+        if result.job is not None and result.job.id in self._jobs:  # fresher than the last read
             self._jobs[result.job.id] = result.job
 
     def _reschedule(self, job: Job, reply: Reply) -> None:

@@ -348,6 +348,12 @@ class Store(abc.ABC):
         """The provider's jobs that are not terminal yet (the ones to poll), oldest first."""
 
     @abc.abstractmethod
+    async def open_jobs_after(self, provider: str, after: int, limit: int = 10_000) -> tuple[list[Job], int]:
+        """The provider's open jobs stored after key `after` (0: from the first), oldest
+        first, at most `limit`, and the key to go on after (`after` if none): a poller
+        reads all once, then only the jobs that came since."""
+
+    @abc.abstractmethod
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:

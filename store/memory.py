@@ -255,6 +255,14 @@ class MemoryStore(Store):
         )
         return [job for _, job in found[:limit]]
 
+    async def open_jobs_after(self, provider: str, after: int, limit: int = 10_000) -> tuple[list[Job], int]:
+        found = sorted(
+            (position, job)
+            for position, job in self._jobs.values()
+            if job.provider == provider and not job.status.terminal and position > after
+        )[:limit]
+        return [job for _, job in found], (found[-1][0] if found else after)
+
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:

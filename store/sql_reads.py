@@ -61,6 +61,10 @@ class SQLReads(Store):
     async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
         return [rows.job_from(row) for row in await self._fetch(self.queries.OPEN_JOBS, (provider, limit))]
 
+    async def open_jobs_after(self, provider: str, after: int, limit: int = 10_000) -> tuple[list[Job], int]:
+        found = await self._fetch(self.queries.OPEN_JOBS_AFTER, (provider, after, limit))
+        return [rows.job_from(row) for row in found], (int(found[-1][-1]) if found else after)
+
     async def job_events(
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:

@@ -34,6 +34,10 @@ OPEN_JOBS = (
     f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = $1 AND status IN ('queued', 'processing') "
     "ORDER BY jid LIMIT $2"
 )
+OPEN_JOBS_AFTER = (
+    f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE provider = $1 AND status IN ('queued', 'processing') "
+    "AND jid > $2 ORDER BY jid LIMIT $3"
+)
 JOB_EVENTS = (
     f"SELECT {EVENT_COLUMNS} FROM events "
     "WHERE provider = $1 AND job_id = $2 AND seq > $3 ORDER BY seq LIMIT $4"

@@ -19,6 +19,10 @@ OPEN_JOBS = (
     f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND status IN ('{Status.QUEUED.value}', "
     f"'{Status.PROCESSING.value}') ORDER BY jid LIMIT ?"
 )
+OPEN_JOBS_AFTER = (
+    f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE provider = ? AND status IN ('{Status.QUEUED.value}', "
+    f"'{Status.PROCESSING.value}') AND jid > ? ORDER BY jid LIMIT ?"
+)
 JOB_EVENTS = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE provider = ? AND job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 )

@@ -500,3 +500,19 @@ async def test_the_first_key_at_a_time_is_found_by_bisection_exactly(store: Stor
     for at in [stamps[0] - timedelta(seconds=1), *stamps[::5], stamps[-1] + timedelta(seconds=1)]:
         expected = next((e.seq for e in events if e.at >= at), events[-1].seq + 1)
         assert expected == await store._first_key_at("events", at), at
+
+
+async def test_open_jobs_are_read_once_then_only_those_that_came_since(store: Store) -> None:
+    for n in range(5):
+        await store.intake(delivery(f"j{n}"), [obs(f"j{n}", kind="succeeded" if n == 1 else "processing")])
+    first, key = await store.open_jobs_after("pixazo", 0, limit=2)
+    rest, key = await store.open_jobs_after("pixazo", key)
+    assert (["j0", "j2"], ["j3", "j4"]) == ([j.id for j in first], [j.id for j in rest]), (
+        "open ones, oldest first"
+    )
+    assert ([], key) == await store.open_jobs_after("pixazo", key), "nothing new: the same key"
+    await store.intake(delivery("j5"), [obs("j5", kind="queued")])
+    await store.intake(delivery("j0"), [obs("j0", kind="failed")])  # an old one ends: not new
+    new, _ = await store.open_jobs_after("pixazo", key)
+    assert ["j5"] == [j.id for j in new]
+    assert ([], 0) == await store.open_jobs_after("venice", 0)

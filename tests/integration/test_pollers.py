@@ -482,11 +482,11 @@ class _ReloadFailsOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+    async def open_jobs_after(self, provider: str, after: int, limit: int = 10_000) -> tuple[list[Job], int]:
         self.reads += 1
         if self.reads == 2:
             raise RuntimeError("injected: the poller's loop dies here")
-        return await self._store.open_jobs(provider, limit)
+        return await self._store.open_jobs_after(provider, after, limit)
 
 
 async def test_a_poller_whose_loop_dies_mid_poll_polls_every_open_job_after_its_restart(
@@ -535,11 +535,11 @@ class _UnavailableAtFirst:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
+    async def open_jobs_after(self, provider: str, after: int, limit: int = 10_000) -> tuple[list[Job], int]:
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("cannot reach PostgreSQL: ConnectionRefusedError")
-        return await self._store.open_jobs(provider, limit)
+        return await self._store.open_jobs_after(provider, after, limit)
 
 
 async def test_a_store_that_is_unavailable_at_first_holds_the_poller_back_without_a_crash(
@@ -555,3 +555,51 @@ async def test_a_store_that_is_unavailable_at_first_holds_the_poller_back_withou
     assert 0 == flaky.failures
     assert [] == [e["event"] for e in logs if e["event"] == "listener_crashed"]
     assert State.RUNNING == world.health.component("pixazo.poller", "poller").state
+
+
+class _SlowToRecord:
+    """The store, but every intake waits until `open` is set: a store slower than the
+    provider."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.open, self.waiting = store, asyncio.Event(), 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def intake(self, *args: Any, **kwargs: Any) -> Any:
+        self.waiting += 1
+        await self.open.wait()
+        self.waiting -= 1
+        return await self._store.intake(*args, **kwargs)
+
+
+async def test_a_slow_store_slows_the_polls_instead_of_piling_answers_up(world: World) -> None:
+    """Each request slot is held until its answer is recorded: with the store stuck, no
+    more than `concurrency` answers are waiting, and the provider is asked nothing more."""
+    store = await world.start(("pixazo",), JOBTRAIL_POLL_CONCURRENCY="2")
+    ids = [f"b{n}" for n in range(6)]
+    for job_id in ids:
+        await world.track(store, "pixazo", job_id)
+        world.fake.script("pixazo", job_id, Answer(body={"request_id": job_id, "status": "PROCESSING"}))
+    slow = _SlowToRecord(store)
+    async with run.running(world.settings, slow, world.health):  # type: ignore[arg-type]
+        await until(_true_when(lambda: slow.waiting == 2))
+        await asyncio.sleep(0.3)  # time in which a free slot would have asked again
+        asked = sum(world.fake.polls("pixazo", j) for j in ids)
+        assert (2, 2) == (slow.waiting, asked), "two answers wait; nothing else was asked"
+        slow.open.set()
+        await until(_true_when(lambda: all(world.fake.polls("pixazo", j) >= 1 for j in ids)))
+
+
+async def test_a_job_tracked_after_the_poller_started_is_polled(world: World) -> None:
+    store = await world.start(("pixazo",))
+    async with world.running(store):
+        await until(
+            _true_when(lambda: world.health.snapshot().get("pixazo.poller", {}).get("state") == "running")
+        )
+        world.fake.script(
+            "pixazo", "late-1", Answer(body={"request_id": "late-1", "status": "ERROR", "error": "x"})
+        )
+        await world.track(store, "pixazo", "late-1")
+        await until(terminal(store, "pixazo", "late-1"))
