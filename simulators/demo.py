@@ -161,8 +161,10 @@ async def run_demo(
     say.line(f"Took {time.monotonic() - started:.1f} s. The log and the files are kept in {data_dir}:")
     say.line(f"  JOBTRAIL_DATA_DIR={data_dir} jobtrail jobs list")
     say.line(f"  JOBTRAIL_DATA_DIR={data_dir} jobtrail jobs show {plans[0].provider} {plans[0].job_id}")
+    say.line(f"  JOBTRAIL_DATA_DIR={data_dir} jobtrail serve    # then open http://127.0.0.1:8080/ui/")
     say.line(
-        "Run it for real with `jobtrail serve`: the API is at http://127.0.0.1:8080/api/jobs (README.md)."
+        "Run it for real with `jobtrail serve`: the console is at http://127.0.0.1:8080/ui/, "
+        "the API at /api/jobs (README.md)."
     )
     say.line("demo: every job ended as it should" if ok else "demo: SOME JOBS DID NOT END AS THEY SHOULD")
     return 0 if ok else 1
