@@ -17,7 +17,6 @@ from jobtrail.console.render import html
 from jobtrail.core.model import Event
 from jobtrail.dispatch import replay
 from jobtrail.receiver import api, params
-from jobtrail.receiver.errors import ApiError
 from jobtrail.receiver.keys import STORE
 from jobtrail.store.base import Store
 
@@ -67,10 +66,7 @@ async def confirm_bulk(
     request: web.Request, session: Session, form: MultiDictProxy[str]
 ) -> web.StreamResponse:
     """How many dead items a bulk replay would queue, and a button to do it."""
-    try:
-        wanted = Bulk.read(form)
-    except ApiError as exc:
-        return refused(exc.message, 400)
+    wanted = Bulk.read(form)
     found = await request.app[STORE].outbox(status="dead", limit=api.REPLAY_LIMIT + 1, **wanted._asdict())
     context = {
         "session": session,
@@ -85,10 +81,7 @@ async def confirm_bulk(
 async def replay_bulk(
     request: web.Request, session: Session, form: MultiDictProxy[str]
 ) -> web.StreamResponse:
-    try:
-        wanted = Bulk.read(form)
-    except ApiError as exc:
-        return refused(exc.message, 400)
+    wanted = Bulk.read(form)
     result = await replay.replay_dead(request.app[STORE], limit=api.REPLAY_LIMIT, **wanted._asdict())
     more = " More dead items match: replay again to queue them." if result.more else ""
     raise done("/ui/outbox?status=pending", f"{result.queued} dead items are queued again.{more}")

@@ -25,6 +25,7 @@ from multidict import MultiDict, MultiDictProxy
 from jobtrail.console.render import html
 from jobtrail.receiver.auth import COOKIE, SESSION_SECONDS
 from jobtrail.receiver.budget import RefusalBudget
+from jobtrail.receiver.errors import ApiError
 from jobtrail.receiver.keys import SESSIONS, SETTINGS
 
 MAX_FORM = 16 * 1024
@@ -69,7 +70,8 @@ def page(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]
 
 
 def action(handler: Action) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A POST: refused unless it comes from this origin with the session's CSRF token."""
+    """A POST: refused unless it comes from this origin with the session's CSRF token;
+    a field it cannot take (`ApiError`) is answered with a page saying so."""
 
     @functools.wraps(handler)
     async def check(request: web.Request) -> web.StreamResponse:
@@ -81,9 +83,11 @@ def action(handler: Action) -> Callable[[web.Request], Awaitable[web.StreamRespo
         form = await read_form(request)
         if not sessions.csrf_matches(nonce, form.get("csrf", "")):
             return refused("This form is missing its CSRF token, or it belongs to another session.", 403)
-        return await handler(
-            request, Session(sessions.csrf(nonce), bool(request.app[SETTINGS].api_token)), form
-        )
+        session = Session(sessions.csrf(nonce), bool(request.app[SETTINGS].api_token))
+        try:
+            return await handler(request, session, form)
+        except ApiError as exc:  # a field the action could not take: said on a page
+            return refused(exc.message, exc.status)
 
     return check
 
