@@ -11,10 +11,10 @@ from pathlib import Path
 from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.model import Delivery, Observation, Verdict, utcnow
 from jobtrail.core.settings import RetentionSettings
-from jobtrail.runtime.health import Component
+from jobtrail.runtime.health import Component, State
 from jobtrail.runtime.retention import Pruner
 from jobtrail.store import open_store
-from jobtrail.store.base import Store
+from jobtrail.store.base import Store, StoreUnavailable
 
 
 async def _opened(path: Path) -> Store:
@@ -88,5 +88,42 @@ async def test_pruning_runs_beside_intake_and_nothing_acknowledged_is_lost(tmp_p
         kept = {d.id for d in await store.deliveries(provider="pixazo", limit=10_000)}
         assert set(answered) <= kept, "every acknowledged delivery is still there"
         assert 300 == len((await store.list_jobs(limit=500)).jobs)
+    finally:
+        await store.close()
+
+
+class _Unreachable:
+    """A store whose retention fails as a database that is restarting, then recovers."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.failures = store, 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def prune_deliveries(self, *args: object) -> object:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("cannot reach PostgreSQL: ConnectionRefusedError")
+        return await self._store.prune_deliveries(*args)  # type: ignore[arg-type]
+
+
+async def test_a_store_that_is_down_holds_the_pruner_back_and_it_goes_on_after(tmp_path: Path) -> None:
+    store = await _opened(tmp_path / "jobtrail.db")
+    try:
+        await store.reject(_old(None, 40, b"junk"), "unreadable answer")
+        component = Component("retention", "pruner")
+        flaky = _Unreachable(store)
+        pruner = Pruner(RetentionSettings(interval=1), flaky, component, pause=0)  # type: ignore[arg-type]
+        task = asyncio.create_task(pruner.run())
+        try:
+            async with asyncio.timeout(30):  # a hang fails, it does not block the suite
+                while component.counts.get("deleted") != 1:
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert (0, State.RUNNING) == (flaky.failures, component.state), "backed off once, then pruned"
+        assert [] == await store.deliveries()
     finally:
         await store.close()
