@@ -7,6 +7,7 @@ else, a timeout or a refused connection is a failed attempt, retried on the sche
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Mapping
@@ -34,14 +35,13 @@ class Notifier:
 
     async def send(self, entry: OutboxEntry) -> Outcome:
         item = entry.item
-        job = await self.store.get_job(item.provider, item.job_id)
+        job, outbox = await asyncio.gather(  # two reader connections at once
+            self.store.get_job(item.provider, item.job_id),
+            self.store.outbox_for_job(item.provider, item.job_id),
+        )
         if job is None:
             return Outcome(False, error="the job is not in the store", permanent=True)
-        notice = messages.notice(
-            job,
-            str(item.payload.get("status", job.status.value)),
-            await self.store.outbox_for_job(item.provider, item.job_id),
-        )
+        notice = messages.notice(job, str(item.payload.get("status", job.status.value)), outbox)
         if item.sink == "slack" and self.notify.slack_webhook_url:
             return await self._post(self.notify.slack_webhook_url, messages.slack(notice), {})
         if item.sink == "webhook" and self.notify.webhook_url:

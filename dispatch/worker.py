@@ -4,14 +4,23 @@
 
 Downloads and notifications have their own pools (a slow download never delays a
 notification). Every claim leases its items to this worker (`owner`) for `Pool.lease`
-seconds, and the worker renews the leases of the attempts it is running every third of
-that, so a slow attempt is never run twice at once, while the work of a process that died
-is free again within one lease. An attempt whose lease was lost (another worker holds
-the item now) is stopped, and its record would be refused by the store anyway. Each
-attempt's outcome becomes an `AttemptRecord` (pure: dispatch/schedule.py), stored with
-its `dispatch` event through the same writer as intake. If the process dies between an
+seconds, and the worker renews the leases of the items it holds every third of that, so
+a slow attempt is never run twice at once, while the work of a process that died is free
+again within one lease. An attempt whose lease was lost (another worker holds the item
+now) is stopped, and its record would be refused by the store anyway. Each attempt's
+outcome becomes an `AttemptRecord` (pure: dispatch/schedule.py), stored with its
+`dispatch` event through the same writer as intake. If the process dies between an
 attempt and its record, the work runs again once the lease ends: at least once, with the
-same stable id. A worker that stops cleanly releases its own leases.
+same stable id. A worker that stops cleanly waits a moment for the records on their way,
+then releases its own leases.
+
+Each pool's items go through a `Lane`: claimed and ready, running (a slot: `Pool.size`
+requests in flight at most), then recording. A claim and a record each wait for a
+commit, so neither holds a slot: the lane claims up to a pool's worth ahead of its
+slots, a finished attempt's slot takes the next ready item at once, and its record
+commits behind it (records share the writer's group commits). Once a pool's worth of
+records is on its way the lane claims nothing more, so a store that stalls holds the
+pool back (at most its claimed items finish) instead of piling records up in memory.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import structlog
@@ -35,14 +44,39 @@ from jobtrail.store.base import Claim, LeaseLost, Store, StoreError, StoreUnavai
 log = structlog.get_logger(__name__)
 
 IDLE = 1.0
+RECORD_GRACE = 5.0  # seconds a stopping worker waits for the records on their way
 
 
 @dataclass(frozen=True, slots=True)
 class Pool:
     kind: str
     size: int
-    lease: float  # seconds; renewed every third of it while an attempt runs
+    lease: float  # seconds; renewed every third of it while this worker holds an item
     run: Callable[[OutboxEntry], Awaitable[Outcome]]
+
+
+@dataclass(slots=True)
+class Lane:
+    """One pool's items in this worker, by outbox item id, each in one stage at a time."""
+
+    pool: Pool
+    ready: dict[int, OutboxEntry] = field(default_factory=dict)  # claimed, waiting for a slot
+    running: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # attempts in flight
+    recording: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # outcome known
+
+    def wanted(self) -> int:
+        """How many items to claim: every slot busy and as many ready behind them, none
+        while a pool's worth of records is still on its way."""
+        if len(self.recording) >= self.pool.size:
+            return 0
+        return 2 * self.pool.size - len(self.running) - len(self.ready)
+
+    def held(self) -> list[int]:
+        """The items whose leases this worker renews (a record releases its own)."""
+        return [*self.ready, *self.running]
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [*self.running.values(), *self.recording.values()]
 
 
 class Worker:
@@ -62,9 +96,8 @@ class Worker:
         self.wait_for_downloads, self.idle = wait_for_downloads, idle
         self.owner = owner or new_owner()
         self._redactor = Redactor(secrets)
-        # each pool's attempts in progress, by outbox item id
-        self._running: dict[str, dict[int, asyncio.Task[None]]] = {pool.kind: {} for pool in pools}
-        self._recording: set[int] = set()  # attempts done, their record on its way: nothing to renew
+        self._lanes = {pool.kind: Lane(pool) for pool in pools}
+        self._stopping = False
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -78,8 +111,8 @@ class Worker:
                 self._wake.clear()
                 changes = self.store.outbox_changes
                 try:
-                    for pool in self.pools:
-                        await self._fill(pool)
+                    for lane in self._lanes.values():
+                        await self._fill(lane)
                 except StoreUnavailable as exc:  # the store is down or restarting: wait, go on
                     self._unavailable(exc)
                 else:
@@ -87,11 +120,24 @@ class Worker:
                         self.component.set(State.RUNNING)
                 await self._idle(changes)
         finally:
-            tasks = [renewing, *(task for running in self._running.values() for task in running.values())]
+            self._stopping = True  # nothing ready starts now; `_release` frees it
+            tasks = [renewing, *(task for lane in self._lanes.values() for task in lane.running.values())]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drain()
             await self._release()
+
+    async def _drain(self) -> None:
+        """Let the records on their way commit (for `RECORD_GRACE` at most): a record
+        dropped here would make its attempt run again."""
+        records = [task for lane in self._lanes.values() for task in lane.recording.values()]
+        if not records:
+            return
+        _, late = await asyncio.wait(records, timeout=RECORD_GRACE)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*records, return_exceptions=True)
 
     def _unavailable(self, exc: StoreUnavailable) -> None:
         until = utcnow() + timedelta(seconds=self.idle)
@@ -110,55 +156,77 @@ class Worker:
         if released:
             log.info("dispatch_leases_released", count=released)
 
-    async def _fill(self, pool: Pool) -> None:
-        running = self._running[pool.kind]
-        free = pool.size - len(running)
-        if free <= 0:
+    async def _fill(self, lane: Lane) -> None:
+        self._start(lane)
+        wanted = lane.wanted()
+        if wanted <= 0:
             return
-        now = utcnow()
+        pool, now = lane.pool, utcnow()
         claim = Claim(
-            pool.kind, now, now + timedelta(seconds=pool.lease), free, self.owner, self.wait_for_downloads
+            pool.kind, now, now + timedelta(seconds=pool.lease), wanted, self.owner, self.wait_for_downloads
         )
         if not await self.store.has_due(claim):
             return
         for entry in await self.store.claim(claim):
-            task = asyncio.create_task(self._attempt(pool, entry), name=f"dispatch-{pool.kind}-{entry.id}")
-            running[entry.id] = task
-            task.add_done_callback(self._finished(running, entry.id))
+            lane.ready[entry.id] = entry
+        self._start(lane)
 
-    def _finished(
-        self, running: dict[int, asyncio.Task[None]], entry_id: int
-    ) -> Callable[[asyncio.Task[None]], None]:
+    def _start(self, lane: Lane) -> None:
+        """Give each free slot the next ready item."""
+        while lane.ready and len(lane.running) < lane.pool.size and not self._stopping:
+            entry_id = next(iter(lane.ready))
+            entry = lane.ready.pop(entry_id)
+            task = asyncio.create_task(
+                self._attempt(lane, entry), name=f"dispatch-{lane.pool.kind}-{entry_id}"
+            )
+            lane.running[entry_id] = task
+            task.add_done_callback(self._finished(lane, entry_id))
+
+    def _finished(self, lane: Lane, entry_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:
-            if running.get(entry_id) is task:
-                del running[entry_id]
+            for tasks in (lane.running, lane.recording):
+                if tasks.get(entry_id) is task:
+                    del tasks[entry_id]
+            self._start(lane)
             self._wake.set()
 
         return done
 
+    def _outcome_known(self, lane: Lane, entry_id: int) -> None:
+        """The attempt is over: its slot takes the next item while its record commits."""
+        task = asyncio.current_task()
+        if task is not None and lane.running.get(entry_id) is task:
+            del lane.running[entry_id]
+            lane.recording[entry_id] = task
+            self._start(lane)
+            self._wake.set()
+
     async def _renew_leases(self) -> None:
-        """Every third of a pool's lease, extend the leases of its running attempts; stop
-        an attempt whose lease another worker holds now."""
+        """Every third of a pool's lease, extend the leases of the items this worker
+        holds; stop an attempt (or drop a ready item) whose lease another worker holds now."""
         every = min(pool.lease for pool in self.pools) / 3 if self.pools else 60.0
         while True:
             await asyncio.sleep(every)
-            for pool in self.pools:
-                running = self._running[pool.kind]
-                ids = [entry_id for entry_id in running if entry_id not in self._recording]
+            for lane in self._lanes.values():
+                ids = lane.held()
                 if not ids:
                     continue
+                until = utcnow() + timedelta(seconds=lane.pool.lease)
                 try:
-                    held = set(
-                        await self.store.renew(self.owner, ids, utcnow() + timedelta(seconds=pool.lease))
-                    )
+                    held = set(await self.store.renew(self.owner, ids, until))
                 except StoreError as exc:
-                    log.warning("dispatch_leases_not_renewed", kind=pool.kind, error=str(exc))
+                    log.warning("dispatch_leases_not_renewed", kind=lane.pool.kind, error=str(exc))
                     continue
                 for entry_id in ids:
-                    task = running.get(entry_id)
-                    if entry_id in held or task is None or task.done() or entry_id in self._recording:
-                        continue  # held, or finished (its record released the lease) meanwhile
-                    log.warning("dispatch_lease_lost", entry_id=entry_id, kind=pool.kind)
+                    if entry_id in held:
+                        continue
+                    if lane.ready.pop(entry_id, None) is not None:
+                        log.warning("dispatch_lease_lost", entry_id=entry_id, kind=lane.pool.kind)
+                        continue
+                    task = lane.running.get(entry_id)
+                    if task is None or task.done():
+                        continue  # finished (its record is on its way) meanwhile
+                    log.warning("dispatch_lease_lost", entry_id=entry_id, kind=lane.pool.kind)
                     task.cancel()
 
     async def _idle(self, changes: int) -> None:
@@ -177,19 +245,19 @@ class Worker:
             # gather must propagate, or the worker would never stop.
             await asyncio.gather(changed, woken, return_exceptions=True)
 
-    async def _attempt(self, pool: Pool, entry: OutboxEntry) -> None:
+    async def _attempt(self, lane: Lane, entry: OutboxEntry) -> None:
         # Its own task (a copy of the context): every line below names the job.
         bind_contextvars(provider=entry.item.provider, job_id=entry.item.job_id, outbox_id=entry.id)
         started = time.monotonic()
         try:
-            outcome = await pool.run(entry)
+            outcome = await lane.pool.run(entry)
         except Exception as exc:
             log.exception("dispatch_attempt_crashed", key=entry.item.key)
             outcome = Outcome(False, error=f"internal error: {type(exc).__name__}: {exc}")
         if outcome.error:  # an error text may quote a URL or a header: never log a secret
             outcome = replace(outcome, error=self._redactor.scrub(outcome.error))
         record = decide(entry, outcome, self.schedule, utcnow(), time.monotonic() - started)
-        self._recording.add(entry.id)
+        self._outcome_known(lane, entry.id)
         try:
             await self.store.record_attempt(record._replace(owner=self.owner))
         except LeaseLost as exc:
@@ -198,8 +266,6 @@ class Worker:
         except StoreError as exc:  # the lease ends, and the work runs again
             log.error("dispatch_attempt_not_recorded", key=entry.item.key, error=str(exc))
             return
-        finally:
-            self._recording.discard(entry.id)
         self.component.saw_event(what=record.event_type or "deferred")
         level = log.error if record.status == "dead" else log.warning if record.last_error else log.info
         level(
