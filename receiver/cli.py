@@ -111,6 +111,31 @@ async def _jobs_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from jobtrail.receiver.export import export
+
+    out: Path | None = args.out
+    if out is not None and (problem := _not_a_new_file(out)):
+        print(f"jobtrail: --out: {problem}", file=sys.stderr)
+        return 2
+    until = args.until or datetime.now(UTC)
+    async with _opened(settings) as store:
+        count = await export(
+            store, until, args.provider, out, lambda n: print(f"exported {n} jobs...", file=sys.stderr)
+        )
+    where = f" to {out}" if out else ""
+    print(f"exported {count} finished jobs last changed before {until.isoformat()}{where}", file=sys.stderr)
+    return 0
+
+
+def _not_a_new_file(out: Path) -> str | None:
+    if out.exists():
+        return f"{out} exists; name a new file (nothing was written)"
+    if not out.parent.is_dir():
+        return f"{out.parent} is not a directory"
+    return None
+
+
 async def _outbox_list(settings: Settings, args: argparse.Namespace) -> int:
     async with _opened(settings) as store:
         entries = await store.outbox(
@@ -291,6 +316,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("provider", choices=PROVIDERS)
     show.add_argument("job_id")
     show.set_defaults(run=_jobs_show, data="existing")
+
+    export = commands.add_parser(
+        "export", parents=[common], help="finished jobs with their timelines, as JSON lines"
+    )
+    export.add_argument("--until", type=_when, help="last changed before this ISO 8601 time (default: now)")
+    export.add_argument("--provider", choices=PROVIDERS)
+    export.add_argument("--out", type=Path, help="write to this new file (default: standard output)")
+    export.set_defaults(run=_export, data="existing")
 
     migrate = commands.add_parser("migrate", parents=[common], help="bring the store's schema up to date")
     migrate.set_defaults(run=_migrate, data="create")
