@@ -75,9 +75,6 @@ class Lane:
         """The items whose leases this worker renews (a record releases its own)."""
         return [*self.ready, *self.running]
 
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return [*self.running.values(), *self.recording.values()]
-
 
 class Worker:
     def __init__(

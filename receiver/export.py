@@ -1,10 +1,8 @@
 """`jobtrail export`: finished jobs with their timelines, as JSON Lines.
 
-One line per job, in the API's shapes, so a line reads like the two routes that show the
-job (PRODUCT.md):
-
-    {"job": GET /api/jobs/{p}/{id}, "events": ..., "duplicates": ...}  # the second two as
-                                                                         # in GET .../events
+One line per job, in the API's shapes (PRODUCT.md): `job` is what `GET
+/api/jobs/{p}/{id}` answers, `events` and `duplicates` what `GET .../events` answers
+(the events with their effect; duplicates among the job's first 1,000 deliveries).
 
 Which jobs: terminal ones (succeeded, failed, cancelled) whose last change is before
 `until`, optionally of one provider, newest first. Jobs are read a page at a time through
@@ -65,7 +63,7 @@ async def export(
     count = 0
     if out is None:
         async for line in finished_jobs(store, until, provider):
-            print(json.dumps(line, ensure_ascii=False), flush=False)
+            print(json.dumps(line, ensure_ascii=False))
             count += 1
         return count
     partial = out.with_name(f".{out.name}.partial")
