@@ -3,38 +3,19 @@ after the subcommand, times with their zone, no Python reprs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from jobtrail.core.model import Delivery, Observation, utcnow
-from jobtrail.core.settings import load
 from jobtrail.receiver.cli import main
-from jobtrail.receiver.serve import store_for
+from tests.integration.datadir import with_reports
 
 
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("JOBTRAIL_CONFIG", "JOBTRAIL_STORE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JOBTRAIL_DATA_DIR", str(tmp_path / "data"))
-    settings = load(None, {"JOBTRAIL_DATA_DIR": str(tmp_path / "data")})
-
-    async def fill() -> None:
-        store = store_for(settings)
-        await store.open()
-        for n in range(5):
-            await store.intake(
-                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"p{n}"),
-                [Observation("pixazo", f"p{n}", "processing")],
-            )
-        await store.close()
-
-    asyncio.run(fill())
-    return tmp_path / "data"
+    return with_reports(tmp_path, monkeypatch, [(f"p{n}", "processing") for n in range(5)])
 
 
 def test_jobs_list_pages_with_the_cursor_it_prints(data: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from jobtrail.core.model import Delivery, Observation, utcnow
-from jobtrail.core.settings import load
+from jobtrail.core.model import utcnow
 from jobtrail.receiver import export as exporting
 from jobtrail.receiver.cli import main
 from jobtrail.receiver.keys import STORE
-from jobtrail.receiver.serve import store_for
+from tests.integration.datadir import with_reports
 from tests.integration.test_api import callback
 
 
@@ -111,23 +110,7 @@ def leftovers(where: Path) -> list[Path]:
 
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("JOBTRAIL_CONFIG", "JOBTRAIL_STORE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JOBTRAIL_DATA_DIR", str(tmp_path / "data"))
-    settings = load(None, {"JOBTRAIL_DATA_DIR": str(tmp_path / "data")})
-
-    async def fill() -> None:
-        store = store_for(settings)
-        await store.open()
-        for job_id, status in (("a", "failed"), ("b", "processing"), ("c", "succeeded")):
-            await store.intake(
-                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", job_id),
-                [Observation("pixazo", job_id, status)],
-            )
-        await store.close()
-
-    asyncio.run(fill())
-    return tmp_path / "data"
+    return with_reports(tmp_path, monkeypatch, [("a", "failed"), ("b", "processing"), ("c", "succeeded")])
 
 
 def test_the_command_writes_stdout_or_a_new_file(
