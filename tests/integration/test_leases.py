@@ -181,18 +181,20 @@ async def test_a_worker_that_stops_cleanly_frees_its_leases_at_once(two: tuple[S
     assert 1 == len(await b.claim(claim("b"))), "an hour-long lease, free as soon as its owner stopped"
 
 
-class SlowAnswers:
-    """The store, but an attempt's record is answered 0.5 s after it is committed."""
+class SlowRecords:
+    """The store, but an attempt's record is written `before` seconds after it is asked
+    for, and answered `after` seconds after it is committed."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, store: Store, *, before: float = 0.0, after: float = 0.0) -> None:
+        self._store, self.before, self.after = store, before, after
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     async def record_attempt(self, record: AttemptRecord) -> Event | None:
+        await asyncio.sleep(self.before)
         event = await self._store.record_attempt(record)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(self.after)
         return event
 
 
@@ -210,7 +212,7 @@ async def test_an_attempt_whose_record_is_on_its_way_is_not_taken_for_a_lost_lea
 
     with capture_logs() as logs:
         worker = Worker(
-            SlowAnswers(a), [Pool("notify", 1, 0.3, quick)], RetrySchedule(), component, owner="a"
+            SlowRecords(a, after=0.5), [Pool("notify", 1, 0.3, quick)], RetrySchedule(), component, owner="a"
         )  # type: ignore[arg-type]
         task = asyncio.create_task(worker.run())
         try:

@@ -17,7 +17,7 @@ from jobtrail.dispatch.schedule import Outcome, RetrySchedule
 from jobtrail.dispatch.worker import Pool, Worker
 from jobtrail.runtime.health import Component
 from jobtrail.store.base import Store
-from tests.integration.test_leases import Renewals, claim, failed, two, until
+from tests.integration.test_leases import Renewals, SlowRecords, claim, failed, two, until
 
 __all__ = ["two"]  # the fixture
 
@@ -83,20 +83,6 @@ async def _delivered_all(store: Store, n: int) -> bool:
     return await delivered(store) >= n
 
 
-class SlowRecords:
-    """The store, but each attempt record is written after 0.5 s."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def record_attempt(self, record: AttemptRecord) -> Event | None:
-        await asyncio.sleep(0.5)
-        return await self._store.record_attempt(record)
-
-
 async def test_a_stopping_worker_lets_the_records_on_their_way_commit(two: tuple[Store, Store]) -> None:
     a, b = two
     await failed(a, "j1")
@@ -106,7 +92,7 @@ async def test_a_stopping_worker_lets_the_records_on_their_way_commit(two: tuple
         done.set()
         return Outcome(True)
 
-    task = asyncio.create_task(worker(SlowRecords(a), 4, 60, quick).run())
+    task = asyncio.create_task(worker(SlowRecords(a, before=0.5), 4, 60, quick).run())
     await done.wait()
     await asyncio.sleep(0.05)  # the record is on its way now
     task.cancel()
