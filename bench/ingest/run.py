@@ -34,6 +34,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
+
 HERE = Path(__file__).parent
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -52,6 +54,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """`app` on a free loopback port: its runner (to clean up) and the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
 
 
 def wait_up(port: int, path: str = "/healthz", timeout: float = 20) -> None:

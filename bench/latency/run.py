@@ -32,7 +32,7 @@ import orjson
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from bench.ingest.run import free_port, wait_up
+from bench.ingest.run import free_port, serve_app, wait_up
 
 TOKEN = "bench-token-0123456789abcdef"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -124,10 +124,7 @@ async def main_async(rates: list[float], seconds: float, compare: Path | None) -
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    receiver_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    runner, receiver_port = await serve_app(app)
     target = f"http://127.0.0.1:{receiver_port}/hook"
     work = Path(tempfile.mkdtemp(prefix="jobtrail-bench-latency-"))
     relay_port = free_port()

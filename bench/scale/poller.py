@@ -34,7 +34,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.ingest.run import free_port
+from bench.ingest.run import free_port, serve_app
 from jobtrail.core import logs
 from jobtrail.core.intake import IntakeRequest
 from jobtrail.core.model import Delivery, Observation, utcnow
@@ -193,10 +193,7 @@ async def main(args: argparse.Namespace) -> None:
     provider = Provider()
     app = web.Application()
     app.router.add_get("/v2/requests/status/{id}", provider.status)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_app(app)
     try:
         here = Path(__file__).resolve().parents[2]
         await run_one("this", here, source, args.seconds, f"http://127.0.0.1:{port}", provider)
