@@ -19,7 +19,9 @@ When a write fails:
   would make every retry wait out its timeout, and a write whose outcome is unknown may
   have landed, so the retry belongs to the caller, whose intake is deduplicated.
 - `PlanAgain` (its plan rested on something the database contradicts; the backend has
-  learned better): the same batch is prepared and written once more.
+  learned better): the same batch is prepared and written again, up to `PLAN_AGAIN`
+  times (each time the backend knows more; a retention walk, removing a page of jobs at
+  a time, can contradict several plans in a row).
 - anything else: every batch in flight behind it is waited out (planned on a write that
   did not happen, the backend refuses them unwritten), and their requests are retried
   one by one, so one bad request cannot fail its neighbours.
@@ -55,6 +57,7 @@ WRITE_TIMEOUT = 10.0
 MAX_PENDING = 20_000
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 RESTART_PAUSE = 0.1
+PLAN_AGAIN = 8  # times a batch is planned again in a row before its requests go one by one
 
 
 class PlanAgain(Exception):
@@ -330,12 +333,13 @@ class GroupCommitter(Generic[Req, Prep, Res]):
         self._answer(batch, results)
 
     async def _write(self, requests: Sequence[Req]) -> Sequence[Res]:
-        """Prepare and write `requests` now, once more if the plan did not hold."""
-        try:
-            return await self._finish(await self._prepare(requests))
-        except PlanAgain:
-            await self._abandon()
-            return await self._finish(await self._prepare(requests))
+        """Prepare and write `requests` now, again while the plan does not hold."""
+        for _ in range(PLAN_AGAIN - 1):
+            try:
+                return await self._finish(await self._prepare(requests))
+            except PlanAgain:
+                await self._abandon()
+        return await self._finish(await self._prepare(requests))
 
     @staticmethod
     def _answer(batch: list[_Group[Req, Res]], results: Sequence[Res]) -> None:

@@ -21,6 +21,7 @@ class Backend:
         self.prepared: list[list[str]] = []
         self.written: list[list[str]] = []
         self.refuse: set[str] = set()  # requests whose first write raises PlanAgain
+        self.refuse_again = 0  # writes after those that raise PlanAgain too, whatever they hold
         self.broken: set[str] = set()  # requests whose writes always fail
 
     async def prepare(self, requests: Sequence[str]) -> tuple[int, list[str]]:
@@ -33,8 +34,9 @@ class Backend:
         if self.broken & set(requests):
             raise RuntimeError("disk full")
         refused = self.refuse & set(requests)
-        if refused:
+        if refused or (self.generation and self.refuse_again):
             self.refuse -= refused
+            self.refuse_again -= 0 if refused else 1
             self.generation += 1  # what a backend learns when its plan is refused
             raise PlanAgain("planned on something wrong")
         self.written.append(requests)
@@ -77,6 +79,15 @@ async def test_a_refused_plan_is_prepared_again_and_written_whole(backend: Backe
     assert [["1:a"], ["1:b"], ["1:c"]] == results
     assert [["a", "b", "c"], ["a", "b", "c"]] == backend.prepared
     assert [["a", "b", "c"]] == backend.written
+
+
+async def test_a_plan_refused_several_times_in_a_row_is_still_written_whole(backend: Backend) -> None:
+    # a retention walk removing a page of jobs at a time refuses plan after plan
+    backend.refuse, backend.refuse_again = {"b"}, 5
+    results = await run(backend, [["a"], ["b"], ["c"]])
+    assert [["6:a"], ["6:b"], ["6:c"]] == results
+    assert 7 == len(backend.prepared)
+    assert [["a", "b", "c"]] == backend.written, "written once, whole: not one by one"
 
 
 async def test_a_batch_prepared_on_a_refused_one_is_prepared_again(backend: Backend) -> None:
