@@ -32,6 +32,9 @@ from jobtrail.core.model import (
 )
 
 JobKey = tuple[str, str]
+# Why a report about a job that retention removed is refused (store/retention.py): it is
+# kept as a rejected delivery, and the job is not started again.
+REMOVED = "job removed by retention"
 Planner = Callable[[Job | None, Job, Observation], list[OutboxItem]]
 
 
@@ -141,8 +144,10 @@ def plan_batch(
     jobs: Mapping[JobKey, Job],
     planner: Planner,
     at: datetime,
+    removed: Collection[JobKey] = (),
 ) -> Plan:
-    """Apply each request in order over `jobs`; return the rows to write."""
+    """Apply each request in order over `jobs`; return the rows to write. A report about
+    a job in `removed` (its tombstone) changes nothing and is refused (`REMOVED`)."""
     plan = Plan(at)
     events, deliveries = plan.events, plan.deliveries
     current: dict[JobKey, Job] = dict(jobs)
@@ -171,8 +176,12 @@ def plan_batch(
         first = len(events)
         source = request.delivery.source
         last_job: Job | None = None
-        for obs in () if request.rejection else request.observations:
+        rejection = request.rejection
+        for obs in () if rejection else request.observations:
             key = (obs.provider, obs.job_id)
+            if removed and key in removed:
+                rejection = REMOVED
+                continue
             before = current.get(key)
             step = apply(before, obs, at)
             last_job = step.job
@@ -189,14 +198,15 @@ def plan_batch(
             plan.outbox.extend(planner(before, after, obs))
             current[key] = after
             plan.jobs[key] = after
-        verdict = _verdict(request, len(events) > first)
-        deliveries.append(PlannedDelivery(request.delivery, verdict, request.rejection))
+        appended = len(events) > first
+        verdict = _verdict(request, appended, rejection)
+        deliveries.append(PlannedDelivery(request.delivery, verdict, None if appended else rejection))
         plan.answers.append((delivery, verdict, first, len(events), last_job))
     return plan
 
 
-def _verdict(request: IntakeRequest, appended: bool) -> Verdict:
-    if request.rejection:
+def _verdict(request: IntakeRequest, appended: bool, rejection: str | None) -> Verdict:
+    if rejection and not appended:
         return Verdict.REJECTED
     if appended or not request.observations:
         return Verdict.ACCEPTED

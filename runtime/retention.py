@@ -1,4 +1,5 @@
-"""The pruner: retention of deliveries (store/retention.py), run by the leader.
+"""The pruner: retention of deliveries and, if asked, of old finished jobs
+(store/retention.py), run by the leader.
 
 Every `interval` seconds it walks the deliveries from where the old ones it has already
 dealt with end, a page at a time, each page one short transaction, with a pause between
@@ -7,6 +8,11 @@ end, so a later run starts there instead of at the first delivery ever kept (aft
 restart it walks from the start once). What it did is counted on its health component
 (`deleted`, `stripped`: `/readyz`, `jobtrail_component_outcomes_total` in `/metrics`) and
 logged.
+
+With `jobs_days` set, each run then walks the jobs created before the cut, from the
+first, a page at a time in the same way: the finished ones last changed before it go
+whole (counted as `jobs_removed`). Jobs still open, or with work pending, are looked at
+again next time.
 """
 
 from __future__ import annotations
@@ -56,8 +62,28 @@ class Pruner:
             await asyncio.sleep(self.settings.interval)
 
     async def once(self) -> tuple[int, int]:
-        """One walk over what is due now: (deleted, stripped)."""
+        """One walk over what is due now: (deleted, stripped) deliveries."""
         now = self._clock()
+        pruned = await self._deliveries(now)
+        if self.settings.jobs_days:
+            await self._jobs(now - timedelta(days=self.settings.jobs_days))
+        return pruned
+
+    async def _jobs(self, before: datetime) -> int:
+        after, removed = 0, 0
+        while True:
+            done = await self.store.remove_jobs(after, before, self.page)
+            removed += len(done.remove)
+            after = done.last
+            if done.finished:
+                break
+            await asyncio.sleep(self.pause)
+        if removed:
+            self.component.count("jobs_removed", removed)
+            log.info("jobs_removed", removed=removed, before=before.isoformat())
+        return removed
+
+    async def _deliveries(self, now: datetime) -> tuple[int, int]:
         raw_before = self._bound(now, self.settings.deliveries_days)
         rejected_before = self._bound(now, self.settings.rejected_days)
         after, leading, deleted, stripped = self.start, True, 0, 0

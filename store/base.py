@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused
 from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
-from jobtrail.store.retention import Pruned
+from jobtrail.store.retention import Pruned, Removal
 
 MAX_STORED_BODY = 64 * 1024
 
@@ -398,6 +398,14 @@ class Store(abc.ABC):
     ) -> Pruned:
         """Retention over one page of deliveries after id `after`, in one short
         transaction (store/retention.py says what happens to each)."""
+
+    @abc.abstractmethod
+    async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:
+        """Whole-job retention over one page of jobs after jid `after`, in one short
+        transaction: the jobs `retention.choose_jobs` picks go, with their events,
+        deliveries and outbox items, and each leaves a tombstone, so that a later report
+        about it is refused (`retention.REMOVED`) rather than starting it again. Safe
+        beside intake: a job a report changes meanwhile is no longer old, and stays."""
 
     @abc.abstractmethod
     async def gauges(self) -> Gauges:

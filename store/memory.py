@@ -43,7 +43,7 @@ from jobtrail.store.base import (
     StoredDelivery,
     StoreError,
 )
-from jobtrail.store.retention import Pruned
+from jobtrail.store.retention import Pruned, Removal
 
 
 class MemoryStore(Store):
@@ -56,6 +56,9 @@ class MemoryStore(Store):
         self._deliveries: list[StoredDelivery] = []
         self._gone: set[int] = set()  # deliveries deleted by retention (ids stay positions)
         self._events: list[Event] = []
+        self._gone_events: set[int] = set()  # events of jobs removed by retention (seqs stay positions)
+        self._removed: set[JobKey] = set()  # tombstones of the jobs removed
+        self._last_jid = self._last_outbox = 0
         self._fingerprints: set[tuple[str, str, str]] = set()
         self._jobs: dict[JobKey, tuple[int, Job]] = {}
         self._outbox: dict[str, OutboxEntry] = {}
@@ -178,7 +181,7 @@ class MemoryStore(Store):
             self._check_open()
             jobs = {k: self._jobs[k][1] for k in request.job_keys() if k in self._jobs}
             try:
-                plan = plan_batch([request], jobs, self.planner, utcnow())
+                plan = plan_batch([request], jobs, self.planner, utcnow(), self._removed)
             except Exception as exc:  # as the SQL backends report it: the store's own error
                 raise StoreError(f"the store could not commit: {type(exc).__name__}: {exc}") from exc
             refused = {n for n, record in enumerate(plan.attempts) if not self._holds(record)}
@@ -202,12 +205,16 @@ class MemoryStore(Store):
                     StoredDelivery(first_delivery + n, stored, d.verdict, d.reason, len(body))
                 )
             for key, job in plan.jobs.items():
-                position = self._jobs[key][0] if key in self._jobs else len(self._jobs) + 1
+                if key in self._jobs:
+                    position = self._jobs[key][0]
+                else:
+                    position = self._last_jid = self._last_jid + 1
                 self._jobs[key] = (position, job)
             now = utcnow()
             for item in plan.outbox:
                 if item.key not in self._outbox:
-                    entry = OutboxEntry(len(self._outbox) + 1, item, item.status, 0, None, now, now, now)
+                    self._last_outbox += 1
+                    entry = OutboxEntry(self._last_outbox, item, item.status, 0, None, now, now, now)
                     self._outbox[item.key] = entry
                     self._by_id[entry.id] = item.key
             held = [record for n, record in enumerate(plan.attempts) if n not in refused]
@@ -267,10 +274,18 @@ class MemoryStore(Store):
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
         found = [e for e in self._events if e.provider == provider and e.job_id == job_id and e.seq > after]
-        return found[:limit]
+        return [e for e in found if e.seq not in self._gone_events][:limit]
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        return self._events[seq : seq + limit]
+        if not self._gone_events:
+            return self._events[seq : seq + limit]
+        found: list[Event] = []
+        for event in self._events[seq:]:
+            if event.seq not in self._gone_events:
+                found.append(event)
+                if len(found) == limit:
+                    break
+        return found
 
     async def last_seq(self) -> int:
         return len(self._events)
@@ -363,6 +378,40 @@ class MemoryStore(Store):
             )
         return decision.pruned()
 
+    async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:
+        async with self._lock:
+            self._check_open()
+            busy = {(e.item.provider, e.item.job_id) for e in self._outbox.values() if e.status == "pending"}
+            found = sorted(
+                (position, key, job) for key, (position, job) in self._jobs.items() if position > after
+            )[:page]
+            choice = retention.choose_jobs(
+                (
+                    (position, *key, job.status.value, job.created_at, job.updated_at, key in busy)
+                    for position, key, job in found
+                ),
+                after,
+                before,
+                page,
+            )
+            gone = {(provider, job_id) for _, provider, job_id in choice.remove}
+            if not gone:
+                return choice
+            for job_key in gone:
+                del self._jobs[job_key]
+            self._removed |= gone
+            self._gone_events.update(e.seq for e in self._events if (e.provider, e.job_id) in gone)
+            self._gone.update(
+                d.id for d in self._deliveries if (d.delivery.provider, d.delivery.job_id) in gone
+            )
+            for key, entry in list(self._outbox.items()):
+                if (entry.item.provider, entry.item.job_id) in gone:
+                    del self._outbox[key]
+                    del self._by_id[entry.id]
+                    self._leases.pop(entry.id, None)
+            self._fingerprints = {f for f in self._fingerprints if (f[0], f[1]) not in gone}
+            return choice
+
     async def job_counts(self) -> JobCounts:
         self._check_open()
         by_status: dict[tuple[str, str], int] = {}
@@ -380,6 +429,8 @@ class MemoryStore(Store):
         for event in reversed(self._events):
             if event.at < since:
                 break
+            if event.seq in self._gone_events:
+                continue
             minute = event.at.astimezone(UTC).replace(second=0, microsecond=0)
             counts[minute] = counts.get(minute, 0) + 1
         return sorted(counts.items())

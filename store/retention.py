@@ -1,4 +1,4 @@
-"""What retention does to old deliveries, decided over one page of them. Pure.
+"""What retention does to old deliveries and old jobs, decided over one page. Pure.
 
 The log keeps every delivery: the raw request (headers, body) behind each report, and
 the duplicates and refusals around them. Past their window:
@@ -13,6 +13,12 @@ applies the deletes and strips in one short transaction. Ids rise with arrival, 
 pruner (runtime/retention.py) can remember where the rows older than both windows end
 and start there next time; rows between the two windows are looked at again each time
 (doing nothing to them twice is harmless).
+
+Whole jobs go only when a separate setting asks for it (`choose_jobs`): a finished job
+last changed before the cut goes with its events, its deliveries (each names one job:
+no other job's event refers to them), and its outbox items, and a tombstone keeps its
+key, so that a late report about it is refused (core.intake.REMOVED) instead of starting the job
+again, and its notifications with it.
 """
 
 from __future__ import annotations
@@ -86,3 +92,35 @@ def decide(
             elif not stripped:
                 strip.append(delivery_id)
     return Decision(delete, strip, last, done_until, leading, seen < page)
+
+
+# Whole jobs (`RetentionSettings.jobs_days`): a job as that walk reads it, (jid, provider,
+# job_id, status, created_at, updated_at, outbox work still pending).
+JobRow = tuple[int, str, str, str, datetime, datetime, bool]
+TERMINAL = frozenset(("succeeded", "failed", "cancelled"))
+
+
+class Removal(NamedTuple):
+    """One page of the jobs walk: `remove`, the (jid, provider, job_id) of the jobs to go;
+    `last`: the last jid looked at; `finished`: nothing further is due now."""
+
+    remove: list[tuple[int, str, str]]
+    last: int
+    finished: bool
+
+
+def choose_jobs(rows: Iterable[JobRow], after: int, before: datetime, page: int) -> Removal:
+    """`rows`: at most `page` jobs in jid order after `after`. A job goes when it is
+    finished (succeeded, failed, cancelled), last changed before `before`, and has no
+    outbox work pending (a download or notification still due keeps it). Jids rise with
+    creation: a job created at or after `before` ends the walk."""
+    remove: list[tuple[int, str, str]] = []
+    last, seen = after, 0
+    for jid, provider, job_id, status, created_at, updated_at, busy in rows:
+        seen += 1
+        if created_at >= before:
+            return Removal(remove, last, True)
+        last = jid
+        if status in TERMINAL and updated_at < before and not busy:
+            remove.append((jid, provider, job_id))
+    return Removal(remove, last, seen < page)

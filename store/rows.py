@@ -47,6 +47,7 @@ _TABLES = {
         "lease_until:time lease_owner last_error created_at:time updated_at:time"
     ),
     "sinks": "name disabled_at:time reason updated_at:time",
+    "removed_jobs": "rid provider job_id removed_at:time",
 }
 TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     table: tuple((word.partition(":")[0], word.partition(":")[2]) for word in spec.split())

@@ -119,6 +119,35 @@ STRIP_DELIVERIES = (
     "UPDATE deliveries SET headers = '{}'::jsonb, body = ''::bytea WHERE id = ANY($1::bigint[])"
 )
 
+# Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
+# each); then the chosen ones, if still finished and old once locked, deleted with their
+# events, deliveries and outbox items, their keys kept as tombstones.
+JOBS_PAGE = (
+    "SELECT jid, provider, job_id, status, created_at, updated_at, EXISTS (SELECT 1 FROM outbox o "
+    "WHERE o.provider = jobs.provider AND o.job_id = jobs.job_id AND o.status = 'pending') "
+    "FROM jobs WHERE jid > $1 ORDER BY jid LIMIT $2"
+)
+REMOVE_JOBS = """
+WITH gone AS (
+    DELETE FROM jobs USING unnest($1::text[], $2::text[]) AS k (provider, job_id)
+    WHERE jobs.provider = k.provider AND jobs.job_id = k.job_id
+      AND jobs.status IN ('succeeded', 'failed', 'cancelled') AND jobs.updated_at < $3
+      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.provider = jobs.provider
+                      AND o.job_id = jobs.job_id AND o.status = 'pending')
+    RETURNING jobs.provider, jobs.job_id
+),
+events_gone AS (DELETE FROM events e USING gone WHERE e.provider = gone.provider AND e.job_id = gone.job_id),
+deliveries_gone AS (
+    DELETE FROM deliveries d USING gone WHERE d.provider = gone.provider AND d.job_id = gone.job_id
+),
+outbox_gone AS (DELETE FROM outbox o USING gone WHERE o.provider = gone.provider AND o.job_id = gone.job_id),
+kept AS (
+    INSERT INTO removed_jobs (provider, job_id, removed_at) SELECT provider, job_id, $4 FROM gone
+    ON CONFLICT (provider, job_id) DO NOTHING
+)
+SELECT provider, job_id FROM gone
+"""
+
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"
 CONFLICTS = "SELECT provider, count(*) FROM jobs WHERE jsonb_array_length(terminals) > 1 GROUP BY provider"
 
@@ -212,7 +241,7 @@ def dump(table: str, after: Any, limit: int) -> Query:
 MOVE_TAIL = "UPDATE log_tail SET events = (SELECT COALESCE(max(seq), 0) FROM events)"
 
 # The identity columns whose counters must move past rows loaded with their keys.
-IDENTITIES = {"deliveries": "id", "jobs": "jid", "outbox": "id"}
+IDENTITIES = {"deliveries": "id", "jobs": "jid", "outbox": "id", "removed_jobs": "rid"}
 
 
 def restart_identity(table: str) -> str:

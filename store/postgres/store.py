@@ -27,7 +27,7 @@ import asyncpg
 import structlog
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, Planner, Result
-from jobtrail.core.model import OutboxEntry
+from jobtrail.core.model import OutboxEntry, utcnow
 from jobtrail.store import retention, rows
 from jobtrail.store.base import (
     Claim,
@@ -41,7 +41,7 @@ from jobtrail.store.committed import GroupCommitted
 from jobtrail.store.postgres import reads, writes
 from jobtrail.store.postgres.listen import Notifications
 from jobtrail.store.postgres.schema import migrate
-from jobtrail.store.retention import Pruned
+from jobtrail.store.retention import Pruned, Removal
 from jobtrail.store.sql_reads import SQLReads
 
 log = structlog.get_logger(__name__)
@@ -191,6 +191,30 @@ class PostgresStore(GroupCommitted, SQLReads):
             except asyncpg.PostgresError as exc:
                 raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
         return decision.pruned()
+
+    async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:
+        """The page is read, then the chosen jobs are locked as intake locks them and
+        deleted only if still finished and old: a report that changed one meanwhile
+        keeps it."""
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    found = await conn.fetch(reads.JOBS_PAGE, after, page)
+                    choice = retention.choose_jobs((tuple(row) for row in found), after, before, page)
+                    if not choice.remove:
+                        return choice
+                    keys = sorted({(provider, job_id) for _, provider, job_id in choice.remove})
+                    await conn.execute(writes.lock_jobs(keys))
+                    providers, ids = [p for p, _ in keys], [j for _, j in keys]
+                    found = await conn.fetch(reads.REMOVE_JOBS, providers, ids, before, utcnow())
+                    gone = {(row[0], row[1]) for row in found}
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.exceptions.DeadlockDetectedError as exc:  # with a batch touching these jobs
+                raise StoreUnavailable(f"PostgreSQL retention met a deadlock: {exc}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
+        return choice._replace(remove=[r for r in choice.remove if (r[1], r[2]) in gone])
 
     # -- writes ------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
     BEGIN; lock the batch's jobs   a transaction-level advisory lock per job (existing or
                                    not), in one order (no deadlock): one round trip
-    read them                      committed state, after the locks
+    read them                      committed state, after the locks (and which of them
+                                   retention removed: their tombstones)
     (plan the batch: core.intake.plan_batch, on what is committed; replicas plan at once)
     (record the attempts that still hold their lease; the others are refused)
     write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...)
@@ -52,12 +53,18 @@ APPENDED, OUTBOX = "jobtrail_log", "jobtrail_outbox"  # NOTIFY channels
 # bench/replicas). Planning costs less than that: about 0.3 ms a batch.
 BEGIN = "BEGIN"
 JOB_LOCKS = 0x6A6F6273  # "jobs": the first key of a job's advisory lock; the second, its hash
+# The batch's jobs, and the keys among them of jobs removed by retention (tombstones):
+# a job's columns, then its key and whether it is a tombstone (its columns are NULL).
 JOBS = f"""
-SELECT j.* FROM unnest($1::text[], $2::text[]) AS k (provider, job_id)
-JOIN LATERAL (
+SELECT j.*, k.provider, k.job_id, r.rid IS NOT NULL
+FROM unnest($1::text[], $2::text[]) AS k (provider, job_id)
+LEFT JOIN LATERAL (
     SELECT {JOB_COLUMNS} FROM jobs WHERE jobs.provider = k.provider AND jobs.job_id = k.job_id LIMIT 1
 ) j ON true
+LEFT JOIN removed_jobs r ON j.provider IS NULL AND r.provider = k.provider AND r.job_id = k.job_id
+WHERE j.provider IS NOT NULL OR r.rid IS NOT NULL
 """
+KEY = len(JOB_COLUMNS.split(","))  # where a row of JOBS gives the key
 ATTEMPT = """
 UPDATE outbox SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4,
     payload = COALESCE($5::jsonb, payload), lease_until = NULL, lease_owner = NULL, updated_at = $6
@@ -137,12 +144,16 @@ async def write_batch(
     )
     await conn.execute(_begin(keys))
     jobs: dict[JobKey, Job] = {}
+    removed: set[JobKey] = set()
     if keys:
         for row in await conn.fetch(JOBS, [p for p, _ in keys], [j for _, j in keys]):
-            job = rows.job_from(row)
-            jobs[(job.provider, job.id)] = job
+            if row[KEY + 2]:
+                removed.add((row[KEY], row[KEY + 1]))
+            else:
+                job = rows.job_from(row)
+                jobs[(job.provider, job.id)] = job
     now = utcnow()
-    plan = plan_batch(requests, jobs, planner, now)
+    plan = plan_batch(requests, jobs, planner, now, removed)
     refused = set()
     for position, record in enumerate(plan.attempts):
         if await conn.fetchval(ATTEMPT, *_attempt_params(record, now)) is None:
@@ -164,12 +175,16 @@ async def write_batch(
 
 
 def _begin(keys: Sequence[JobKey]) -> str:
-    """BEGIN, and the jobs' locks in one statement (numbers only: safe to write inline;
-    unnest yields them in the array's order, so every transaction locks in one order)."""
-    if not keys:
-        return BEGIN
+    """BEGIN, and the jobs' locks in one statement."""
+    return f"{BEGIN}; {lock_jobs(keys)}" if keys else BEGIN
+
+
+def lock_jobs(keys: Sequence[JobKey]) -> str:
+    """The jobs' locks, for the transaction, in one statement (numbers only: safe to write
+    inline; unnest yields them in the array's order, so every transaction locks in one
+    order)."""
     numbers = ",".join(map(str, _hashes(keys)))
-    return f"{BEGIN}; SELECT pg_advisory_xact_lock({JOB_LOCKS}, h) FROM unnest('{{{numbers}}}'::int[]) AS h"
+    return f"SELECT pg_advisory_xact_lock({JOB_LOCKS}, h) FROM unnest('{{{numbers}}}'::int[]) AS h"
 
 
 def _hashes(keys: Sequence[JobKey]) -> list[int]:

@@ -3,6 +3,7 @@ statement and its parameters where filters are optional. Values are always bound
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
 from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
+from jobtrail.store.sqlite.writer import REMOVED
 
 Query = tuple[str, list[Any]]
 
@@ -95,10 +97,12 @@ def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN
 
 
 # Retention (store/retention.py): a page of deliveries, then the chosen rows deleted or
-# stripped of their headers and body. A stripped row has `{}` and an empty body.
+# stripped of their headers and body. A stripped row has `{}` and an empty body. The last
+# delivery is left for a later walk: the writer numbers the next one after the last, so
+# deleting it would hand its id out again.
 PRUNE_PAGE = (
     "SELECT id, verdict, received_at, length(body) = 0 AND headers = '{}' FROM deliveries "
-    "WHERE id > ? ORDER BY id LIMIT ?"
+    "WHERE id > ? AND id < (SELECT MAX(id) FROM deliveries) ORDER BY id LIMIT ?"
 )
 DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id IN ({})"
 # Stripping is a delete and an insert of the same row without its headers and body, not
@@ -113,6 +117,26 @@ REINSERT_STRIPPED = (
     "INSERT INTO deliveries (id, source, provider, job_id, received_at, headers, body, body_size, "
     "verdict, reason) VALUES (?, ?, ?, ?, ?, '{}', X'', ?, ?, ?)"
 )
+
+# Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
+# each), what of the log's end a job holds, and the job's rows deleted, its key kept.
+JOBS_PAGE = (
+    "SELECT jid, provider, job_id, status, created_at, updated_at, EXISTS (SELECT 1 FROM outbox o "
+    "WHERE o.provider = jobs.provider AND o.job_id = jobs.job_id AND o.status = 'pending') "
+    "FROM jobs WHERE jid > ? ORDER BY jid LIMIT ?"
+)
+JOB_ENDS = (
+    "SELECT (SELECT MAX(seq) FROM events WHERE provider = ?1 AND job_id = ?2), "
+    "(SELECT MAX(id) FROM deliveries WHERE provider = ?1 AND job_id = ?2)"
+)
+REMOVE_JOB = [
+    "DELETE FROM events WHERE provider = ?1 AND job_id = ?2",
+    "DELETE FROM deliveries WHERE provider = ?1 AND job_id = ?2",
+    "DELETE FROM outbox WHERE provider = ?1 AND job_id = ?2",
+    "DELETE FROM jobs WHERE provider = ?1 AND job_id = ?2",
+    "INSERT INTO removed_jobs (provider, job_id, removed_at) VALUES (?1, ?2, ?3) "
+    "ON CONFLICT (provider, job_id) DO NOTHING",
+]
 
 JOB_COUNTS = "SELECT provider, status, count(*) FROM jobs GROUP BY provider, status"  # the index alone
 CONFLICTS = (
@@ -173,6 +197,11 @@ def jobs_by_key(keys: Iterable[JobKey]) -> Iterable[Query]:
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id IN ({marks})",
                 [provider, *chunk],
             )
+
+
+def removed_by_key(keys: Iterable[JobKey]) -> Query:
+    """Which of these jobs retention removed (their tombstones)."""
+    return REMOVED, [json.dumps([list(key) for key in keys])]
 
 
 def delivery_page(f: DeliveryFilter, limit: int, span: Span = NO_SPAN) -> Query:

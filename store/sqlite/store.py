@@ -11,17 +11,19 @@ is forgotten whenever that is in doubt: a batch whose outcome is unknown (its wr
 died, or the batch loop failed with it in flight), another process's write (the writer
 notices: `ForeignWrite`), an event the log already has (`Conflict`), a new writer
 process. A job not remembered is planned as new; the write checks that it is, and if it
-is not, the stored job is read and the batch planned again (`PlanAgain`).
+is not (or was removed by retention: its tombstone), the stored job is read and the
+batch planned again (`PlanAgain`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 import structlog
@@ -38,7 +40,7 @@ from jobtrail.store.base import (
 )
 from jobtrail.store.batching import GroupCommitter, PlanAgain
 from jobtrail.store.committed import GroupCommitted
-from jobtrail.store.retention import Pruned
+from jobtrail.store.retention import Pruned, Removal
 from jobtrail.store.sql_reads import SQLReads
 from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
@@ -46,7 +48,9 @@ from jobtrail.store.sqlite.known import KnownJobs
 from jobtrail.store.sqlite.lock import ServerLock
 from jobtrail.store.sqlite.process import NotSent, WriterProcess
 from jobtrail.store.sqlite.schema import migrate
-from jobtrail.store.sqlite.writer import Conflict, ForeignWrite, RowsExist
+from jobtrail.store.sqlite.writer import LAST_IDS, Conflict, ForeignWrite, RowsExist
+
+T = TypeVar("T")
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_EVERY = 1.0
@@ -77,6 +81,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
         self._checkpoints: asyncio.Task[None] | None = None
         self._tails: dict[int, Mapping[JobKey, Job]] = {}  # the jobs of each plan in flight, oldest first
         self._known = KnownJobs()
+        self._removed: set[JobKey] = set()  # jobs found removed by retention (tombstones are for good)
         self._epoch = 0  # which memory of jobs a plan was made from; moves on when it is forgotten
         self._committer = GroupCommitter[sql.Write, sql.Prepared, sql.Answer](
             self._prepare, self._finish, self._abandon, in_flight=IN_FLIGHT, observe=self._observe_commit
@@ -177,7 +182,8 @@ class SQLiteStore(GroupCommitted, SQLReads):
         )
         jobs: dict[JobKey, Job] = {}
         new_jobs: dict[JobKey, None] = {}  # ordered, each once
-        tails, known = [*reversed(self._tails.values())], self._known
+        removed: set[JobKey] = set()
+        tails, known, tombstones = [*reversed(self._tails.values())], self._known, self._removed
         for request in writes:
             if type(request) is not IntakeRequest:  # an attempt record plans no job
                 continue
@@ -189,11 +195,13 @@ class SQLiteStore(GroupCommitted, SQLReads):
                         if (job := tail.get(key)) is not None:
                             break
                     job = job or known.get(key)
-                    if job is None:
-                        new_jobs[key] = None
-                    else:
+                    if job is not None:
                         jobs[key] = job
-        plan = plan_batch(writes, jobs, self.planner, utcnow())
+                    elif tombstones and key in tombstones:
+                        removed.add(key)
+                    else:
+                        new_jobs[key] = None
+        plan = plan_batch(writes, jobs, self.planner, utcnow(), removed)
         prepared = sql.prepare(plan, requests, list(new_jobs), self._epoch)
         self._tails[id(plan.jobs)] = plan.jobs
         return prepared
@@ -214,10 +222,12 @@ class SQLiteStore(GroupCommitted, SQLReads):
             found = [
                 row for query in reads.jobs_by_key(prepared.new_jobs) for row in await self._fetch(*query)
             ]
-            if not found:
+            gone = await self._fetch(*reads.removed_by_key(prepared.new_jobs))
+            if not found and not gone:
                 raise StoreError(f"SQLite write failed: {exc}") from exc
             self._known.learn(((job.provider, job.id), job) for job in map(rows.job_from, found))
-            raise PlanAgain(f"{len(found)} jobs planned as new exist") from exc
+            self._removed.update((provider, job_id) for provider, job_id in gone)
+            raise PlanAgain(f"{len(found) + len(gone)} jobs planned as new exist or were removed") from exc
         except (ForeignWrite, Conflict) as exc:
             self._tails.pop(id(plan.jobs), None)
             self._forget()
@@ -297,16 +307,11 @@ class SQLiteStore(GroupCommitted, SQLReads):
         the writer watches for other processes' writes, does not move."""
 
         def work() -> Pruned:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                for pragma in self._pragmas():
-                    conn.execute(pragma)
-                # No foreign-key checks on this connection: each delete would scan the
-                # events for its id (no index on events.delivery_id, kept off intake's
-                # path). Nothing here can break a reference: only deliveries no event
-                # names are deleted, and a stripped row is put back, same id, in the
-                # same transaction.
-                conn.execute("PRAGMA foreign_keys = OFF")
+            # No foreign-key checks on this connection: each delete would scan the events
+            # for its id (no index on events.delivery_id, kept off intake's path). Nothing
+            # here can break a reference: only deliveries no event names are deleted, and
+            # a stripped row is put back, same id, in the same transaction.
+            with self._side_connection(foreign_keys=False) as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 found = conn.execute(reads.PRUNE_PAGE, (after, page)).fetchall()
                 shown = ((i, v, datetime.fromisoformat(at), bool(s)) for i, v, at, s in found)
@@ -328,15 +333,67 @@ class SQLiteStore(GroupCommitted, SQLReads):
                     # its end; `execute` would take one step, and free one page.)
                     conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
                 return decision.pruned()
-            finally:
-                conn.close()
 
+        return await self._retention(work)
+
+    async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:
+        """On a connection of its own, like `prune_deliveries`. Each removal leaves a
+        tombstone whose id moves the log's end as the writer sees it: its next batch is
+        refused unwritten and planned again from the file, so no job it remembers is
+        written back. A job holding the log's last event or delivery stays until the log
+        moves on (ids are the next after the last: they would be handed out again)."""
+
+        def work() -> Removal:
+            # No foreign-key checks: a job's deliveries are named by its own events only,
+            # and those go first.
+            with self._side_connection(foreign_keys=False) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                last_delivery, last_seq, _ = conn.execute(LAST_IDS).fetchone()
+                found = conn.execute(reads.JOBS_PAGE, (after, page)).fetchall()
+                choice = retention.choose_jobs(
+                    (
+                        (jid, p, j, s, datetime.fromisoformat(c), datetime.fromisoformat(u), bool(busy))
+                        for jid, p, j, s, c, u, busy in found
+                    ),
+                    after,
+                    before,
+                    page,
+                )
+                stamp, removed = rows.stamp(utcnow()), []
+                for jid, provider, job_id in choice.remove:
+                    seq, delivery = conn.execute(reads.JOB_ENDS, (provider, job_id)).fetchone()
+                    if seq == last_seq or delivery == last_delivery:
+                        continue
+                    for statement in reads.REMOVE_JOB:  # ?1 provider, ?2 job id, ?3 the time (the last only)
+                        conn.execute(statement, (provider, job_id, stamp)[: statement.count("?")])
+                    removed.append((jid, provider, job_id))
+                conn.execute("COMMIT")
+                if removed:
+                    conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+                return choice._replace(remove=removed)
+
+        return await self._retention(work)
+
+    async def _retention(self, work: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(work)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite retention could not write now: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite retention failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _side_connection(self, *, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection beside the writer's (blocking: use it in a thread), closed after."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in self._pragmas():
+                conn.execute(pragma)
+            if not foreign_keys:
+                conn.execute("PRAGMA foreign_keys = OFF")
+            yield conn
+        finally:
+            conn.close()
 
     # -- a whole log, as rows (jobtrail store copy) -------------------------------------
 
@@ -347,15 +404,10 @@ class SQLiteStore(GroupCommitted, SQLReads):
         values = [rows.text_row(table, row) for row in batch]
 
         def write() -> None:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                for pragma in self._pragmas():
-                    conn.execute(pragma)
+            with self._side_connection() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(insert, values)
                 conn.execute("COMMIT")
-            finally:
-                conn.close()
 
         try:
             await asyncio.to_thread(write)

@@ -26,6 +26,7 @@ the whole process group and the parent decides when to stop.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -39,15 +40,25 @@ FRAME = struct.Struct("!Q")
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
-# Where the log ends: the last delivery id and the last event sequence number.
-LAST_IDS = "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events)"
+# Where the log ends: the last delivery id, the last event sequence number, and the last
+# job removed by retention (which another connection does: store/sqlite/store.py).
+LAST_IDS = (
+    "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events), "
+    "(SELECT COALESCE(MAX(rid), 0) FROM removed_jobs)"
+)
+# Which of a batch's new jobs were removed by retention (their keys as a JSON array of pairs).
+REMOVED = (
+    "SELECT r.provider, r.job_id FROM json_each(?) AS k JOIN removed_jobs AS r "
+    "ON r.provider = json_extract(k.value, '$[0]') AND r.job_id = json_extract(k.value, '$[1]')"
+)
 
 
 class Batch(NamedTuple):
     """One transaction's work, as SQL and plain rows (built by the parent), in the order
     it is written.
 
-    `new_jobs`: an INSERT whose rows must not exist yet (`RowsExist` otherwise).
+    `new_jobs`: an INSERT whose rows must not exist yet, nor have been removed by
+    retention (`RowsExist` otherwise; rows begin with provider and job id).
     `attempts`: each a list of (statement, params); the first must change a row, or the
     attempt is refused and the rest of it skipped. `deliveries`: an INSERT taking
     (id, *row), ids numbered here. `events`: an INSERT taking (seq, provider, job_id,
@@ -81,7 +92,8 @@ class ForeignWrite(Exception):
 
 
 class RowsExist(Exception):
-    """Rows of `Batch.new_jobs` already exist. Nothing was written."""
+    """Rows of `Batch.new_jobs` already exist, or their jobs were removed. Nothing was
+    written."""
 
 
 class Conflict(Exception):
@@ -111,11 +123,15 @@ class Writer:
 
 
 def _steps(conn: sqlite3.Connection, batch: Batch, tail: Row) -> tuple[Written, Row]:
-    last_delivery, last_seq = conn.execute(LAST_IDS).fetchone()
-    if (last_delivery, last_seq) != tail:
-        raise ForeignWrite(f"the log ends at {(last_delivery, last_seq)}, not {tuple(tail)}: another writer")
+    last_delivery, last_seq, last_removal = ends = conn.execute(LAST_IDS).fetchone()
+    if ends != tail:
+        raise ForeignWrite(f"the log ends at {ends}, not {tuple(tail)}: another writer")
     insert, rows = batch.new_jobs
     if rows:  # first: a row wrongly taken for new must be the first thing to fail
+        if last_removal:
+            keys = json.dumps([row[:2] for row in rows])
+            if gone := conn.execute(REMOVED, (keys,)).fetchall():
+                raise RowsExist(f"{len(gone)} jobs planned as new were removed by retention")
         try:
             conn.executemany(insert, rows)
         except sqlite3.IntegrityError as exc:
@@ -151,7 +167,7 @@ def _steps(conn: sqlite3.Connection, batch: Batch, tail: Row) -> tuple[Written, 
             conn.executemany(statement, rows)
     found = [conn.execute(statement, params).fetchall() for statement, params in batch.queries]
     written = Written(first_delivery, last_seq + 1, refused, found)
-    return written, (last_delivery + len(batch.deliveries[1]), seq)
+    return written, (last_delivery + len(batch.deliveries[1]), seq, last_removal)
 
 
 def transaction(conn: sqlite3.Connection, steps: Callable[[sqlite3.Connection], T]) -> T:

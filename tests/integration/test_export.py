@@ -58,6 +58,30 @@ async def test_each_line_is_the_job_and_timeline_the_api_shows(
     assert 1 == len(done["duplicates"])
 
 
+async def test_removal_at_the_export_cut_takes_only_exported_jobs_and_the_lines_stay_true(
+    client: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    await callback(client, "broke", "ERROR", error="x")
+    await callback(client, "quiet", "ERROR", error="y")
+    await callback(client, "open", "PROCESSING")
+    until = utcnow()
+    await asyncio.sleep(0.01)
+    await callback(client, "after", "ERROR", error="finished after the cut")
+    exported = await lines(client, tmp_path, until)
+    timelines = {line["job"]["id"]: line["events"] for line in exported}
+
+    removed = await client.app[STORE].remove_jobs(0, until)
+
+    assert set(timelines) == {job_id for _, _, job_id in removed.remove}
+    for job_id in timelines:
+        assert 404 == (await client.get(f"/api/jobs/pixazo/{job_id}")).status
+    assert [] == await lines(client, tmp_path, until), "what is left before the cut is open"
+    for job_id in ("open", "after"):
+        assert 200 == (await client.get(f"/api/jobs/pixazo/{job_id}")).status
+    kept = [events[-1]["type"] for events in timelines.values()]
+    assert ["job.failed", "job.failed"] == kept, "the lines keep the timelines"
+
+
 async def test_one_provider_and_an_early_cut(client: TestClient[Any, Any], tmp_path: Path) -> None:
     await callback(client, "p1", "ERROR", error="x")
     assert [] == await lines(client, tmp_path, utcnow() - timedelta(days=1))

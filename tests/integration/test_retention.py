@@ -4,6 +4,7 @@ the space back, and starts where it stopped."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -112,6 +113,7 @@ async def test_a_store_that_is_down_holds_the_pruner_back_and_it_goes_on_after(t
     store = await _opened(tmp_path / "jobtrail.db")
     try:
         await store.reject(_old(None, 40, b"junk"), "unreadable answer")
+        await store.reject(_old(None, 0, b"junk"), "unreadable answer")  # the last is kept (its id)
         component = Component("retention", "pruner")
         flaky = _Unreachable(store)
         pruner = Pruner(RetentionSettings(interval=1), flaky, component, pause=0)  # type: ignore[arg-type]
@@ -124,6 +126,61 @@ async def test_a_store_that_is_down_holds_the_pruner_back_and_it_goes_on_after(t
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         assert (0, State.RUNNING) == (flaky.failures, component.state), "backed off once, then pruned"
-        assert [] == await store.deliveries()
+        assert 1 == len(await store.deliveries())
+    finally:
+        await store.close()
+
+
+async def test_old_jobs_go_whole_beside_late_reports_about_them(tmp_path: Path) -> None:
+    path = tmp_path / "jobtrail.db"
+    store = open_store(f"sqlite:///{path}", lambda *_: [])  # no outbox work holds a job back
+    await store.open()
+    try:
+        for n in range(200):
+            await store.intake(
+                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"j{n}"),
+                [Observation("pixazo", f"j{n}", "failed", error="x")],
+            )
+        await store.intake(  # the log's last event is not one of theirs
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "open"),
+            [Observation("pixazo", "open", "processing")],
+        )
+        component = Component("retention", "pruner")
+        settings = RetentionSettings(jobs_days=1)
+        pruner = Pruner(
+            settings, store, component, page=16, pause=0, clock=lambda: utcnow() + timedelta(days=2)
+        )
+
+        async def late_reports(which: list[int]) -> list[str]:
+            verdicts = []
+            for n in which:
+                result = await store.intake(
+                    Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"j{n}"),
+                    [Observation("pixazo", f"j{n}", "processing")],
+                )
+                verdicts.append(result.verdict.value)
+            return verdicts
+
+        order = random.Random(7).sample(range(200), 200)
+        _, verdicts = await asyncio.gather(pruner.once(), late_reports(order[:150]))
+        verdicts += await late_reports(order[150:])  # after the walk: about jobs gone or kept back
+        # A job holding the log's last event stays until the log moves on (SQLite numbers
+        # the next event after the last), and the next walk takes it.
+        await store.intake(
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", "open"),
+            [Observation("pixazo", "open", "processing", progress=50)],
+        )
+        await pruner.once()
+
+        assert 200 == component.counts["jobs_removed"]
+        assert verdicts[150:].count("rejected") >= 49, "reports after the walk: their jobs are gone"
+        assert ["open"] == [job.id for job in (await store.list_jobs()).jobs]
+        assert {"open"} == {event.job_id for event in await store.events_after(0)}
+        refused = [d for d in await store.deliveries(limit=1_000) if d.verdict is Verdict.REJECTED]
+        assert len(refused) == verdicts.count("rejected"), "every refused late report is kept"
+        with sqlite3.connect(path) as conn:
+            assert [] == conn.execute("PRAGMA foreign_key_check").fetchall(), "every event names a delivery"
+            assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
+            assert 200 == conn.execute("SELECT count(*) FROM removed_jobs").fetchone()[0]
     finally:
         await store.close()

@@ -312,9 +312,10 @@ def test_signing_keys_are_secrets_too() -> None:
 
 def test_retention_keeps_deliveries_30_days_by_default_and_0_means_for_ever(tmp_path: Path) -> None:
     default = load(None, {}).retention
-    assert (30, 30, 300.0, True) == (
+    assert (30, 30, 0, 300.0, True) == (
         default.deliveries_days,
         default.rejected_days,
+        default.jobs_days,
         default.interval,
         default.active,
     )
@@ -328,6 +329,21 @@ def test_retention_keeps_deliveries_30_days_by_default_and_0_means_for_ever(tmp_
     assert (90, 7, 60.0) == (chosen.deliveries_days, chosen.rejected_days, chosen.interval)
 
 
+def test_removing_old_jobs_is_asked_for_alone_and_makes_the_pruner_run(tmp_path: Path) -> None:
+    only_jobs = {
+        "JOBTRAIL_RETAIN_DELIVERIES_DAYS": "0",
+        "JOBTRAIL_RETAIN_REJECTED_DAYS": "0",
+        "JOBTRAIL_RETAIN_JOBS_DAYS": "365",
+    }
+    chosen = load(None, only_jobs).retention
+    assert (0, 0, 365) == (chosen.deliveries_days, chosen.rejected_days, chosen.jobs_days)
+    assert chosen.active, "the leader runs the pruner for the jobs alone"
+    config = tmp_path / "r.toml"
+    config.write_text("[retention]\njobs_days = 90\n")
+    assert 90 == load(config, {}).retention.jobs_days
+    assert 7 == load(config, {"JOBTRAIL_RETAIN_JOBS_DAYS": "7"}).retention.jobs_days, "the environment wins"
+
+
 @pytest.mark.parametrize(
     ("env", "setting"),
     [
@@ -336,6 +352,10 @@ def test_retention_keeps_deliveries_30_days_by_default_and_0_means_for_ever(tmp_
         ({"JOBTRAIL_RETAIN_DELIVERIES_DAYS": "thirty"}, "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
         ({"JOBTRAIL_RETAIN_REJECTED_DAYS": "99999999"}, "JOBTRAIL_RETAIN_REJECTED_DAYS"),
         ({"JOBTRAIL_RETAIN_REJECTED_DAYS": "\u00b2"}, "JOBTRAIL_RETAIN_REJECTED_DAYS"),
+        ({"JOBTRAIL_RETAIN_JOBS_DAYS": "-30"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
+        ({"JOBTRAIL_RETAIN_JOBS_DAYS": "1e9"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
+        ({"JOBTRAIL_RETAIN_JOBS_DAYS": "36501"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
+        ({"JOBTRAIL_RETAIN_JOBS_DAYS": "30; DROP TABLE jobs"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
         ({"JOBTRAIL_RETENTION_INTERVAL": "0"}, "JOBTRAIL_RETENTION_INTERVAL"),
         ({"JOBTRAIL_RETENTION_INTERVAL": "nan"}, "JOBTRAIL_RETENTION_INTERVAL"),
     ],
