@@ -21,6 +21,7 @@ from jobtrail.core.model import Delivery, Observation, utcnow
 from jobtrail.store.base import OutcomeUnknown, StoreError
 from jobtrail.store.sqlite import SQLiteStore
 from jobtrail.store.sqlite import process as sqlite_process
+from jobtrail.store.sqlite import store as sqlite_store
 from jobtrail.store.sqlite.process import WriterProcess
 from jobtrail.store.sqlite.schema import migrate
 from jobtrail.store.sqlite.writer import Batch, Skipped
@@ -232,3 +233,24 @@ async def test_a_pipe_that_cannot_be_widened_still_carries_batches(
     finally:
         await writer.close()
     assert ["sqlite_writer_pipe_default"] == [e["event"] for e in logs if "pipe" in e["event"]]
+
+
+async def test_the_wal_stays_within_its_bound_under_sustained_intake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background checkpoint alone never starts the WAL over while intake goes on; the
+    writer finishes the checkpoint once the WAL passes its bound (here 128 pages, 512 KiB,
+    against 64 MiB in service), so the file stays near it however much is written."""
+    monkeypatch.setattr(sqlite_store, "WAL_PAGES", 128)
+    path = tmp_path / "jobtrail.db"
+    store = SQLiteStore(path, EffectPlanner(("slack",)))
+    await store.open()
+    largest = 0
+    try:
+        for wave in range(40):  # about 20 MB of WAL frames in all, one at a time: no batching
+            for n in range(50):
+                await store.intake(delivery(f"w{wave}-{n}"), [processing(f"w{wave}-{n}")])
+            largest = max(largest, os.stat(f"{path}-wal").st_size)
+    finally:
+        await store.close()
+    assert largest <= 4 * 128 * 4096, f"the WAL grew to {largest:,} bytes"
