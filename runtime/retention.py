@@ -31,6 +31,9 @@ from jobtrail.store.base import Store, StoreUnavailable
 log = structlog.get_logger(__name__)
 
 PAGE = 500
+# Jobs a page: each takes its events, deliveries and outbox items along (~25 rows), and a
+# page holds the write lock while it goes; bench/scale: 500 a page held intake up to 130 ms.
+JOB_PAGE = 100
 PAUSE = 0.05  # between pages: room for the writer
 FOREVER = datetime.min.replace(tzinfo=UTC)
 
@@ -43,11 +46,12 @@ class Pruner:
         component: Component,
         *,
         page: int = PAGE,
+        job_page: int = JOB_PAGE,
         pause: float = PAUSE,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings, self.store, self.component = settings, store, component
-        self.page, self.pause, self._clock = page, pause, clock
+        self.page, self.job_page, self.pause, self._clock = page, job_page, pause, clock
         self.start = 0  # deliveries up to this id are past both windows and dealt with
 
     async def run(self) -> None:
@@ -72,7 +76,7 @@ class Pruner:
     async def _jobs(self, before: datetime) -> int:
         after, removed = 0, 0
         while True:
-            done = await self.store.remove_jobs(after, before, self.page)
+            done = await self.store.remove_jobs(after, before, self.job_page)
             removed += len(done.remove)
             after = done.last
             if done.finished:

@@ -11,8 +11,10 @@ set-up, not the worker's path). Deliveries are stamped 40 days old, so retention
 work. Then serves the API in this process and measures, with CLIENTS concurrent
 clients, p50/p99 of each route (inside the round trip, over REQUESTS requests each),
 against `/healthz` measured the same way (the HTTP floor: the ratio is the route's own
-cost), and a job lookup while the other clients run filtered lists. Last, bytes per job
-before and after a retention walk (30 days).
+cost), and a job lookup while the other clients run filtered lists. Then bytes per job
+before and after a retention walk (30 days), and last every job built removed by job
+retention while four writers take new jobs (the walk's rate; intake's p50/p99 beside it
+against intake alone, in the same run).
 
 The issue's targets at 1,000,000 jobs with four clients: lookup p99 <= 2 ms, any list
 page or filter p99 <= 10 ms, a lookup beside filtered lists p99 <= 5 ms, <= 2 KB a job
@@ -43,7 +45,7 @@ from jobtrail.core.settings import RetentionSettings, load
 from jobtrail.receiver.app import create_app
 from jobtrail.receiver.serve import store_for
 from jobtrail.runtime.health import Component
-from jobtrail.runtime.retention import Pruner
+from jobtrail.runtime.retention import JOB_PAGE, Pruner
 from jobtrail.store.base import Store
 
 PROVIDERS = ("pixazo", "apiframe", "oxen", "venice")
@@ -169,6 +171,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"{'lookup beside filtered lists':30} {beside[0]:7.2f} {beside[1]:7.2f} {beside[0] / floor:13.1f}x"
             )
             await _retention(store, path, args.jobs)
+            await _job_removal(store, path, args.jobs, args.job_page)
         finally:
             await store.close()
 
@@ -211,6 +214,55 @@ async def _retention(store: Store, path: Path, jobs: int) -> None:
     )
 
 
+async def _job_removal(store: Store, path: Path, jobs: int, job_page: int) -> None:
+    """Every finished job built removed (the cut: now, so the whole log built is old),
+    while four writers take webhooks for new jobs: the walk's rate, and intake's latency
+    beside it against intake's alone, in the same run."""
+    with sqlite3.connect(path) as conn:  # bench set-up: every download and notification done
+        conn.execute("UPDATE outbox SET status = 'done' WHERE status = 'pending'")
+    cut = utcnow()
+    alone = await _intake_while(store, asyncio.sleep(3), "alone")
+    settings = RetentionSettings(deliveries_days=0, rejected_days=0, jobs_days=1)
+    component = Component("retention", "pruner")
+    pruner = Pruner(settings, store, component, job_page=job_page, clock=lambda: cut + timedelta(days=1))
+    started = time.perf_counter()
+    beside = await _intake_while(store, pruner.once(), "beside")
+    took = time.perf_counter() - started
+    removed = component.counts.get("jobs_removed", 0)
+    with sqlite3.connect(path) as conn:
+        left = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    print(
+        f"\njob removal: {removed:,} of {jobs:,} jobs in {took:.1f} s ({removed / took:,.0f} jobs/s); "
+        f"{left:,} jobs left (the new ones), {_size(path) / 2**20:,.0f} MiB"
+    )
+    for name, times in (("alone", alone), ("beside the walk", beside)):
+        p50, p99 = _q(times)
+        print(
+            f"intake {name:20} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max {max(times):7.2f} ms  ({len(times):,})"
+        )
+
+
+async def _intake_while(store: Store, work: Awaitable[Any], tag: str) -> list[float]:
+    """Four writers send a new job's first report each, one after another, until `work` ends."""
+    task = asyncio.ensure_future(work)
+    times: list[float] = []
+
+    async def writer(w: int) -> None:
+        n = 0
+        while not task.done():
+            n += 1
+            job_id = f"{tag}-{w}-{n}"
+            began = time.perf_counter()
+            await store.intake(
+                Delivery("webhook", "pixazo", utcnow(), HEADERS, b'{"status": "PROCESSING"}', job_id),
+                [Observation("pixazo", job_id, "processing", progress=5)],
+            )
+            times.append((time.perf_counter() - began) * 1000)
+
+    await asyncio.gather(task, *(writer(w) for w in range(4)))
+    return times
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -218,6 +270,7 @@ def cli() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--job-page", type=int, default=JOB_PAGE, help="jobs a removal page")
     asyncio.run(main(parser.parse_args()))
 
 
