@@ -115,6 +115,7 @@ async def job(request: web.Request, session: Session) -> web.StreamResponse:
     events = await history.annotated(store, provider, job_id, limit=10_000)
     kept = {d.id: d for d in await store.deliveries(provider=provider, job_id=job_id, limit=1_000)}
     outbox = await store.outbox_for_job(provider, job_id)
+    polls = await store.polls(provider, job_id)
     attempts: dict[str, list[Any]] = {}
     for event, _ in events:
         key = event.data.get("key")
@@ -141,6 +142,7 @@ async def job(request: web.Request, session: Session) -> web.StreamResponse:
         session,
         "jobs",
         job=found,
+        polls=polls,
         rows=rows,
         downloads=[e for e in outbox if e.item.kind == "download"],
         notifications=[e for e in outbox if e.item.kind == "notify"],

@@ -3,7 +3,9 @@
 Polls are the source of truth: push channels lose things, Venice has none. Each answer
 that says something new enters through the same intake transaction as a webhook (source
 `poll`); one that repeats what the job was already told is counted, not kept (a poll
-every few seconds per open job would otherwise keep a duplicate delivery each time). At
+every few seconds per open job would otherwise keep a duplicate delivery each time);
+every answer is counted on its job, with its time and a digest of its body (written
+every POLLS_EVERY s: `Store.record_polls`, shown as `polls` by the job's API). At
 most `concurrency` requests are in flight, each until its answer is recorded. The open
 jobs are read once, then only the new ones (all again every FULL_RELOAD s). The schedule is pure
 (`PollSchedule`); this loop only keeps a heap of due times, launches what is due, and
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import heapq
 import random
 import time
@@ -39,13 +42,15 @@ from jobtrail.providers.polling import PollSpec
 from jobtrail.providers.replies import Missing, Observed, Refused, Reply, Throttled, Unavailable, Unreadable
 from jobtrail.runtime import files, http
 from jobtrail.runtime.health import DEGRADED_AFTER, Component, State
-from jobtrail.store.base import Store, StoreError, StoreUnavailable
+from jobtrail.store.base import Polls, Store, StoreError, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30)
 DEFAULT_SCHEDULE = PollSchedule()
 FULL_RELOAD = 600.0  # seconds between reads of every open job (in between: only new ones)
+POLLS_EVERY = 5.0  # seconds between writes of the jobs' poll counts (`Store.record_polls`)
+POLLS_AT_STOP = 2.0  # seconds a stopping poller gives its last write of them
 LOAD_PAGE = 2_000  # open jobs read at a time, the event loop free in between
 
 
@@ -73,6 +78,8 @@ class Poller:
         self._clock, self._rand = clock, rand
         self._refresh = min(max(schedule.min_interval, 0.05), 5.0)
         self._wake = asyncio.Event()
+        self._answers: dict[str, Polls] = {}  # answers since the last write of them, by job
+        self._answers_at = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -113,7 +120,9 @@ class Poller:
                     else:
                         if self.component.state is State.BACKING_OFF and self._clock() >= self._paused_until:
                             self.component.set(State.RUNNING)
-                wait = self._launch(self._clock())
+                if self._clock() >= self._answers_at:
+                    await self._write_answers()
+                wait = min(self._launch(self._clock()), max(self._answers_at - self._clock(), 0.0))
                 self._wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                 # that lands as the event fires, and the poller would never stop.
@@ -124,6 +133,33 @@ class Poller:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLLS_AT_STOP):
+                    await self._write_answers()
+
+    def _count(self, job: Job, delivery: Delivery) -> None:
+        """One more answer about `job`: counted on the job (`Store.record_polls`) at the
+        next write, every POLLS_EVERY s, whether or not the answer itself is kept."""
+        before = self._answers.get(job.id)
+        digest = hashlib.sha256(delivery.body).hexdigest()[:16]
+        answers = 1 + (before.answers if before else 0)
+        self._answers[job.id] = Polls(self.provider, job.id, answers, delivery.received_at, digest)
+
+    async def _write_answers(self) -> None:
+        """Write the counts gathered; kept for the next write if the store cannot take them."""
+        self._answers_at = self._clock() + POLLS_EVERY
+        answers, self._answers = self._answers, {}
+        if not answers:
+            return
+        try:
+            await self.store.record_polls(list(answers.values()))
+        except StoreError as exc:
+            log.warning("poll_counts_not_recorded", provider=self.provider, jobs=len(answers), error=str(exc))
+            for job_id, record in answers.items():  # older first: the newer answers win
+                newer = self._answers.get(job_id)
+                self._answers[job_id] = (
+                    newer._replace(answers=newer.answers + record.answers) if newer else record
+                )
 
     async def _reload(self) -> None:
         """Read the open jobs that came since the last read (every `_refresh` s), or all
@@ -251,6 +287,7 @@ class Poller:
         (`unchanged`, in `/readyz`) and not kept: it would be a duplicate delivery, a row
         of headers and body for nothing, every few seconds per open job. The first
         answer of each kind is kept, with the event it made."""
+        self._count(job, delivery)
         if isinstance(reply, Unreadable):
             await self.store.reject(delivery, reply.reason)
             return

@@ -18,7 +18,7 @@ from jobtrail.receiver import bodies, history, params, stream
 from jobtrail.receiver.auth import COOKIE, bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler, not_configured
 from jobtrail.receiver.keys import METRICS, SCRUB, SESSIONS, SETTINGS, STORE
-from jobtrail.receiver.views import delivery_view, job_view, outbox_view
+from jobtrail.receiver.views import delivery_view, job_view, one_job, outbox_view
 from jobtrail.store.base import BadCursor, JobFilter, Page, Store
 
 MAX_PAGE = 500
@@ -108,7 +108,7 @@ async def show_job(request: web.Request) -> web.Response:
     job = await store.get_job(provider, job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
-    return web.json_response(job_view(job, await store.outbox_for_job(provider, job_id)))
+    return web.json_response(await one_job(store, job))
 
 
 async def job_events(request: web.Request) -> web.Response:
@@ -171,10 +171,7 @@ async def track_job(request: web.Request) -> web.Response:
     result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
     request.app[METRICS].delivery(provider, "api", result.verdict.value)
     assert result.job is not None
-    return web.json_response(
-        job_view(result.job, await store.outbox_for_job(provider, job_id)),
-        status=200 if existed else 201,
-    )
+    return web.json_response(await one_job(store, result.job), status=200 if existed else 201)
 
 
 OUTBOX_STATUSES = ("pending", "done", "dead")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobtrail.receiver import history
-from jobtrail.receiver.views import delivery_view, job_view
+from jobtrail.receiver.views import delivery_view, one_job
 from jobtrail.store.base import Store
 
 PAGE = 500
@@ -37,11 +37,10 @@ async def finished_jobs(
         for job in page.jobs:
             if not job.status.terminal or job.updated_at >= until:
                 continue
-            outbox = await store.outbox_for_job(job.provider, job.id)
             events = await history.annotated(store, job.provider, job.id, limit=ALL_EVENTS)
             found = await history.duplicates(store, job.provider, job.id)
             yield {
-                "job": job_view(job, outbox),
+                "job": await one_job(store, job),
                 "events": [{**e.to_json(), "effect": history.effect_json(effect)} for e, effect in events],
                 "duplicates": [delivery_view(d) for d in found],
             }

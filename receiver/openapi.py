@@ -58,6 +58,11 @@ _JOB = {
         "updated_at": _TIME,
         "downloads": {"type": "array", "items": _DOWNLOAD},
         "notifications": {"type": "array", "items": _NOTIFICATION},
+        "polls": {  # one job on its own: how often the poller asked about it
+            "type": ["object", "null"],
+            "required": ["count", "last_at", "last_digest"],
+            "properties": {"count": {"type": "integer"}, "last_at": _TIME, "last_digest": _STR},
+        },
     },
 }
 _EVENT = {

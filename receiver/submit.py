@@ -23,7 +23,7 @@ from jobtrail.providers.replies import HttpCall
 from jobtrail.receiver import bodies
 from jobtrail.receiver.errors import ApiError, not_configured
 from jobtrail.receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
-from jobtrail.receiver.views import job_view
+from jobtrail.receiver.views import one_job
 from jobtrail.runtime import http
 from jobtrail.runtime.health import State
 from jobtrail.store.base import Store, StoreError, StoreUnavailable
@@ -97,7 +97,7 @@ async def submit_job(request: web.Request) -> web.Response:
         ) from exc
     request.app[METRICS].delivery(name, "api", result.verdict.value)
     assert result.job is not None
-    return web.json_response(job_view(result.job, await store.outbox_for_job(name, job_id)), status=201)
+    return web.json_response(await one_job(store, result.job), status=201)
 
 
 async def _record(store: Store, delivery: Delivery, observation: Observation) -> IntakeResult:

@@ -1,12 +1,14 @@
-"""The JSON shapes of the API (PRODUCT.md): a job with its downloads and notifications."""
+"""The JSON shapes of the API (PRODUCT.md): a job with its downloads and notifications
+(and, on its own, its polls)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from jobtrail.core.model import Job, OutboxEntry
-from jobtrail.store.base import StoredDelivery
+from jobtrail.store.base import Polls, Store, StoredDelivery
 
 
 def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:
@@ -25,6 +27,26 @@ def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:
         "downloads": [_download(e) for e in outbox if e.item.kind == "download"],
         "notifications": [_notification(e) for e in outbox if e.item.kind == "notify"],
     }
+
+
+def job_detail(job: Job, outbox: Sequence[OutboxEntry], polls: Polls | None) -> dict[str, Any]:
+    """One job on its own (`GET /api/jobs/{p}/{id}`, tracking or submitting one, `jobtrail
+    export`): the job view and its polls (null until it is first polled)."""
+    return {**job_view(job, outbox), "polls": polls_view(polls)}
+
+
+async def one_job(store: Store, job: Job) -> dict[str, Any]:
+    """`job_detail`, its outbox and polls read at once."""
+    outbox, polls = await asyncio.gather(
+        store.outbox_for_job(job.provider, job.id), store.polls(job.provider, job.id)
+    )
+    return job_detail(job, outbox, polls)
+
+
+def polls_view(polls: Polls | None) -> dict[str, Any] | None:
+    if polls is None:
+        return None
+    return {"count": polls.answers, "last_at": polls.last_at.isoformat(), "last_digest": polls.last_digest}
 
 
 def _download(entry: OutboxEntry) -> dict[str, Any]:

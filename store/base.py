@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -146,6 +146,31 @@ class Gauges:
 
     outbox: Mapping[tuple[str, str, str], int]
     open_jobs: Mapping[str, int]
+
+
+class Polls(NamedTuple):
+    """A job's polls (`Store.record_polls`, `Store.polls`): how many answers, when the
+    last came, and a digest of its body. `answers` is written as an increment, read as
+    the total."""
+
+    provider: str
+    job_id: str
+    answers: int
+    last_at: datetime
+    last_digest: str
+
+
+def merged(polls: Iterable[Polls]) -> list[Polls]:
+    """One record per job: answers added up, the latest answer's time and digest."""
+    by_job: dict[tuple[str, str], Polls] = {}
+    for record in polls:
+        key = (record.provider, record.job_id)
+        seen = by_job.get(key)
+        if seen is not None:
+            latest = record if record.last_at >= seen.last_at else seen
+            record = latest._replace(answers=seen.answers + record.answers)
+        by_job[key] = record
+    return list(by_job.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +431,17 @@ class Store(abc.ABC):
         deliveries and outbox items, and each leaves a tombstone, so that a later report
         about it is refused (`retention.REMOVED`) rather than starting it again. Safe
         beside intake: a job a report changes meanwhile is no longer old, and stays."""
+
+    @abc.abstractmethod
+    async def record_polls(self, polls: Sequence[Polls]) -> int:
+        """Add each record's answers to its job's poll count, and set its last poll time and
+        reply digest, in one short transaction; a job not stored (or removed) is skipped.
+        How many jobs were updated. The poller's answers that said nothing new are kept
+        only this way."""
+
+    @abc.abstractmethod
+    async def polls(self, provider: str, job_id: str) -> Polls | None:
+        """The job's polls so far, or None (never polled, or not stored)."""
 
     @abc.abstractmethod
     async def gauges(self) -> Gauges:

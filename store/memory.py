@@ -38,10 +38,12 @@ from jobtrail.store.base import (
     JobFilter,
     LeaseLost,
     Page,
+    Polls,
     Store,
     StoreClosed,
     StoredDelivery,
     StoreError,
+    merged,
 )
 from jobtrail.store.retention import Pruned, Removal
 
@@ -58,6 +60,7 @@ class MemoryStore(Store):
         self._events: list[Event] = []
         self._gone_events: set[int] = set()  # events of jobs removed by retention (seqs stay positions)
         self._removed: set[JobKey] = set()  # tombstones of the jobs removed
+        self._polls: dict[JobKey, Polls] = {}
         self._last_jid = self._last_outbox = 0
         self._fingerprints: set[tuple[str, str, str]] = set()
         self._jobs: dict[JobKey, tuple[int, Job]] = {}
@@ -399,6 +402,7 @@ class MemoryStore(Store):
                 return choice
             for job_key in gone:
                 del self._jobs[job_key]
+                self._polls.pop(job_key, None)
             self._removed |= gone
             self._gone_events.update(e.seq for e in self._events if (e.provider, e.job_id) in gone)
             self._gone.update(
@@ -411,6 +415,22 @@ class MemoryStore(Store):
                     self._leases.pop(entry.id, None)
             self._fingerprints = {f for f in self._fingerprints if (f[0], f[1]) not in gone}
             return choice
+
+    async def record_polls(self, polls: Sequence[Polls]) -> int:
+        async with self._lock:
+            self._check_open()
+            updated = 0
+            for record in merged(polls):
+                key = (record.provider, record.job_id)
+                if key not in self._jobs:
+                    continue
+                before = self._polls.get(key)
+                self._polls[key] = record._replace(answers=record.answers + (before.answers if before else 0))
+                updated += 1
+            return updated
+
+    async def polls(self, provider: str, job_id: str) -> Polls | None:
+        return self._polls.get((provider, job_id))
 
     async def job_counts(self) -> JobCounts:
         self._check_open()

@@ -40,7 +40,7 @@ _TABLES = {
     "events": "seq provider job_id type source at:time data:json delivery_id fingerprint",
     "jobs": (
         "jid provider job_id status progress result_urls:json error provider_status terminals:json "
-        "params:json seen:json created_at:time updated_at:time"
+        "params:json seen:json created_at:time updated_at:time polls polled_at:time poll_digest"
     ),
     "outbox": (
         "id key kind provider job_id sink payload:json status attempts next_attempt_at:time "
@@ -111,8 +111,8 @@ def job_from(row: Sequence[Any]) -> Job:
         terminals=tuple(Status(s) for s in orjson.loads(row[7])),
         params=orjson.loads(row[8]),
         seen=frozenset(orjson.loads(row[9])),
-        created_at=_time(row[10]),
-        updated_at=_time(row[11]),
+        created_at=time_from(row[10]),
+        updated_at=time_from(row[11]),
     )
 
 
@@ -139,7 +139,7 @@ def event_from(row: Sequence[Any]) -> Event:
         job_id=row[2],
         type=row[3],
         source=row[4],
-        at=_time(row[5]),
+        at=time_from(row[5]),
         data=orjson.loads(row[6]),
         delivery_id=row[7],
     )
@@ -165,7 +165,7 @@ def delivery_from(row: Sequence[Any]) -> StoredDelivery:
         source=row[1],
         provider=row[2],
         job_id=row[3],
-        received_at=_time(row[4]),
+        received_at=time_from(row[4]),
         headers=orjson.loads(row[5]),
         body=bytes(row[6]),
     )
@@ -217,7 +217,9 @@ def outbox_from(row: Sequence[Any]) -> OutboxEntry:
         sink=row[5],
         payload=orjson.loads(row[6]),
     )
-    return OutboxEntry(row[0], item, row[7], row[8], row[9], _time(row[10]), _time(row[11]), _time(row[12]))
+    return OutboxEntry(
+        row[0], item, row[7], row[8], row[9], time_from(row[10]), time_from(row[11]), time_from(row[12])
+    )
 
 
 def encode_cursor(position: int) -> str:
@@ -239,7 +241,8 @@ def decode_cursor(cursor: str) -> int:
     return int(match.group(1))
 
 
-def _time(value: Any) -> datetime:
+def time_from(value: Any) -> datetime:
+    """A stored time: SQLite gives it as ISO text, PostgreSQL as a datetime."""
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
@@ -249,7 +252,7 @@ def neutral(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(
         None
         if value is None
-        else _time(value)
+        else time_from(value)
         if kind == "time"
         else orjson.loads(value)
         if kind == "json"

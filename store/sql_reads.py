@@ -12,7 +12,16 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
-from jobtrail.store.base import DeliveryFilter, Gauges, JobCounts, JobFilter, Page, Store, StoredDelivery
+from jobtrail.store.base import (
+    DeliveryFilter,
+    Gauges,
+    JobCounts,
+    JobFilter,
+    Page,
+    Polls,
+    Store,
+    StoredDelivery,
+)
 
 OUTBOX_DEPTH = (
     "SELECT kind, sink, status, count(*) FROM outbox WHERE status IN ('pending', 'dead') "
@@ -36,6 +45,13 @@ class SQLReads(Store):
     async def get_job(self, provider: str, job_id: str) -> Job | None:
         found = await self._fetch(self.queries.JOB, (provider, job_id))
         return rows.job_from(found[0]) if found else None
+
+    async def polls(self, provider: str, job_id: str) -> Polls | None:
+        found = await self._fetch(self.queries.POLLS, (provider, job_id))
+        if not found or not found[0][0]:
+            return None
+        count, at, digest = found[0]
+        return Polls(provider, job_id, count, rows.time_from(at), digest)
 
     async def list_jobs(
         self,

@@ -30,6 +30,14 @@ OUTBOX_COLUMNS = (
 Query = tuple[str, list[Any]]
 
 JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = $1 AND job_id = $2"
+POLLS = "SELECT polls, polled_at, poll_digest FROM jobs WHERE provider = $1 AND job_id = $2"
+RECORD_POLLS = """
+UPDATE jobs SET polls = jobs.polls + p.n, polled_at = p.at, poll_digest = p.digest
+FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[])
+    AS p (provider, job_id, n, at, digest)
+WHERE jobs.provider = p.provider AND jobs.job_id = p.job_id
+RETURNING jobs.jid
+"""
 OPEN_JOBS = (
     f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = $1 AND status IN ('queued', 'processing') "
     "ORDER BY jid LIMIT $2"

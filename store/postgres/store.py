@@ -32,9 +32,11 @@ from jobtrail.store import retention, rows
 from jobtrail.store.base import (
     Claim,
     OutcomeUnknown,
+    Polls,
     StoreClosed,
     StoreError,
     StoreUnavailable,
+    merged,
 )
 from jobtrail.store.batching import GroupCommitter
 from jobtrail.store.committed import GroupCommitted
@@ -273,6 +275,23 @@ class PostgresStore(GroupCommitted, SQLReads):
         if released:
             await self._fetch("SELECT pg_notify($1, '')", (writes.OUTBOX,))
         return released
+
+    async def record_polls(self, polls: Sequence[Polls]) -> int:
+        """Under the jobs' locks, taken as intake takes them: no deadlock with a batch
+        writing the same rows."""
+        if not polls:
+            return 0
+        found = sorted(merged(polls))
+        columns = [list(column) for column in zip(*found, strict=True)]
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    await conn.execute(writes.lock_jobs([(p.provider, p.job_id) for p in found]))
+                    return len(await conn.fetch(reads.RECORD_POLLS, *columns))
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL could not record polls: {exc}") from exc
 
     async def lead(self, name: str, owner: str, ttl: float) -> bool:
         return bool(await self._fetch(LEAD, (name, owner, float(ttl))))

@@ -17,6 +17,7 @@ from jobtrail.store.sqlite.writer import REMOVED
 Query = tuple[str, list[Any]]
 
 JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id = ?"
+POLLS = "SELECT polls, polled_at, poll_digest FROM jobs WHERE provider = ? AND job_id = ?"
 OPEN_JOBS = (
     f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND status IN ('{Status.QUEUED.value}', "
     f"'{Status.PROCESSING.value}') ORDER BY jid LIMIT ?"

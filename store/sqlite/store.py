@@ -34,9 +34,11 @@ from jobtrail.store import retention, rows
 from jobtrail.store.base import (
     Claim,
     OutcomeUnknown,
+    Polls,
     StoreClosed,
     StoreError,
     StoreUnavailable,
+    merged,
 )
 from jobtrail.store.batching import GroupCommitter, PlanAgain
 from jobtrail.store.committed import GroupCommitted
@@ -177,6 +179,11 @@ class SQLiteStore(GroupCommitted, SQLReads):
 
     async def release(self, owner: str) -> int:
         return len(cast("list[int]", await self._committer.submit(sql.Release(owner))))
+
+    async def record_polls(self, polls: Sequence[Polls]) -> int:
+        if not polls:
+            return 0
+        return len(cast("list[int]", await self._committer.submit(sql.Polled(merged(polls)))))
 
     async def _prepare(self, requests: Sequence[sql.Write]) -> sql.Prepared:
         """Plan a batch on top of what is committed plus the batches in flight (`_tails`).

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Plan, Result
-from jobtrail.core.model import OutboxEntry, utcnow
+from jobtrail.core.model import OutboxEntry, isoformat, utcnow
 from jobtrail.store import rows
-from jobtrail.store.base import Claim
+from jobtrail.store.base import Claim, Polls
 from jobtrail.store.sqlite.writer import Batch
 
 INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -83,8 +83,25 @@ class Release(NamedTuple):
     owner: str
 
 
-Command = Claim | Renew | Release
-COMMANDS = (Claim, Renew, Release)
+class Polled(NamedTuple):
+    """Add to jobs' poll counts (a statement, like a claim; one record per job)."""
+
+    polls: Sequence[Polls]
+
+
+# The records as a JSON array of [provider, job_id, count, time, digest].
+RECORD_POLLS = """
+UPDATE jobs SET polls = jobs.polls + p.n, polled_at = p.at, poll_digest = p.digest
+FROM (SELECT json_extract(value, '$[0]') AS provider, json_extract(value, '$[1]') AS job_id,
+             json_extract(value, '$[2]') AS n, json_extract(value, '$[3]') AS at,
+             json_extract(value, '$[4]') AS digest
+      FROM json_each(?)) AS p
+WHERE jobs.provider = p.provider AND jobs.job_id = p.job_id
+RETURNING jobs.jid
+"""
+
+Command = Claim | Renew | Release | Polled
+COMMANDS = (Claim, Renew, Release, Polled)
 Write = IntakeRequest | AttemptRecord | Command
 Answer = Result | list[OutboxEntry] | list[int]
 
@@ -149,6 +166,11 @@ def command_query(command: Command, now: datetime) -> tuple[str, tuple[Any, ...]
         return CLAIM, claim_params(command)
     if isinstance(command, Renew):
         return RENEW, (rows.stamp(command.until), command.owner, rows.dumps(sorted(command.entry_ids)))
+    if isinstance(command, Polled):
+        found = [
+            (p.provider, p.job_id, p.answers, isoformat(p.last_at), p.last_digest) for p in command.polls
+        ]
+        return RECORD_POLLS, (rows.dumps(found),)
     return RELEASE, (command.owner,)
 
 

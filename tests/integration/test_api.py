@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from jobtrail.core.model import utcnow
+from jobtrail.receiver.keys import STORE
+from jobtrail.store.base import Polls
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 
 PIXAZO = f"/webhooks/pixazo/{WEBHOOK_TOKEN}"
@@ -38,6 +41,17 @@ async def test_a_job_shows_state_results_and_downloads(client: TestClient[Any, A
     ] == job["downloads"]
     for field in ("provider", "id", "error", "created_at", "updated_at", "notifications"):
         assert field in job
+    assert job["polls"] is None, "never polled"
+
+
+async def test_a_job_on_its_own_shows_how_often_it_was_polled(client: TestClient[Any, Any]) -> None:
+    await callback(client, "p1", "PROCESSING")
+    at = utcnow()
+    await client.app[STORE].record_polls([Polls("pixazo", "p1", 7, at, "0123456789abcdef")])
+    job = await (await client.get("/api/jobs/pixazo/p1")).json()
+    assert {"count": 7, "last_at": at.isoformat(), "last_digest": "0123456789abcdef"} == job["polls"]
+    listed = (await (await client.get("/api/jobs")).json())["jobs"]
+    assert "polls" not in listed[0], "a listing stays as it was: the count is read per job"
 
 
 async def test_a_job_timeline_lists_its_events_in_order(client: TestClient[Any, Any]) -> None:

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from jobtrail.core.model import utcnow
 from jobtrail.receiver.auth import COOKIE, SESSION_SECONDS, Sessions
+from jobtrail.receiver.keys import STORE
+from jobtrail.store.base import Polls
 from tests.conftest import API_TOKEN
 from tests.integration.conftest import ClientFactory
 from tests.integration.console import callback, csrf_of, log_in
@@ -182,6 +185,10 @@ async def test_the_job_page_shows_effects_duplicates_and_raw_deliveries(
     assert 'class="tag duplicate"' in page and 'href="/ui/deliveries/3">#3</a> duplicate' in page
     assert page.index("processing → succeeded") < page.index("said nothing new") < page.index("late:")
     assert "Retry now" in page, "the pending download can be run now"
+    assert "polled" not in page, "never polled"
+    await operator.app[STORE].record_polls([Polls("pixazo", "p1", 12, utcnow(), "fedcba9876543210")])
+    page = await (await operator.get("/ui/jobs/pixazo/p1")).text()
+    assert re.search(r"<dt>polled</dt><dd[^>]*>12 times, last .*fedcba9876543210", page)
 
 
 async def test_the_token_and_secrets_never_reach_a_page(operator: TestClient[Any, Any]) -> None:

@@ -15,6 +15,8 @@ from structlog.testing import capture_logs
 from jobtrail.core.model import Delivery, Job, Observation, Status, utcnow
 from jobtrail.core.settings import Settings
 from jobtrail.listeners import run
+from jobtrail.listeners.poller import Poller
+from jobtrail.providers.polling import SPECS
 from jobtrail.receiver.app import create_app
 from jobtrail.receiver.serve import store_for
 from jobtrail.runtime import supervise
@@ -173,6 +175,13 @@ async def test_an_open_job_is_polled_to_its_terminal_state(world: World, provide
     assert ["accepted", "accepted"] == [d.verdict.value for d in polls], "answers that repeat are not kept"
     assert ["download"] == [e.item.kind for e in await store.outbox_for_job(provider, "j1")]
     assert 4 == world.fake.polls(provider, "j1"), "a terminal job is not polled again"
+    counted = await store.polls(provider, "j1")  # written by the poller as it stopped, if not before
+    assert counted is not None and 4 == counted.answers, "every answer is counted on the job, kept or not"
+    last = polls[-1].delivery
+    assert (last.received_at, hashlib.sha256(last.body).hexdigest()[:16]) == (
+        counted.last_at,
+        counted.last_digest,
+    )
 
 
 async def test_a_venice_video_answer_is_streamed_to_disk_before_complete_is_called(world: World) -> None:
@@ -603,3 +612,46 @@ async def test_a_job_tracked_after_the_poller_started_is_polled(world: World) ->
         )
         await world.track(store, "pixazo", "late-1")
         await until(terminal(store, "pixazo", "late-1"))
+
+
+class RefusesCountsOnce:
+    """A store whose first write of poll counts fails as a store that is restarting."""
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.refused = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def record_polls(self, polls: Any) -> int:
+        if not self.refused:
+            self.refused += 1
+            raise StoreUnavailable("cannot reach the database")
+        return await self._store.record_polls(polls)  # type: ignore[no-any-return]
+
+
+async def test_counts_the_store_could_not_take_are_written_with_the_next(world: World, tmp_path: Any) -> None:
+    store = await world.start(("oxen",))
+    await world.track(store, "oxen", "j1")
+    job = await store.get_job("oxen", "j1")
+    assert job is not None
+    flaky = RefusesCountsOnce(store)
+    poller = Poller(
+        world.settings.provider("oxen"),
+        SPECS["oxen"],
+        flaky,
+        Health().component("p", "poll"),
+        None,  # type: ignore[arg-type]
+        data_dir=tmp_path,
+    )
+    for body in (b"first", b"second"):
+        poller._count(job, Delivery("poll", "oxen", utcnow(), {}, body, "j1"))
+    await poller._write_answers()  # refused: kept
+    assert 1 == flaky.refused and await store.polls("oxen", "j1") is None
+    last = Delivery("poll", "oxen", utcnow(), {}, b"third", "j1")
+    poller._count(job, last)
+    await poller._write_answers()
+
+    counted = await store.polls("oxen", "j1")
+    assert counted is not None
+    assert (3, last.received_at, hashlib.sha256(b"third").hexdigest()[:16]) == counted[2:]
