@@ -27,17 +27,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from bench.scale.db import PostgresDatabase, SQLiteFile
 from jobtrail.core import logs
 from jobtrail.core.intake import IntakeRequest
 from jobtrail.core.model import Delivery, Observation, utcnow
@@ -47,6 +46,8 @@ from jobtrail.receiver.serve import store_for
 from jobtrail.runtime.health import Component
 from jobtrail.runtime.retention import JOB_PAGE, Pruner
 from jobtrail.store.base import Store
+
+Database = SQLiteFile | PostgresDatabase
 
 PROVIDERS = ("pixazo", "apiframe", "oxen", "venice")
 HEADERS = {"Content-Type": "application/json", "User-Agent": "provider/1.0", "X-Request-Id": "r" * 32}
@@ -73,7 +74,7 @@ def _requests(n: int, at: Any) -> list[IntakeRequest]:
     return [IntakeRequest(Delivery("webhook", provider, at, HEADERS, body, job_id), (o,)) for o in reports]
 
 
-async def build(store: Store, jobs: int, path: Path) -> None:
+async def build(store: Store, jobs: int, db: Database) -> None:
     started = time.perf_counter()
     old = utcnow() - timedelta(days=40)
     batch: list[IntakeRequest] = []
@@ -90,8 +91,7 @@ async def build(store: Store, jobs: int, path: Path) -> None:
             batch = []
     if batch:
         await store.intake_many(batch)
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE outbox SET status = 'dead', attempts = 8 WHERE kind = 'notify' AND id % 100 = 0")
+    await db.execute("UPDATE outbox SET status = 'dead', attempts = 8 WHERE kind = 'notify' AND id % 100 = 0")
     print(f"built {jobs:,} jobs, {await store.last_seq():,} events in {time.perf_counter() - started:.0f} s")
 
 
@@ -149,12 +149,15 @@ async def main(args: argparse.Namespace) -> None:
             "JOBTRAIL_WEBHOOK_TOKEN": "bench-token-0123456789",
             "JOBTRAIL_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
         }
-        settings = load(None, env)
+        db: Database = PostgresDatabase() if args.store == "postgres" else SQLiteFile(tmp)
+        if isinstance(db, PostgresDatabase):
+            await db.create()
+        settings = load(None, {**env, **db.env})
         store = store_for(settings)
-        await store.open()
-        path = Path(tmp) / "jobtrail.db"
         try:
-            await build(store, args.jobs, path)
+            await store.open()
+            print(f"store: {db.kind}")
+            await build(store, args.jobs, db)
             since = (utcnow() - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
             async with TestClient(TestServer(create_app(settings, store))) as client:
                 table = []
@@ -170,10 +173,11 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"{'lookup beside filtered lists':30} {beside[0]:7.2f} {beside[1]:7.2f} {beside[0] / floor:13.1f}x"
             )
-            await _retention(store, path, args.jobs)
-            await _job_removal(store, path, args.jobs, args.job_page)
+            await _retention(store, db, args.jobs)
+            await _job_removal(store, db, args.jobs, args.job_page)
         finally:
             await store.close()
+            await db.close()
 
 
 async def _lookup_beside_lists(client: TestClient[Any, Any], args: argparse.Namespace) -> tuple[float, float]:
@@ -194,32 +198,25 @@ async def _lookup_beside_lists(client: TestClient[Any, Any], args: argparse.Name
         await asyncio.gather(*listers)
 
 
-def _size(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return path.stat().st_size
-
-
-async def _retention(store: Store, path: Path, jobs: int) -> None:
-    before = _size(path)
+async def _retention(store: Store, db: Database, jobs: int) -> None:
+    before = await db.size()
     started = time.perf_counter()
     deleted, stripped = await Pruner(
         RetentionSettings(), store, Component("retention", "pruner"), pause=0
     ).once()
     took = time.perf_counter() - started
-    after = _size(path)
+    after = await db.size()
     print(
         f"\nretention (30 days): {deleted:,} deleted, {stripped:,} stripped in {took:.1f} s; "
         f"{before / jobs:,.0f} -> {after / jobs:,.0f} bytes a job ({before / 2**20:,.0f} -> {after / 2**20:,.0f} MiB)"
     )
 
 
-async def _job_removal(store: Store, path: Path, jobs: int, job_page: int) -> None:
+async def _job_removal(store: Store, db: Database, jobs: int, job_page: int) -> None:
     """Every finished job built removed (the cut: now, so the whole log built is old),
     while four writers take webhooks for new jobs: the walk's rate, and intake's latency
     beside it against intake's alone, in the same run."""
-    with sqlite3.connect(path) as conn:  # bench set-up: every download and notification done
-        conn.execute("UPDATE outbox SET status = 'done' WHERE status = 'pending'")
+    await db.execute("UPDATE outbox SET status = 'done' WHERE status = 'pending'")  # all work done
     cut = utcnow()
     alone = await _intake_while(store, asyncio.sleep(3), "alone")
     settings = RetentionSettings(deliveries_days=0, rejected_days=0, jobs_days=1)
@@ -229,11 +226,10 @@ async def _job_removal(store: Store, path: Path, jobs: int, job_page: int) -> No
     beside = await _intake_while(store, pruner.once(), "beside")
     took = time.perf_counter() - started
     removed = component.counts.get("jobs_removed", 0)
-    with sqlite3.connect(path) as conn:
-        left = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    left = await db.count("jobs")
     print(
         f"\njob removal: {removed:,} of {jobs:,} jobs in {took:.1f} s ({removed / took:,.0f} jobs/s); "
-        f"{left:,} jobs left (the new ones), {_size(path) / 2**20:,.0f} MiB"
+        f"{left:,} jobs left (the new ones), {await db.size() / 2**20:,.0f} MiB"
     )
     for name, times in (("alone", alone), ("beside the walk", beside)):
         p50, p99 = _q(times)
@@ -271,6 +267,12 @@ def cli() -> None:
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--job-page", type=int, default=JOB_PAGE, help="jobs a removal page")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: a database of its own on JOBTRAIL_BENCH_POSTGRES_URL (else the tests' server)",
+    )
     asyncio.run(main(parser.parse_args()))
 
 
