@@ -20,6 +20,25 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports that are free now (the simulators
+    take a run of four). A port the kernel handed out is free; the next ones are tried."""
+    for _ in range(100):
+        first = free_port()
+        if first + count <= 65_536 and all(_free(first + n) for n in range(1, count)):
+            return first
+    raise RuntimeError(f"no {count} free consecutive ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
     """Serve `app` (a fake provider) on a free loopback port; the caller cleans the runner up."""
     runner = web.AppRunner(app)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import free_port
+from tests.e2e.helpers import free_port, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_the_readmes_steps_run_as_written(tmp_path: Path) -> None:
         pytest.skip("the README's block waits with curl, which this machine lacks")
     venv = Path(sys.executable).parent.parent
     (tmp_path / ".venv").symlink_to(venv)
-    first, port = free_port(), free_port()
+    first, port = free_ports(4), free_port()  # the simulators' four, free (a taken one hung the block)
     while any(free == port for free in range(first, first + 4)):
         port = free_port()
     block = readme_block("Trying it by hand, against the simulators")
