@@ -51,6 +51,7 @@ DEFAULT_SCHEDULE = PollSchedule()
 FULL_RELOAD = 600.0  # seconds between reads of every open job (in between: only new ones)
 POLLS_EVERY = 5.0  # seconds between writes of the jobs' poll counts (`Store.record_polls`)
 POLLS_AT_STOP = 2.0  # seconds a stopping poller gives its last write of them
+POLLS_CHUNK = 500  # jobs a write of them: each a short statement in the writer's queue
 LOAD_PAGE = 2_000  # open jobs read at a time, the event loop free in between
 
 
@@ -149,10 +150,13 @@ class Poller:
         """Write the counts gathered; kept for the next write if the store cannot take them."""
         self._answers_at = self._clock() + POLLS_EVERY
         answers, self._answers = self._answers, {}
-        if not answers:
-            return
+        records = list(answers.values())
         try:
-            await self.store.record_polls(list(answers.values()))
+            while records:  # a chunk at a time: a transaction of 100,000 jobs would hold intake up
+                await self.store.record_polls(records[:POLLS_CHUNK])
+                for written in records[:POLLS_CHUNK]:
+                    del answers[written.job_id]
+                records = records[POLLS_CHUNK:]
         except StoreError as exc:
             log.warning("poll_counts_not_recorded", provider=self.provider, jobs=len(answers), error=str(exc))
             for job_id, record in answers.items():  # older first: the newer answers win

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from jobtrail.core.model import Delivery, Job, Observation, Status, utcnow
 from jobtrail.core.settings import Settings
+from jobtrail.listeners import poller as poller_module
 from jobtrail.listeners import run
 from jobtrail.listeners.poller import Poller
 from jobtrail.providers.polling import SPECS
@@ -655,3 +656,37 @@ async def test_counts_the_store_could_not_take_are_written_with_the_next(world: 
     counted = await store.polls("oxen", "j1")
     assert counted is not None
     assert (3, last.received_at, hashlib.sha256(b"third").hexdigest()[:16]) == counted[2:]
+
+
+async def test_counts_are_written_a_chunk_at_a_time(
+    world: World, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(poller_module, "POLLS_CHUNK", 2)
+    store = await world.start(("oxen",))
+    jobs = []
+    for n in range(5):
+        await world.track(store, "oxen", f"c{n}")
+        found = await store.get_job("oxen", f"c{n}")
+        assert found is not None
+        jobs.append(found)
+    calls: list[int] = []
+    real = store.record_polls
+
+    async def counted(polls: Any) -> int:
+        calls.append(len(polls))
+        return await real(polls)
+
+    monkeypatch.setattr(store, "record_polls", counted)
+    poller = Poller(
+        world.settings.provider("oxen"),
+        SPECS["oxen"],
+        store,
+        Health().component("p", "poll"),
+        None,  # type: ignore[arg-type]
+        data_dir=tmp_path,
+    )
+    for job in jobs:
+        poller._count(job, Delivery("poll", "oxen", utcnow(), {}, b"x", job.id))
+    await poller._write_answers()
+    assert [2, 2, 1] == calls
+    assert all([(await store.polls("oxen", job.id)) for job in jobs]), "every job's count is written"
