@@ -1,11 +1,11 @@
 """store/retention.py: which old deliveries go, which lose their raw request, and where
-the pruner may start next time."""
+the pruner may start next time; which old jobs go whole."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobtrail.store.retention import decide
+from jobtrail.store.retention import choose_jobs, decide
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 RAW, REJECTED = NOW - timedelta(days=30), NOW - timedelta(days=10)
@@ -64,3 +64,28 @@ def test_rows_between_the_windows_hold_the_start_back_but_not_the_page() -> None
     decision = decide(rows, 0, days_ago(10), days_ago(30), page=3)
     assert ([], [1, 3]) == (decision.delete, decision.strip), "the rejected one has 10 days left"
     assert (1, False, 3) == (decision.done_until, decision.all_done, decision.last)
+
+
+def test_old_finished_jobs_without_pending_work_are_chosen_and_the_cut_ends_the_walk() -> None:
+    cut = datetime(2026, 12, 1, tzinfo=UTC)
+    old, new = cut - timedelta(days=1), cut + timedelta(seconds=1)
+    page = [
+        (1, "pixazo", "done", "succeeded", old, old, False),
+        (2, "pixazo", "open", "processing", old, old, False),  # not finished
+        (3, "pixazo", "busy", "failed", old, old, True),  # a notification still due
+        (4, "pixazo", "late", "cancelled", old, new, False),  # changed after the cut
+        (5, "venice", "gone", "failed", old, old, False),
+        (6, "venice", "fresh", "failed", new, new, False),  # created after the cut: the end
+        (7, "venice", "never", "failed", old, old, False),
+    ]
+    choice = choose_jobs(page, 0, cut, 10)
+    assert [(1, "pixazo", "done"), (5, "venice", "gone")] == choice.remove
+    assert (5, True) == (choice.last, choice.finished)
+
+
+def test_a_full_page_of_old_jobs_is_not_the_end_of_the_walk() -> None:
+    cut = datetime(2026, 12, 1, tzinfo=UTC)
+    old = cut - timedelta(days=1)
+    page = [(n, "oxen", f"j{n}", "processing", old, old, False) for n in range(11, 14)]
+    assert (13, False) == choose_jobs(page, 10, cut, 3)[1:]
+    assert (10, True) == choose_jobs([], 10, cut, 3)[1:]
