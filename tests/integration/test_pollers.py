@@ -631,20 +631,19 @@ class RefusesCountsOnce:
         return await self._store.record_polls(polls)  # type: ignore[no-any-return]
 
 
+def counting_poller(world: World, store: Store, data_dir: Any) -> Poller:
+    """An Oxen poller that is never started: the tests count answers and write them by hand."""
+    component = Health().component("oxen", "poll")
+    return Poller(world.settings.provider("oxen"), SPECS["oxen"], store, component, None, data_dir=data_dir)  # type: ignore[arg-type]
+
+
 async def test_counts_the_store_could_not_take_are_written_with_the_next(world: World, tmp_path: Any) -> None:
     store = await world.start(("oxen",))
     await world.track(store, "oxen", "j1")
     job = await store.get_job("oxen", "j1")
     assert job is not None
     flaky = RefusesCountsOnce(store)
-    poller = Poller(
-        world.settings.provider("oxen"),
-        SPECS["oxen"],
-        flaky,
-        Health().component("p", "poll"),
-        None,  # type: ignore[arg-type]
-        data_dir=tmp_path,
-    )
+    poller = counting_poller(world, flaky, tmp_path)  # type: ignore[arg-type]
     for body in (b"first", b"second"):
         poller._count(job, Delivery("poll", "oxen", utcnow(), {}, body, "j1"))
     await poller._write_answers()  # refused: kept
@@ -677,14 +676,7 @@ async def test_counts_are_written_a_chunk_at_a_time(
         return await real(polls)
 
     monkeypatch.setattr(store, "record_polls", counted)
-    poller = Poller(
-        world.settings.provider("oxen"),
-        SPECS["oxen"],
-        store,
-        Health().component("p", "poll"),
-        None,  # type: ignore[arg-type]
-        data_dir=tmp_path,
-    )
+    poller = counting_poller(world, store, tmp_path)
     for job in jobs:
         poller._count(job, Delivery("poll", "oxen", utcnow(), {}, b"x", job.id))
     await poller._write_answers()
