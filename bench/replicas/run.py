@@ -1,7 +1,7 @@
 """bench/replicas: durable webhook intake on PostgreSQL, one replica and two, against a bare
 aiohttp handler under the same wrk load in the same run.
 
-    python -m bench.replicas.run [--seconds 8] [--connections 64] [--rounds 3]
+    python -m bench.replicas.run [--seconds 8] [--connections 64] [--rounds 3] [--compare DIR]
 
 Needs a PostgreSQL server (`JOBTRAIL_BENCH_POSTGRES_URL`, else
 `JOBTRAIL_TEST_POSTGRES_URL`, else the local one) where it may create and drop a
@@ -13,6 +13,11 @@ bare (target >= 0.45, p99 <= 25 ms), two replicas against one (target >= 1.0 on 
 machine: no collapse), and the rate the measured CPU per webhook would allow on 8 and 32
 cores if CPU were the only limit (it is not: every append takes the log's lock, see
 store/postgres/writes.py). Checks the log afterwards: one event per acknowledged job.
+
+`--compare DIR` adds one replica of another checkout (with its own `.venv`), on a
+database of its own, measured in each round right after this code's one replica: this
+machine's speed drifts by half within minutes, so only figures from the same rounds
+compare two versions of the code.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from bench.ingest.run import HERE as INGEST
-from bench.ingest.run import TOKEN, Result, cpu_seconds, free_port, wait_up, wrk
+from bench.ingest.run import TOKEN, Result, cpu_seconds, free_port, serve_command, wait_up, wrk
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -63,7 +68,10 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-def replica(database: str, work: Path, n: int) -> tuple[subprocess.Popen[bytes], int]:
+def replica(
+    database: str, work: Path, n: int, checkout: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`jobtrail serve` on `database`, from this checkout or from `checkout`."""
     port = free_port()
     (work / f"r{n}").mkdir()
     env = {
@@ -75,9 +83,7 @@ def replica(database: str, work: Path, n: int) -> tuple[subprocess.Popen[bytes],
         "JOBTRAIL_LOG_LEVEL": "warning",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "jobtrail.receiver.cli", "serve"],
-        env=env,
-        stderr=(work / f"r{n}.log").open("w"),
+        serve_command(checkout), env=env, stderr=(work / f"r{n}.log").open("w"), cwd=checkout
     )
     return process, port
 
@@ -135,10 +141,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", type=Path, help="another checkout, with its .venv, run beside this one")
     args = parser.parse_args()
     for name in ("seconds", "connections", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.compare is not None and not (args.compare / ".venv" / "bin" / "python").exists():
+        parser.error(f"--compare {args.compare}: no .venv/bin/python there (install that checkout first)")
     if shutil.which("wrk") is None:
         print("bench/replicas needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
@@ -147,37 +156,49 @@ def main() -> int:
         or os.environ.get("JOBTRAIL_TEST_POSTGRES_URL")
         or DEFAULT_URL
     )
-    name = f"jobtrail_bench_{os.getpid()}"
+    names = [f"jobtrail_bench_{os.getpid()}"] + ([f"jobtrail_bench_{os.getpid()}_c"] if args.compare else [])
     try:
-        asyncio.run(admin(server, f'CREATE DATABASE "{name}"'))
+        for name in names:
+            asyncio.run(admin(server, f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         print(f"bench/replicas needs PostgreSQL at {server}: {exc}", file=sys.stderr)
         return 2
-    database = with_database(server, name)
+    database = with_database(server, names[0])
     work = Path(tempfile.mkdtemp(prefix="jobtrail-replicas-"))
     bare_port = free_port()
     bare = subprocess.Popen([sys.executable, str(INGEST / "bare.py"), str(bare_port)])
     replicas = [replica(database, work, n) for n in range(2)]
+    compared = (
+        [replica(with_database(server, names[1]), work, 2, args.compare.resolve())] if args.compare else []
+    )
     refused = 0  # webhooks not answered 2xx: then the figures mean nothing
     try:
         wait_up(bare_port, "/")
-        for _, port in replicas:
+        for _, port in replicas + compared:
             wait_up(port)
         print(
             f"bench/replicas: wrk -c{args.connections} -d{args.seconds}s, unique Pixazo callbacks, "
             f"{os.cpu_count()} cores, PostgreSQL {server.rsplit('@', 1)[-1]}"
         )
         wrk(bare.pid, bare_port, 2, args.connections, 1, "warm")
-        for process, port in replicas:
+        for process, port in replicas + compared:
             wrk(process.pid, port, 2, args.connections, 1, f"warm{port}")
-        ones, twos, p99s, cpus, pgs = [], [], [], [], []
+        ones, twos, p99s, cpus, pgs, against = [], [], [], [], [], []
         for round_ in range(1, args.rounds + 1):
             base = wrk(bare.pid, bare_port, args.seconds, args.connections, 1, f"b{round_}")
             process, port = replicas[0]
             one, one_pg = measured(wrk, process.pid, port, args.seconds, args.connections, 1, f"one{round_}")
+            for other, other_port in compared:
+                theirs, theirs_pg = measured(
+                    wrk, other.pid, other_port, args.seconds, args.connections, 1, f"c{round_}"
+                )
+                against.append(one.rate / theirs.rate)
+                refused += theirs.errors
             two, two_pg = measured(both, replicas, args.seconds, args.connections, f"two{round_}")
             show(f"bare aiohttp {round_}", base, None)
             show(f"one replica {round_}", one, one_pg)
+            if compared:
+                show(f"compared, one {round_}", theirs, theirs_pg)
             show(f"two replicas {round_}", two, two_pg)
             refused += one.errors + two.errors
             ones.append(one.rate / base.rate)
@@ -195,6 +216,11 @@ def main() -> int:
             f"  two replicas / one: median {statistics.median(twos):.2f} "
             f"(rounds {', '.join(f'{r:.2f}' for r in twos)}; target >= 1.0 here)"
         )
+        if against:
+            print(
+                f"  one replica / compared ({args.compare.name}): median {statistics.median(against):.2f} "
+                f"(rounds {', '.join(f'{r:.2f}' for r in against)})"
+            )
         if cpus:
             per = statistics.median(cpus) + statistics.median(pgs)
             print(
@@ -204,13 +230,14 @@ def main() -> int:
             )
     finally:
         bare.terminate()
-        for process, _ in replicas:
+        for process, _ in replicas + compared:
             process.terminate()
         bare.wait(10)
-        for process, _ in replicas:
+        for process, _ in replicas + compared:
             process.wait(20)
     ok = asyncio.run(log_check(database))
-    asyncio.run(admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for name in names:
+        asyncio.run(admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     if refused:
         print(f"\n{refused} webhooks were not answered 2xx: these figures are not intake (logs in {work})")
         return 1
