@@ -128,6 +128,8 @@ class PostgresStore(GroupCommitted, SQLReads):
                 # JIT: it compiles a statement for longer than any of these run (83 ms
                 # against 0.1 ms, seen with a plan whose cost was inflated).
                 server_settings={"plan_cache_mode": "force_custom_plan", "jit": "off"},
+                init=_staging,
+                reset=_as_is,
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as conn:
                 await migrate(conn)
@@ -233,9 +235,16 @@ class PostgresStore(GroupCommitted, SQLReads):
                     await _rollback(conn)
                     raise
                 committing = True
-                await conn.execute("COMMIT")
+                try:
+                    await conn.execute(written.commit())
+                except asyncpg.PostgresError:  # refused before its COMMIT ran: nothing committed
+                    await _rollback(conn)
+                    raise
+                first_seq = await conn.fetchval(writes.FIRST) if written.appended else 1
             except GONE as exc:
-                if committing:  # sent, and cut off before the answer: committed or not
+                # Sent, and cut off before the answer, or after it, before the numbers
+                # were read: committed or not, the caller cannot be told which events.
+                if committing:
                     raise OutcomeUnknown(
                         f"PostgreSQL went away during the commit: {_describe(exc)}; retry it"
                     ) from exc
@@ -244,7 +253,7 @@ class PostgresStore(GroupCommitted, SQLReads):
                 raise StoreError(f"PostgreSQL write failed: {exc}") from exc
         self.events_appended += written.appended
         self._heard(appended=written.appended > 0, outbox=written.outbox)
-        return written.results
+        return written.results(first_seq)
 
     async def _abandon(self) -> None:
         """Nothing is planned ahead of a transaction here: nothing to forget."""
@@ -331,6 +340,20 @@ class PostgresStore(GroupCommitted, SQLReads):
         if not self._committer.running:
             raise StoreClosed("the store is not open")
         await self._fetch(reads.PING)
+
+
+async def _as_is(conn: Any) -> None:
+    """What a pooled connection needs on its way back to the pool, past asyncpg's own
+    ROLLBACK of a transaction left open: nothing. Its default reset (unlock advisory locks,
+    CLOSE ALL, UNLISTEN *, RESET ALL) was a round trip after every batch, spent on state
+    these connections never keep: their advisory locks end with their transactions
+    (migrate's session lock is released by migrate), LISTEN has a connection of its own,
+    and the only session setting is the append's own (writes.FIRST)."""
+
+
+async def _staging(conn: Any) -> None:
+    """Each pooled connection's table for a batch's events (writes.STAGING)."""
+    await conn.execute(writes.STAGING)
 
 
 async def _rollback(conn: Any) -> None:

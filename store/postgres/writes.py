@@ -6,25 +6,27 @@
                                    retention removed: their tombstones)
     (plan the batch: core.intake.plan_batch, on what is committed; replicas plan at once)
     (record the attempts that still hold their lease; the others are refused)
-    write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...)
-    append the events              one statement: move the log's tail (its row stays
-                                   locked until COMMIT), insert the events numbered from
-                                   it, NOTIFY; skipped when there are none (duplicates)
-    COMMIT
+    write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...),
+                                   and the events, unnumbered, into a temporary table
+    append the events and COMMIT   one message: move the log's tail (its row stays locked
+                                   until COMMIT), insert the staged events numbered from
+                                   it, NOTIFY, COMMIT (just COMMIT when there are none)
+    read where the numbers began   a session setting the append left (after COMMIT)
 
 The tail's row lock is what gives the log one order that readers can trust across
 replicas: the next batch cannot take numbers until this one is committed, so every event
 numbered before this batch's is visible before this batch's are, and "everything after N"
 never skips an event that commits later. Only the append and the COMMIT hold it: that is
-all the replicas do one at a time. The job locks make planning safe: nobody changes a job
-between its read and its write, and two replicas that see a new job at once do not both
-create it.
+all the replicas do one at a time, and they are sent as one message, so the lock is never
+held while this process's event loop gets round to sending the COMMIT (it was, and under
+load that wait was most of the time the lock was held: bench/replicas). The job locks
+make planning safe: nobody changes a job between its read and its write, and two
+replicas that see a new job at once do not both create it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -80,23 +82,22 @@ ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = ex
     updated_at = excluded.updated_at
 """
 # What needs no order: deliveries (ids from their identity column, returned in the order
-# given), jobs, outbox work.
+# given), jobs, outbox work; and the events, staged. Each table's rows come as one array
+# of records (the types of migration 5), not one array per column: asyncpg checks every
+# element of an array parameter against collections.abc in Python, which made these
+# parameters a third of a replica's write path.
 DELIVER = """
 WITH delivered AS (
     INSERT INTO deliveries (source, provider, job_id, received_at, headers, body, body_size, verdict, reason)
-    SELECT source, provider, job_id, received_at, headers, body, size, verdict, reason
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::bytea[],
-                $7::int[], $8::text[], $9::text[])
-        WITH ORDINALITY AS t (source, provider, job_id, received_at, headers, body, size, verdict, reason, n)
-    ORDER BY n
+    SELECT source, provider, job_id, received_at, headers, body, body_size, verdict, reason
+    FROM unnest($1::delivery_row[]) WITH ORDINALITY
+    ORDER BY ordinality
     RETURNING id
 ),
 projected AS (
     INSERT INTO jobs (provider, job_id, status, progress, result_urls, error, provider_status, terminals,
                       params, seen, created_at, updated_at)
-    SELECT * FROM unnest($10::text[], $11::text[], $12::text[], $13::int[], $14::jsonb[], $15::text[],
-                         $16::text[], $17::jsonb[], $18::jsonb[], $19::jsonb[], $20::timestamptz[],
-                         $21::timestamptz[])
+    SELECT * FROM unnest($2::job_row[])
     ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, progress = excluded.progress,
         result_urls = excluded.result_urls, error = excluded.error,
         provider_status = excluded.provider_status, terminals = excluded.terminals, params = excluded.params,
@@ -105,40 +106,66 @@ projected AS (
 queued AS (
     INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, next_attempt_at, created_at,
                         updated_at)
-    SELECT k, kind, p, j, s, pl, st, $29, $29, $29
-    FROM unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::jsonb[], $28::text[])
-        AS t (k, kind, p, j, s, pl, st)
+    SELECT key, kind, provider, job_id, sink, payload, status, $4, $4, $4 FROM unnest($3::outbox_row[])
     ON CONFLICT (key) DO NOTHING
+),
+ids AS (SELECT COALESCE(array_agg(id ORDER BY id), '{}') AS ids FROM delivered),
+staged AS (
+    INSERT INTO pg_temp.appending (n, provider, job_id, type, source, at, data, delivery_id, fingerprint)
+    SELECT t.n, t.provider, t.job_id, t.type, t.source, $6, t.data, ids.ids[t.delivery + 1], t.fingerprint
+    FROM ids, unnest($7::event_row[]) AS t
 )
-SELECT COALESCE((SELECT array_agg(id ORDER BY id) FROM delivered), '{}'),
-       CASE WHEN $30 THEN pg_notify('jobtrail_outbox', '') END
+SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', '') END FROM ids
 """
-# The events, numbered from the tail (from 1, refused attempts' events left out by the
-# caller); the tail's row stays locked until COMMIT. $9: how many.
-APPEND = """
-WITH tail AS (UPDATE log_tail SET events = events + $9 RETURNING events - $9 AS s),
+# Where a batch's events wait for their numbers: one per connection (made when the pool
+# opens it), emptied by every COMMIT or ROLLBACK.
+STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS appending (
+    n bigint, provider text, job_id text, type text, source text, at timestamptz, data jsonb,
+    delivery_id bigint, fingerprint text
+) ON COMMIT DELETE ROWS
+"""
+# The staged events, numbered from the tail (from 1, refused attempts' events left out),
+# and COMMIT: one message (the simple protocol; only the count is written into it), so
+# the tail's row is locked from the UPDATE to the end of the COMMIT and no longer. Where
+# the numbers began is left in a session setting, read by FIRST after the COMMIT.
+APPEND_AND_COMMIT = """
+WITH tail AS (UPDATE log_tail SET events = events + {count} RETURNING events - {count} AS s),
 logged AS (
     INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
-    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, $8, t.data, t.delivery, t.fp
-    FROM tail, unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
-                      $7::bigint[], $10::text[])
-        AS t (n, provider, job_id, type, source, data, delivery, fp)
+    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, t.at, t.data, t.delivery_id, t.fingerprint
+    FROM tail, pg_temp.appending t
 )
-SELECT tail.s, pg_notify('jobtrail_log', (tail.s + $9)::text) FROM tail
+SELECT set_config('jobtrail.appended_after', tail.s::text, false),
+       pg_notify('jobtrail_log', (tail.s + {count})::text)
+FROM tail;
+COMMIT
 """
+FIRST = "SELECT current_setting('jobtrail.appended_after')::bigint + 1"
 
 
 class Written(NamedTuple):
-    results: list[Result]  # each request's answer
-    appended: int  # how many events were appended
+    """A batch written and not yet committed: `commit()` is the message that appends its
+    events and commits, then `results(first_seq)` are the answers."""
+
+    plan: Plan
+    delivery_ids: list[int]
+    refused: set[int]
+    appended: int  # how many events it appends
     outbox: bool  # outbox work was added or an attempt recorded
+
+    def commit(self) -> str:
+        return APPEND_AND_COMMIT.format(count=int(self.appended)) if self.appended else "COMMIT"
+
+    def results(self, first_seq: int) -> list[Result]:
+        return settle(self.plan, self.delivery_ids, first_seq, self.refused)
 
 
 async def write_batch(
     conn: Any, requests: Sequence[IntakeRequest | AttemptRecord], planner: Planner
 ) -> Written:
-    """The batch's transaction on `conn` (see the module); the caller commits it, or rolls
-    it back if this raises."""
+    """The batch's transaction on `conn` up to its COMMIT (see the module): the caller
+    sends `commit()`, or rolls back if this raises."""
     keys = sorted(
         {(o.provider, o.job_id) for r in requests if type(r) is IntakeRequest for o in r.observations}
     )
@@ -161,17 +188,13 @@ async def write_batch(
         elif record.sink_state is not None:
             name, reason = record.sink_state
             await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
-    seqs = numbered(plan, 1, refused)  # from the tail, which APPEND reads
-    appended = sum(1 for seq in seqs if seq is not None)
+    seqs = numbered(plan, 1, refused)  # from the tail, which the COMMIT's message reads
+    events = _events(plan, seqs)
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
     delivery_ids, _ = await conn.fetchrow(
-        DELIVER, *_delivery_columns(plan), *_job_columns(plan.jobs), *_outbox_columns(plan), now, outbox
+        DELIVER, _deliveries(plan), _jobs(plan.jobs), _outbox(plan), now, outbox, plan.at, events
     )
-    last_seq = 0
-    if appended:
-        columns = _event_columns(plan, seqs, delivery_ids)
-        last_seq, _ = await conn.fetchrow(APPEND, *columns[:7], plan.at, appended, columns[7])
-    return Written(settle(plan, delivery_ids, last_seq + 1, refused), appended, outbox)
+    return Written(plan, delivery_ids, refused, len(events), outbox)
 
 
 def _begin(keys: Sequence[JobKey]) -> str:
@@ -212,11 +235,8 @@ def _attempt_params(record: AttemptRecord, now: datetime) -> tuple[Any, ...]:
     )
 
 
-def _columns(values: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    return [list(column) for column in zip(*values, strict=True)] if values else [[] for _ in range(width)]
-
-
-def _delivery_columns(plan: Plan) -> list[list[Any]]:
+def _deliveries(plan: Plan) -> list[tuple[Any, ...]]:
+    """The deliveries as delivery_row records."""
     values = []
     for planned in plan.deliveries:
         d = planned.delivery
@@ -234,52 +254,44 @@ def _delivery_columns(plan: Plan) -> list[list[Any]]:
                 planned.reason,
             )
         )
-    return _columns(values, 9)
+    return values
 
 
-def _event_columns(plan: Plan, seqs: Sequence[int | None], delivery_ids: Sequence[int]) -> list[list[Any]]:
-    """Events numbered from 1 (refused attempts' events left out), with their delivery's id."""
-    values = [
-        (
-            seq,
-            e.provider,
-            e.job_id,
-            e.type,
-            e.source,
-            rows.dumps(e.data),
-            None if e.delivery is None else delivery_ids[e.delivery],
-            e.fingerprint,
-        )
+def _events(plan: Plan, seqs: Sequence[int | None]) -> list[tuple[Any, ...]]:
+    """Events as event_row records: numbered from 1 (refused attempts' events left out),
+    with their delivery's place among the batch's deliveries (DELIVER turns it into the
+    delivery's id)."""
+    return [
+        (seq, e.provider, e.job_id, e.type, e.source, rows.dumps(e.data), e.delivery, e.fingerprint)
         for seq, e in zip(seqs, plan.events, strict=True)
         if seq is not None
     ]
-    return _columns(values, 8)
 
 
-def _job_columns(jobs: Mapping[JobKey, Job]) -> list[list[Any]]:
-    values = [
+def _jobs(jobs: Mapping[JobKey, Job]) -> list[tuple[Any, ...]]:
+    """The jobs as job_row records."""
+    return [
         (
             job.provider,
             job.id,
             job.status._value_,
             job.progress,
-            json.dumps(list(job.result_urls)),
+            rows.dumps(job.result_urls),
             job.error,
             job.provider_status,
-            json.dumps([s.value for s in job.terminals]),
+            rows.dumps([s._value_ for s in job.terminals]),
             rows.dumps(job.params) if job.params else "{}",
-            json.dumps(sorted(job.seen)),
+            rows.dumps(sorted(job.seen)),
             job.created_at,
             job.updated_at,
         )
         for job in jobs.values()
     ]
-    return _columns(values, 12)
 
 
-def _outbox_columns(plan: Plan) -> list[list[Any]]:
-    values = [
+def _outbox(plan: Plan) -> list[tuple[Any, ...]]:
+    """The outbox work as outbox_row records."""
+    return [
         (item.key, item.kind, item.provider, item.job_id, item.sink, rows.dumps(item.payload), item.status)
         for item in plan.outbox
     ]
-    return _columns(values, 7)

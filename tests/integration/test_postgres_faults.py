@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.model import Delivery, Observation, Verdict, utcnow
 from jobtrail.receiver.app import create_app
-from jobtrail.store.base import OutcomeUnknown, StoreUnavailable
+from jobtrail.store.base import OutcomeUnknown, StoreError, StoreUnavailable
 from jobtrail.store.postgres import PostgresStore
 from tests import postgres
 from tests.conftest import WEBHOOK_TOKEN
@@ -131,6 +131,38 @@ async def test_a_commit_whose_answer_is_lost_is_an_unknown_outcome_and_its_retry
     again = await store.intake(delivery("j1"), [processing("j1")])
     assert Verdict.DUPLICATE == again.verdict
     assert {"j1": 1} == await rig.events()
+
+
+async def test_an_append_refused_in_its_commit_message_commits_nothing_and_leaves_nothing_staged(
+    rig: Rig,
+) -> None:
+    """A batch's events wait in its connection's staging table until the one message that
+    numbers them and commits. Refused there (here: a row someone wrote past the log's
+    tail), nothing of the batch is committed, and the connection, used again, stages only
+    its new batch: every pooled connection is used several times afterwards."""
+    import asyncpg
+
+    store = await rig.open(proxied=False)
+    await store.intake(delivery("j1"), [processing("j1")])
+    conn = await asyncpg.connect(rig.url)
+    try:
+        await conn.execute(
+            "INSERT INTO events (seq, provider, job_id, type, source, at, data) "
+            "SELECT events + 1, 'pixazo', 'rogue', 'status', 'test', now(), '{}' FROM log_tail"
+        )
+        with pytest.raises(StoreError, match="events_pkey"):
+            await store.intake(delivery("j2"), [processing("j2")])
+        assert 0 == await conn.fetchval("SELECT count(*) FROM deliveries WHERE job_id = 'j2'")
+        await conn.execute("DELETE FROM events WHERE job_id = 'rogue'")
+        for n in range(3, 30):
+            await store.intake(delivery(f"j{n}"), [processing(f"j{n}")])
+        seqs = [row[0] for row in await conn.fetch("SELECT seq FROM events ORDER BY seq")]
+        jobs = await conn.fetchval("SELECT count(*) FROM jobs WHERE job_id = 'j2'")
+    finally:
+        await conn.close()
+    assert {"j1": 1, **{f"j{n}": 1 for n in range(3, 30)}} == await rig.events()
+    assert list(range(1, 29)) == seqs, "numbered in a row: the refused append moved no tail"
+    assert 0 == jobs
 
 
 async def test_over_http_a_database_that_is_down_is_503_and_readyz_says_so(
