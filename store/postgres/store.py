@@ -240,7 +240,12 @@ class PostgresStore(GroupCommitted, SQLReads):
                 except asyncpg.PostgresError:  # refused before its COMMIT ran: nothing committed
                     await _rollback(conn)
                     raise
-                first_seq = await conn.fetchval(writes.FIRST) if written.appended else 1
+                try:
+                    first_seq = await conn.fetchval(writes.FIRST) if written.appended else 1
+                except asyncpg.PostgresError as exc:  # committed: never to be written again
+                    raise OutcomeUnknown(
+                        f"PostgreSQL committed the batch but its event numbers could not be read: {exc}"
+                    ) from exc
             except GONE as exc:
                 # Sent, and cut off before the answer, or after it, before the numbers
                 # were read: committed or not, the caller cannot be told which events.

@@ -53,7 +53,10 @@ APPENDED, OUTBOX = "jobtrail_log", "jobtrail_outbox"  # NOTIFY channels
 # plan kept from when `jobs` was nearly empty looked a job up through the wrong index, or
 # by scanning the table, and cost grew with every row (138 ms a batch at 54,000 jobs,
 # bench/replicas). Planning costs less than that: about 0.3 ms a batch.
-BEGIN = "BEGIN"
+# The transaction, and the setting where the append will say where its numbers began
+# emptied first: a value left by this connection's last batch is never read as this one's
+# (should the append insert nothing, FIRST fails instead).
+BEGIN = "BEGIN; SELECT set_config('jobtrail.appended_after', '', false)"
 JOB_LOCKS = 0x6A6F6273  # "jobs": the first key of a job's advisory lock; the second, its hash
 # The batch's jobs, and the keys among them of jobs removed by retention (tombstones):
 # a job's columns, then its key and whether it is a tombstone (its columns are NULL).

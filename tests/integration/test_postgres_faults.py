@@ -138,8 +138,8 @@ async def test_an_append_refused_in_its_commit_message_commits_nothing_and_leave
 ) -> None:
     """A batch's events wait in its connection's staging table until the one message that
     numbers them and commits. Refused there (here: a row someone wrote past the log's
-    tail), nothing of the batch is committed, and the connection, used again, stages only
-    its new batch: every pooled connection is used several times afterwards."""
+    tail), nothing of the batch is committed, and the connection, used again (the pool
+    hands out the one returned last), stages only its new batch."""
     import asyncpg
 
     store = await rig.open(proxied=False)
@@ -163,6 +163,29 @@ async def test_an_append_refused_in_its_commit_message_commits_nothing_and_leave
     assert {"j1": 1, **{f"j{n}": 1 for n in range(3, 30)}} == await rig.events()
     assert list(range(1, 29)) == seqs, "numbered in a row: the refused append moved no tail"
     assert 0 == jobs
+
+
+async def test_an_append_that_numbers_nothing_is_an_error_not_the_last_batchs_numbers(rig: Rig) -> None:
+    """The first number of a batch's events is read after its COMMIT from a session
+    setting. With the log's tail gone (a damaged database) the append numbers nothing, and
+    the connection's setting still holds its previous batch's: the write must fail, not
+    answer with those numbers; and, committed, it is not written again (a retry would
+    have answered "duplicate")."""
+    import asyncpg
+
+    store = await rig.open(proxied=False)
+    for n in range(3):  # one connection at a time: the pool hands out the one returned last
+        await store.intake(delivery(f"j{n}"), [processing(f"j{n}")])
+    conn = await asyncpg.connect(rig.url)
+    try:
+        await conn.execute("DELETE FROM log_tail")
+        with pytest.raises(OutcomeUnknown, match="event numbers could not be read"):
+            await store.intake(delivery("j9"), [processing("j9")])
+        deliveries = await conn.fetchval("SELECT count(*) FROM deliveries WHERE job_id = 'j9'")
+    finally:
+        await conn.close()
+    assert 1 == deliveries
+    assert {"j0": 1, "j1": 1, "j2": 1} == await rig.events()
 
 
 async def test_over_http_a_database_that_is_down_is_503_and_readyz_says_so(
