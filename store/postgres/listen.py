@@ -2,9 +2,11 @@
 
 Every transaction that appends to the log or changes outbox work sends a NOTIFY
 (store/postgres/writes.py); this wakes this replica's waiters for it (`/api/events`
-streams, the outbox worker). A notification sent while the connection is down is lost,
-so after every (re)connect both wake-ups fire, and once a second the log's last sequence
-number is read and a change fires the append wake-up: nothing waits longer than that.
+streams, the outbox worker). Its own commits, which come back too, are skipped by the
+origin at the end of their payload: it woke its waiters as it committed. A notification
+sent while the connection is down is lost, so after every (re)connect both wake-ups
+fire, and once a second the log's last sequence number is read and a change fires the
+append wake-up: nothing waits longer than that.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ Heard = Callable[..., None]  # (appended=bool, outbox=bool)
 
 
 class Notifications:
-    def __init__(self, dsn: str, heard: Heard, backstop: float = BACKSTOP) -> None:
-        self.dsn, self.heard, self.backstop = dsn, heard, backstop
+    def __init__(self, dsn: str, heard: Heard, origin: str, backstop: float = BACKSTOP) -> None:
+        """`origin`: this replica's writes' name in their payloads (writes.ORIGIN)."""
+        self.dsn, self.heard, self.origin, self.backstop = dsn, heard, origin, backstop
         self.connected = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -46,6 +49,8 @@ class Notifications:
         self._tasks = []
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if payload.rpartition(" ")[2] == self.origin:
+            return  # this replica's own commit: it woke its waiters when it committed
         self.heard(appended=channel == APPENDED, outbox=channel == OUTBOX)
 
     async def _listen(self) -> None:

@@ -18,6 +18,7 @@ COMMIT is reported as `OutcomeUnknown`, never retried on a guess.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -103,7 +104,8 @@ class PostgresStore(GroupCommitted, SQLReads):
         self.dsn = dsn
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
-        self._notifications = Notifications(dsn, self._heard)
+        self.origin = secrets.token_hex(8)  # this store's writes, in their NOTIFY payloads
+        self._notifications = Notifications(dsn, self._heard, self.origin)
         self._committer = GroupCommitter[IntakeRequest | AttemptRecord, Any, Result](
             self._prepare,
             self._finish,
@@ -230,7 +232,7 @@ class PostgresStore(GroupCommitted, SQLReads):
             committing = False
             try:
                 try:
-                    written = await writes.write_batch(conn, requests, self.planner)
+                    written = await writes.write_batch(conn, requests, self.planner, self.origin)
                 except BaseException:
                     await _rollback(conn)
                     raise

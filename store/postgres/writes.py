@@ -27,6 +27,7 @@ replicas that see a new job at once do not both create it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -47,7 +48,11 @@ from jobtrail.store import rows
 from jobtrail.store.base import MAX_STORED_BODY
 from jobtrail.store.postgres.reads import JOB_COLUMNS
 
-APPENDED, OUTBOX = "jobtrail_log", "jobtrail_outbox"  # NOTIFY channels
+# NOTIFY channels. Payloads end with the writer's origin (16 hex digits, one per store
+# opened): a replica hears its own commits again through LISTEN, and skips them (it woke
+# its waiters when it committed).
+APPENDED, OUTBOX = "jobtrail_log", "jobtrail_outbox"
+ORIGIN = re.compile(r"[0-9a-f]{16}")
 
 # Every statement is planned each time it runs (store.py sets it for the connections): a
 # plan kept from when `jobs` was nearly empty looked a job up through the wrong index, or
@@ -118,7 +123,7 @@ staged AS (
     SELECT t.n, t.provider, t.job_id, t.type, t.source, $6, t.data, ids.ids[t.delivery + 1], t.fingerprint
     FROM ids, unnest($7::event_row[]) AS t
 )
-SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', '') END FROM ids
+SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', $8) END FROM ids
 """
 # Where a batch's events wait for their numbers: one per connection (made when the pool
 # opens it), emptied by every COMMIT or ROLLBACK.
@@ -129,7 +134,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS appending (
 ) ON COMMIT DELETE ROWS
 """
 # The staged events, numbered from the tail (from 1, refused attempts' events left out),
-# and COMMIT: one message (the simple protocol; only the count is written into it), so
+# and COMMIT: one message (the simple protocol; only the count and this writer's origin,
+# 16 hex digits, are written into it), so
 # the tail's row is locked from the UPDATE to the end of the COMMIT and no longer. Where
 # the numbers began is left in a session setting, read by FIRST after the COMMIT.
 APPEND_AND_COMMIT = """
@@ -140,7 +146,7 @@ logged AS (
     FROM tail, pg_temp.appending t
 )
 SELECT set_config('jobtrail.appended_after', tail.s::text, false),
-       pg_notify('jobtrail_log', (tail.s + {count})::text)
+       pg_notify('jobtrail_log', (tail.s + {count})::text || ' {origin}')
 FROM tail;
 COMMIT
 """
@@ -156,16 +162,27 @@ class Written(NamedTuple):
     refused: set[int]
     appended: int  # how many events it appends
     outbox: bool  # outbox work was added or an attempt recorded
+    origin: str  # who writes it: its NOTIFYs say so (listen.py)
 
     def commit(self) -> str:
-        return APPEND_AND_COMMIT.format(count=int(self.appended)) if self.appended else "COMMIT"
+        if not self.appended:
+            return "COMMIT"
+        return APPEND_AND_COMMIT.format(count=int(self.appended), origin=checked_origin(self.origin))
 
     def results(self, first_seq: int) -> list[Result]:
         return settle(self.plan, self.delivery_ids, first_seq, self.refused)
 
 
+def checked_origin(token: str) -> str:
+    """A writer's name in its NOTIFY payloads, checked: the append's message has it
+    written into its SQL."""
+    if not ORIGIN.fullmatch(token):
+        raise ValueError(f"a writer's origin is 16 hex digits, not {token!r}")
+    return token
+
+
 async def write_batch(
-    conn: Any, requests: Sequence[IntakeRequest | AttemptRecord], planner: Planner
+    conn: Any, requests: Sequence[IntakeRequest | AttemptRecord], planner: Planner, origin: str
 ) -> Written:
     """The batch's transaction on `conn` up to its COMMIT (see the module): the caller
     sends `commit()`, or rolls back if this raises."""
@@ -195,9 +212,9 @@ async def write_batch(
     events = _events(plan, seqs)
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
     delivery_ids, _ = await conn.fetchrow(
-        DELIVER, _deliveries(plan), _jobs(plan.jobs), _outbox(plan), now, outbox, plan.at, events
+        DELIVER, _deliveries(plan), _jobs(plan.jobs), _outbox(plan), now, outbox, plan.at, events, origin
     )
-    return Written(plan, delivery_ids, refused, len(events), outbox)
+    return Written(plan, delivery_ids, refused, len(events), outbox, origin)
 
 
 def _begin(keys: Sequence[JobKey]) -> str:

@@ -226,3 +226,32 @@ async def test_another_replicas_appends_wake_this_one_also_after_its_listener_re
     rig.proxy.up()
     assert await waiting, "woken after the reconnect, though the notification was lost"
     assert [1, 2] == [e.seq for e in await ours.events_after(0)]
+
+
+async def test_a_replicas_own_commits_wake_its_waiters_once_and_the_others_each_time(rig: Rig) -> None:
+    """Every replica hears every commit through LISTEN, its own included: those it skips
+    (it woke its waiters as it committed), the others' wake it. Each replica's commit is
+    followed by the other's, so by the time one hears the other's, its own echo (sent
+    before, on the same connection) would have come."""
+    ours, theirs = await rig.open(proxied=False), await rig.open(proxied=False)
+    for store in (ours, theirs):
+        store._notifications.backstop = 3600  # only LISTEN here: the once-a-second read apart
+        await eventually(lambda store=store: _connected(store))
+    appends, outbox = ours.appends, ours.outbox_changes
+    await ours.intake(delivery("j1"), [_succeeded("j1")])  # an event, and a download to run
+    assert (appends + 1, outbox + 1) == (ours.appends, ours.outbox_changes), "its own, woken as it committed"
+    await theirs.intake(delivery("j2"), [_succeeded("j2")])
+
+    async def heard_theirs() -> bool:
+        return ours.appends >= appends + 2 and ours.outbox_changes >= outbox + 2
+
+    await eventually(heard_theirs)
+    assert (appends + 2, outbox + 2) == (ours.appends, ours.outbox_changes), "its own echo skipped"
+
+
+async def _connected(store: PostgresStore) -> bool:
+    return store._notifications.connected
+
+
+def _succeeded(job_id: str) -> Observation:
+    return Observation("pixazo", job_id, "succeeded", result_urls=("https://cdn.example/out.mp4",))
