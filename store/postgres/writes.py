@@ -134,10 +134,10 @@ CREATE TEMPORARY TABLE IF NOT EXISTS appending (
 ) ON COMMIT DELETE ROWS
 """
 # The staged events, numbered from the tail (from 1, refused attempts' events left out),
-# and COMMIT: one message (the simple protocol; only the count and this writer's origin,
-# 16 hex digits, are written into it), so
-# the tail's row is locked from the UPDATE to the end of the COMMIT and no longer. Where
-# the numbers began is left in a session setting, read by FIRST after the COMMIT.
+# and COMMIT: one message (the simple protocol: only the count and this writer's origin,
+# 16 hex digits, are written into it), so the tail's row is locked from the UPDATE to the
+# end of the COMMIT and no longer. Where the numbers began is left in a session setting,
+# read by FIRST after the COMMIT.
 APPEND_AND_COMMIT = """
 WITH tail AS (UPDATE log_tail SET events = events + {count} RETURNING events - {count} AS s),
 logged AS (
