@@ -49,7 +49,9 @@ from jobtrail.store.sql_reads import SQLReads
 
 log = structlog.get_logger(__name__)
 
-IN_FLIGHT = 4  # bench/replicas: 2 gave 0.35 of bare aiohttp, 4 gave 0.38-0.42, 6 gave 0.37
+# bench/replicas: 2 gave 0.35 of bare aiohttp, 4 gave 0.38-0.42, 6 gave 0.37; measured again
+# once the append and the COMMIT went as one message, 2 and 8 gave 0.93 and 0.94-1.06 of 4.
+IN_FLIGHT = 4
 POOL_SIZE = 8
 CONNECT_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0  # a caller hears 503 by then, even from a database that hangs
