@@ -50,7 +50,8 @@ from jobtrail.store.sql_reads import SQLReads
 log = structlog.get_logger(__name__)
 
 # bench/replicas: 2 gave 0.35 of bare aiohttp, 4 gave 0.38-0.42, 6 gave 0.37; measured again
-# once the append and the COMMIT went as one message, 2 and 8 gave 0.93 and 0.94-1.06 of 4.
+# once the append and the COMMIT went as one message, 2 and 8 gave 0.93 and 1.06 of 4 (one
+# run each, within this machine's noise).
 IN_FLIGHT = 4
 POOL_SIZE = 8
 CONNECT_TIMEOUT = 5.0
