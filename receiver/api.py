@@ -15,6 +15,7 @@ from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
 from jobtrail.providers.fields import PayloadError
 from jobtrail.receiver import bodies, history, params, stream
+from jobtrail.receiver.answer import json_answer
 from jobtrail.receiver.auth import COOKIE, bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler, not_configured
 from jobtrail.receiver.keys import METRICS, SCRUB, SESSIONS, SETTINGS, STORE
@@ -98,7 +99,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     page = await jobs_page(request.app[STORE], query)
     outbox = await request.app[STORE].outbox_for_jobs([(job.provider, job.id) for job in page.jobs])
     views = [job_view(job, outbox[(job.provider, job.id)]) for job in page.jobs]
-    return web.json_response({"jobs": views, "next_cursor": page.next_cursor})
+    return json_answer({"jobs": views, "next_cursor": page.next_cursor})
 
 
 async def show_job(request: web.Request) -> web.Response:
@@ -108,7 +109,7 @@ async def show_job(request: web.Request) -> web.Response:
     job = await store.get_job(provider, job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
-    return web.json_response(await one_job(store, job))
+    return json_answer(await one_job(store, job))
 
 
 async def job_events(request: web.Request) -> web.Response:
@@ -122,7 +123,7 @@ async def job_events(request: web.Request) -> web.Response:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
     events = await history.annotated(store, provider, job_id, after=after, limit=limit)
     found = await history.duplicates(store, provider, job_id)
-    return web.json_response(
+    return json_answer(
         {
             "events": [{**e.to_json(), "effect": history.effect_json(effect)} for e, effect in events],
             "duplicates": [delivery_view(d) for d in found],
@@ -171,7 +172,7 @@ async def track_job(request: web.Request) -> web.Response:
     result = await store.intake(delivery, [Observation(provider, job_id, "tracked", params=params)])
     request.app[METRICS].delivery(provider, "api", result.verdict.value)
     assert result.job is not None
-    return web.json_response(await one_job(store, result.job), status=200 if existed else 201)
+    return json_answer(await one_job(store, result.job), status=200 if existed else 201)
 
 
 OUTBOX_STATUSES = ("pending", "done", "dead")
@@ -191,7 +192,7 @@ async def list_outbox(request: web.Request) -> web.Response:
     entries = await request.app[STORE].outbox(
         **outbox_filter(query), limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE, low=1)
     )
-    return web.json_response({"items": [outbox_view(e) for e in entries]})
+    return json_answer({"items": [outbox_view(e) for e in entries]})
 
 
 OUTBOX_FILTERS = ("status", "sink", "since", "until")
@@ -233,7 +234,7 @@ async def _run_entry(
         event = await run(request.app[STORE], int(raw))
     except replay.NotReplayable as exc:
         raise ApiError(404 if exc.unknown else 409, refused, str(exc)) from exc
-    return web.json_response({done: 1, "event": event.to_json() if event else None})
+    return json_answer({done: 1, "event": event.to_json() if event else None})
 
 
 async def replay_outbox(request: web.Request) -> web.Response:
@@ -258,4 +259,4 @@ async def replay_outbox(request: web.Request) -> web.Response:
         until=params.time(doc.get("until"), "until"),
         limit=limit,
     )
-    return web.json_response({"replayed": done.queued, "more": done.more})
+    return json_answer({"replayed": done.queued, "more": done.more})

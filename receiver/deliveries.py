@@ -10,6 +10,7 @@ from multidict import MultiMapping
 
 from jobtrail.core.model import PROVIDERS, Verdict
 from jobtrail.receiver import params
+from jobtrail.receiver.answer import json_answer
 from jobtrail.receiver.api import guarded
 from jobtrail.receiver.errors import ApiError
 from jobtrail.receiver.keys import STORE
@@ -46,7 +47,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     found = await request.app[STORE].delivery_page(delivery_filter(query), limit + 1)
     page = found[:limit]
     more = len(found) > limit
-    return web.json_response(
+    return json_answer(
         {
             "deliveries": [delivery_view(d) for d in page],
             "next_before": page[-1].id if more and page else None,
@@ -60,4 +61,4 @@ async def show_delivery(request: web.Request) -> web.Response:
     found = await request.app[STORE].delivery(int(raw)) if _ID.fullmatch(raw) else None
     if found is None:
         raise ApiError(404, "delivery_not_found", "no such delivery")
-    return web.json_response(delivery_view(found, whole=True))
+    return json_answer(delivery_view(found, whole=True))

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import http_exceptions as bad
 from aiohttp import web
 
+from jobtrail.receiver.answer import json_answer
 from jobtrail.store.base import StoreError, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -79,7 +80,7 @@ def error_response(status: int, code: str, message: str, *, retry_after: float |
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return web.json_response({"error": code, "message": message}, status=status, headers=headers or None)
+    return json_answer({"error": code, "message": message}, status=status, headers=headers or None)
 
 
 def check_url(request: web.Request) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from jobtrail.receiver.answer import json_answer
 from jobtrail.receiver.auth import bearer_matches
 from jobtrail.receiver.errors import ApiError
 from jobtrail.receiver.keys import HEALTH, LEADERSHIP, METRICS, REDACT, SETTINGS, STORE, TAIL
@@ -26,7 +27,7 @@ def setup(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+    return json_answer({"status": "alive"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -44,10 +45,10 @@ async def readyz(request: web.Request) -> web.Response:
             "store": {"ok": False, "kind": store.kind, "error": str(exc)},
             "listeners": listeners,
         }
-        return web.json_response(redact.scrub(body), status=503)
+        return json_answer(redact.scrub(body), status=503)
     status = "ready" if board.healthy() else "degraded"
     body = {"status": status, "role": role, "store": {"ok": True, "kind": store.kind}, "listeners": listeners}
-    return web.json_response(redact.scrub(body))
+    return json_answer(redact.scrub(body))
 
 
 async def metrics(request: web.Request) -> web.Response:

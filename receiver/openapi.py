@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from jobtrail.core.model import PROVIDERS, Status
+from jobtrail.receiver.answer import json_answer
 
 _STR = {"type": "string"}
 _NULL_STR = {"type": ["string", "null"]}
@@ -599,7 +600,7 @@ _DOCUMENT = _every_route_may_refuse_its_url(document())
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(_DOCUMENT)
+    return json_answer(_DOCUMENT)
 
 
 def setup(app: web.Application) -> None:

@@ -21,6 +21,7 @@ from jobtrail.core.retry import retry_after_seconds
 from jobtrail.providers import catalog, submission
 from jobtrail.providers.replies import HttpCall
 from jobtrail.receiver import bodies
+from jobtrail.receiver.answer import json_answer
 from jobtrail.receiver.errors import ApiError, not_configured
 from jobtrail.receiver.keys import CLIENT, HEALTH, METRICS, SCRUB, SETTINGS, STORE
 from jobtrail.receiver.views import one_job
@@ -97,7 +98,7 @@ async def submit_job(request: web.Request) -> web.Response:
         ) from exc
     request.app[METRICS].delivery(name, "api", result.verdict.value)
     assert result.job is not None
-    return web.json_response(await one_job(store, result.job), status=201)
+    return json_answer(await one_job(store, result.job), status=201)
 
 
 async def _record(store: Store, delivery: Delivery, observation: Observation) -> IntakeResult:
