@@ -32,3 +32,32 @@ async def test_a_job_lookup_is_answered_while_a_slow_read_runs(tmp_path: Path) -
         assert [(5_000_000,)] == [tuple(row) for row in await slow]
     finally:
         await store.close()
+
+
+async def test_a_read_longer_than_its_turn_on_the_event_loop_finishes_on_a_thread(tmp_path: Path) -> None:
+    """Reads start on the event loop's own connection; one still running after ON_LOOP is
+    stopped there and run again on a reader thread, whole: the loop keeps turning while
+    it runs, and its rows are all there."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobtrail.db'}", EffectPlanner())
+    assert isinstance(store, SQLiteStore)
+    await store.open()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    running = asyncio.create_task(ticker())
+    try:
+        await asyncio.sleep(0.02)
+        before = ticks
+        assert [(5_000_000,)] == [tuple(row) for row in await store._fetch(SLOW)]
+        assert ticks - before >= 10, "the loop stood still while the long read ran"
+        before = ticks
+        assert await store._fetch("SELECT 1") == [(1,)]
+        assert ticks == before, "a short read is answered on the loop, without waiting for a thread"
+    finally:
+        running.cancel()
+        await store.close()
