@@ -99,18 +99,32 @@ def _frozen_json(value: tuple[str, ...] | frozenset[str]) -> str:
     return dumps(sorted(value) if isinstance(value, frozenset) else list(value))
 
 
+_STATUS = {s.value: s for s in Status}  # a dict lookup is a fraction of `Status(value)`
+
+
+@functools.lru_cache(maxsize=4096)
+def _terminals(text: str) -> tuple[Status, ...]:
+    """A job's stored `terminals`, remembered: jobs share a few values (as `_frozen_json`)."""
+    return tuple(_STATUS[s] for s in orjson.loads(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _seen(text: str) -> frozenset[str]:
+    return frozenset(orjson.loads(text))
+
+
 def job_from(row: Sequence[Any]) -> Job:
     return Job(
         provider=row[0],
         id=row[1],
-        status=Status(row[2]),
+        status=_STATUS[row[2]],
         progress=row[3],
         result_urls=tuple(orjson.loads(row[4])),
         error=row[5],
         provider_status=row[6],
-        terminals=tuple(Status(s) for s in orjson.loads(row[7])),
+        terminals=_terminals(row[7]),
         params=orjson.loads(row[8]),
-        seen=frozenset(orjson.loads(row[9])),
+        seen=_seen(row[9]),
         created_at=time_from(row[10]),
         updated_at=time_from(row[11]),
     )

@@ -71,6 +71,7 @@ READERS = 4  # connections for reads, each with its own thread
 # thread (`_fetch`). At 1 ms, one page of jobs' outbox read in eight went over (a pause of
 # the machine's, a collection) and was read twice.
 ON_LOOP = 0.003
+MANY_ROWS = 20
 VACUUM_PAGES = 2000  # free pages given back to the file system after a retention page (8 MiB)
 
 log = structlog.get_logger(__name__)
@@ -331,18 +332,23 @@ class SQLiteStore(GroupCommitted, SQLReads):
         handler) and run again on a reader thread, so no read holds up the loop longer
         than that. The loop's connection never waits for a lock either: a read that finds
         the database busy (a checkpoint starting the WAL over) goes to a thread, which
-        may wait.
+        may wait. A read that brought more than MANY_ROWS rows lets the loop's other work
+        take a turn before its rows are made into objects, so that a page of a listing
+        does not hold up a job lookup for all of its time.
         """
         conn = self._on_loop
         if conn is None:
             raise StoreClosed("the store is not open")
         self._stop_at = time.perf_counter() + ON_LOOP
         try:
-            return conn.execute(query, params).fetchall()
+            found = conn.execute(query, params).fetchall()
         except sqlite3.OperationalError:  # stopped, busy, or failed (a thread says which)
             return await self._fetch_on_thread(query, params)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite read failed: {exc}") from exc
+        if len(found) > MANY_ROWS:
+            await asyncio.sleep(0)
+        return found
 
     async def count(self, table: str) -> int:
         """On a reader thread: counting a whole table is one step of SQLite's program,
