@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +48,7 @@ from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
 from jobtrail.store.sqlite.known import KnownJobs
 from jobtrail.store.sqlite.lock import ServerLock
+from jobtrail.store.sqlite.onloop import LoopReads
 from jobtrail.store.sqlite.process import NotSent, WriterProcess
 from jobtrail.store.sqlite.schema import migrate
 from jobtrail.store.sqlite.writer import LAST_IDS, Conflict, ForeignWrite, RowsExist
@@ -67,10 +67,8 @@ WAL_PAGES = 16_384
 # writer commits the last, instead of idling until each commit is answered (bench/ingest).
 IN_FLIGHT = 2
 READERS = 4  # connections for reads, each with its own thread
-# How long a read may run on the event loop before it is stopped and run again on a reader
-# thread (`_fetch`). At 1 ms, one page of jobs' outbox read in eight went over (a pause of
-# the machine's, a collection) and was read twice.
-ON_LOOP = 0.003
+# A read on the event loop that brought more rows than this lets the loop's other work
+# take a turn before its rows are made into objects (`_fetch`).
 MANY_ROWS = 20
 VACUUM_PAGES = 2000  # free pages given back to the file system after a retention page (8 MiB)
 
@@ -91,8 +89,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
         self._lock = ServerLock(self.path)
         self._readers: list[aiosqlite.Connection] = []  # reads in parallel: WAL readers do not wait
         self._reading: list[int] = []  # reads in flight on each
-        self._on_loop: sqlite3.Connection | None = None  # reads on the event loop (`_fetch`)
-        self._stop_at = 0.0  # when the read on the event loop is stopped
+        self._on_loop: LoopReads | None = None  # reads on the event loop, while short (`_fetch`)
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self._tails: dict[int, Mapping[JobKey, Job]] = {}  # the jobs of each plan in flight, oldest first
@@ -114,7 +111,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
                 self._readers.append(await self._connect())
                 self._reading.append(0)
             self._checkpointer = await self._connect()
-            self._on_loop = self._connect_on_loop()
+            self._on_loop = LoopReads(self.path)
         except (OSError, sqlite3.Error) as exc:
             await self.close()
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
@@ -157,14 +154,6 @@ class SQLiteStore(GroupCommitted, SQLReads):
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in self._pragmas():
             await conn.execute(pragma)
-        return conn
-
-    def _connect_on_loop(self) -> sqlite3.Connection:
-        """The event loop's own connection: it never writes, never waits for a lock (busy
-        timeout 0), and stops a statement that runs past `_stop_at`."""
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
-        conn.execute("PRAGMA query_only=ON")
-        conn.set_progress_handler(lambda: time.perf_counter() > self._stop_at, 1000)
         return conn
 
     async def close(self) -> None:
@@ -320,32 +309,15 @@ class SQLiteStore(GroupCommitted, SQLReads):
     # -- reads -------------------------------------------------------------------------
 
     async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
-        """On the event loop's own connection if the read takes less than ON_LOOP, else on
-        a reader thread.
-
-        Nearly every read is short: a job, its outbox, its events, a page of a listing
-        through an index. For those a reader thread costs the event loop more than the
-        read itself: handing the read over and being woken with its rows took ~0.1-0.15 ms
-        of the loop's time a read, against 5-20 us for a job lookup; a page of jobs cost
-        the loop 1.71 ms through threads against 1.53 ms all on the loop (bench/scale,
-        one client). A read still running after ON_LOOP is stopped (SQLite's progress
-        handler) and run again on a reader thread, so no read holds up the loop longer
-        than that. The loop's connection never waits for a lock either: a read that finds
-        the database busy (a checkpoint starting the WAL over) goes to a thread, which
-        may wait. A read that brought more than MANY_ROWS rows lets the loop's other work
-        take a turn before its rows are made into objects, so that a page of a listing
-        does not hold up a job lookup for all of its time.
-        """
-        conn = self._on_loop
-        if conn is None:
+        """On the event loop's own connection while the read is short (`onloop.py`), else
+        on a reader thread. A read that brought more than MANY_ROWS rows lets the loop's
+        other work take a turn before its rows are made into objects, so that a page of a
+        listing does not hold up a job lookup for all of its time."""
+        if self._on_loop is None:
             raise StoreClosed("the store is not open")
-        self._stop_at = time.perf_counter() + ON_LOOP
-        try:
-            found = conn.execute(query, params).fetchall()
-        except sqlite3.OperationalError:  # stopped, busy, or failed (a thread says which)
+        found = self._on_loop.read(query, params)
+        if found is None:
             return await self._fetch_on_thread(query, params)
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite read failed: {exc}") from exc
         if len(found) > MANY_ROWS:
             await asyncio.sleep(0)
         return found

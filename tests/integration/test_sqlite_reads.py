@@ -79,3 +79,30 @@ async def test_a_read_of_many_rows_lets_the_loops_other_work_run_before_it_retur
         assert waiting == ["few", "many"]
     finally:
         await store.close()
+
+
+async def test_many_reads_at_once_go_to_the_reader_threads_once_a_turn_of_the_loop_has_read_enough(
+    tmp_path: Path,
+) -> None:
+    """Forty reads of ~1 ms started together (event streams starting from the log's
+    beginning): a turn of the loop takes only the first few itself, the others queue on
+    the reader threads; every one gets its rows."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobtrail.db'}", EffectPlanner())
+    assert isinstance(store, SQLiteStore)
+    await store.open()
+    try:
+        loop_reads = store._on_loop
+        assert loop_reads is not None
+        counted = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) "
+            "SELECT max(i) FROM n"
+        )
+        results = await asyncio.gather(*(store._fetch(counted) for _ in range(40)))
+        assert [tuple(r) for rows in results for r in rows] == [(5000,)] * 40
+        assert loop_reads.sent_to_threads >= 20
+        await asyncio.sleep(0)  # a new turn
+        before = loop_reads.sent_to_threads
+        assert await store._fetch("SELECT 1") == [(1,)]
+        assert loop_reads.sent_to_threads == before, "a new turn reads on the loop again"
+    finally:
+        await store.close()
