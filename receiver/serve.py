@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import signal
 import socket
 
 import structlog
@@ -16,6 +15,7 @@ from jobtrail.core.settings import ConfigError, Settings
 from jobtrail.receiver.app import create_app
 from jobtrail.receiver.keys import METRICS
 from jobtrail.receiver.protocol import Runner
+from jobtrail.runtime.signals import stopping_on_signals
 from jobtrail.store import open_store
 from jobtrail.store.base import Store
 
@@ -64,9 +64,11 @@ def cannot_listen(settings: Settings, exc: OSError) -> ConfigError:
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set or the process gets SIGINT/SIGTERM."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    with stopping_on_signals(stop):
+        await _serve(settings, stop)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     store = store_for(settings)
     await store.open(exclusive=True)  # SQLite: one server per file (StoreLocked)
     app = create_app(settings, store, background=True)

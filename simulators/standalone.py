@@ -4,10 +4,10 @@ serve`, `jobtrail submit` and the listeners without the providers' real endpoint
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from typing import TextIO
 
+from jobtrail.runtime.signals import stopping_on_signals
 from jobtrail.simulators.cluster import Cluster
 
 
@@ -21,9 +21,11 @@ async def simulate(first_port: int | None, out: TextIO | None = None) -> int:
     """Serve until SIGINT or SIGTERM."""
     out = out or sys.stdout
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    with stopping_on_signals(stop):
+        return await _simulate(first_port, out, stop)
+
+
+async def _simulate(first_port: int | None, out: TextIO, stop: asyncio.Event) -> int:
     cluster = Cluster.build()
     try:
         await cluster.start(first_port)
