@@ -30,7 +30,11 @@ from jobtrail.store.base import StoreError
 # At 1 ms, one page of jobs' outbox read in eight went over (a pause of the machine's, a
 # collection) and was read twice.
 ON_LOOP = 0.003
-TURN = 0.002
+# bench/stream (250 streams starting at once), /healthz's worst meanwhile: 864 ms with no
+# bound, 259-306 ms at 2 ms, 372 ms at 5 ms (reader threads only: 131-241 ms in the same
+# runs). bench/scale, four clients on lists: p99 up to 12 ms at 2 ms, 10.7 ms at 5 ms (one
+# run each; the machine's noise is of that size).
+TURN = 0.003
 
 
 class LoopReads:

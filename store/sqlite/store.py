@@ -3,8 +3,9 @@
 Writes go through a two-stage group committer (store/batching.py) to the writer process
 (store/sqlite/process.py): each batch is planned on the event loop, from the jobs this
 store remembers (store/sqlite/known.py) and the plans still in flight, and written as one
-transaction, one message to the writer. Reads use aiosqlite connections of their own and
-never wait for writes.
+transaction, one message to the writer. Reads never wait for writes: they run on the event
+loop's own connection while they are short (store/sqlite/onloop.py), else on aiosqlite
+connections of their own, each with its thread.
 
 What the memory of jobs may hold is the crux: it must be exactly what is committed. It
 is forgotten whenever that is in doubt: a batch whose outcome is unknown (its writer
