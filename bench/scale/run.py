@@ -1,6 +1,6 @@
 """bench/scale: reads on a big SQLite log, with four clients, and what retention saves.
 
-    python -m bench.scale.run [--jobs 100000] [--requests 2000] [--clients 4]
+    python -m bench.scale.run [--jobs 100000] [--requests 2000] [--clients 4] [--skip-removal]
 
 Builds a database of JOBS jobs through the store's own write path (`intake_many`): each
 job tracked, queued, processing at 10..70%, then succeeded (one in ten failed, one in

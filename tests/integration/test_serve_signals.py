@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import threading
 from pathlib import Path
 
@@ -16,12 +15,7 @@ import pytest
 
 from jobtrail.core.settings import load
 from jobtrail.receiver.serve import serve
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.e2e.helpers import free_port
 
 
 async def _until_up(port: int) -> None:
@@ -41,7 +35,7 @@ async def _until_up(port: int) -> None:
 # the signal wakeup fd"): the very condition this test makes.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_sigterm_stops_the_server_when_the_loops_self_pipe_is_full(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {"JOBTRAIL_DATA_DIR": str(tmp_path), "JOBTRAIL_PORT": str(port), "JOBTRAIL_LOG_LEVEL": "warning"}
     serving = asyncio.create_task(serve(load(None, env)))
     await _until_up(port)

@@ -67,15 +67,16 @@ async def test_a_read_of_many_rows_lets_the_loops_other_work_run_before_it_retur
     """So that a page of a listing does not hold up a job lookup while its rows are made
     into objects; a read of a few rows returns at once."""
     store = open_store(f"sqlite:///{tmp_path / 'jobtrail.db'}", EffectPlanner())
+    assert isinstance(store, SQLiteStore)
     await store.open()
     try:
         loop, waiting = asyncio.get_running_loop(), []
         loop.call_soon(waiting.append, "few")
-        assert len(await store._fetch("SELECT 1")) == 1  # type: ignore[attr-defined]
+        assert len(await store._fetch("SELECT 1")) == 1
         assert waiting == []
         many = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT i FROM n"
         loop.call_soon(waiting.append, "many")
-        assert len(await store._fetch(many)) == 100  # type: ignore[attr-defined]
+        assert len(await store._fetch(many)) == 100
         assert waiting == ["few", "many"]
     finally:
         await store.close()
