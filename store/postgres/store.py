@@ -133,7 +133,6 @@ class PostgresStore(GroupCommitted, SQLReads):
                 # JIT: it compiles a statement for longer than any of these run (83 ms
                 # against 0.1 ms, seen with a plan whose cost was inflated).
                 server_settings={"plan_cache_mode": "force_custom_plan", "jit": "off"},
-                init=_staging,
                 reset=_as_is,
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as conn:
@@ -359,11 +358,6 @@ async def _as_is(conn: Any) -> None:
     these connections never keep: their advisory locks end with their transactions
     (migrate's session lock is released by migrate), LISTEN has a connection of its own,
     and the only session setting is the append's own (writes.FIRST)."""
-
-
-async def _staging(conn: Any) -> None:
-    """Each pooled connection's table for a batch's events (writes.STAGING)."""
-    await conn.execute(writes.STAGING)
 
 
 async def _rollback(conn: Any) -> None:

@@ -6,11 +6,11 @@
                                    retention removed: their tombstones)
     (plan the batch: core.intake.plan_batch, on what is committed; replicas plan at once)
     (record the attempts that still hold their lease; the others are refused)
-    write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...),
-                                   and the events, unnumbered, into a temporary table
+    write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...)
     append the events and COMMIT   one message: move the log's tail (its row stays locked
-                                   until COMMIT), insert the staged events numbered from
-                                   it, NOTIFY, COMMIT (just COMMIT when there are none)
+                                   until COMMIT), insert the events numbered from it (they
+                                   come in the message, as one JSON literal), NOTIFY,
+                                   COMMIT (just COMMIT when there are none)
     read where the numbers began   a session setting the append left (after COMMIT)
 
 The tail's row lock is what gives the log one order that readers can trust across
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -117,33 +118,28 @@ queued AS (
     SELECT key, kind, provider, job_id, sink, payload, status, $4, $4, $4 FROM unnest($3::outbox_row[])
     ON CONFLICT (key) DO NOTHING
 ),
-ids AS (SELECT COALESCE(array_agg(id ORDER BY id), '{}') AS ids FROM delivered),
-staged AS (
-    INSERT INTO pg_temp.appending (n, provider, job_id, type, source, at, data, delivery_id, fingerprint)
-    SELECT t.n, t.provider, t.job_id, t.type, t.source, $6, t.data, ids.ids[t.delivery + 1], t.fingerprint
-    FROM ids, unnest($7::event_row[]) AS t
-)
-SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', $8) END FROM ids
+ids AS (SELECT COALESCE(array_agg(id ORDER BY id), '{}') AS ids FROM delivered)
+SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', $6) END FROM ids
 """
-# Where a batch's events wait for their numbers: one per connection (made when the pool
-# opens it), emptied by every COMMIT or ROLLBACK.
-STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS appending (
-    n bigint, provider text, job_id text, type text, source text, at timestamptz, data jsonb,
-    delivery_id bigint, fingerprint text
-) ON COMMIT DELETE ROWS
-"""
-# The staged events, numbered from the tail (from 1, refused attempts' events left out),
-# and COMMIT: one message (the simple protocol: only the count and this writer's origin,
-# 16 hex digits, are written into it), so the tail's row is locked from the UPDATE to the
-# end of the COMMIT and no longer. Where the numbers began is left in a session setting,
+# The events, numbered from the tail (from 1, refused attempts' events left out), and
+# COMMIT: one message, so the tail's row is locked from the UPDATE to the end of the
+# COMMIT and no longer. It is the simple protocol, which takes no parameters: the events
+# come in it as one JSON array in a dollar-quoted literal (its tag chosen so that the
+# text does not hold it: `literal`), and the rest written into it are numbers, this
+# writer's origin (16 hex digits) and the batch's time (an ISO date). They were staged in
+# a temporary table by the statement before, and emptying that table at every COMMIT
+# (a truncation: new files, cache invalidations) was a tenth of PostgreSQL's CPU per
+# webhook (perf, bench/replicas). Where the numbers began is left in a session setting,
 # read by FIRST after the COMMIT.
 APPEND_AND_COMMIT = """
 WITH tail AS (UPDATE log_tail SET events = events + {count} RETURNING events - {count} AS s),
 logged AS (
     INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
-    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, t.at, t.data, t.delivery_id, t.fingerprint
-    FROM tail, pg_temp.appending t
+    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, '{at}'::timestamptz, t.data, t.delivery_id, t.fingerprint
+    FROM tail, jsonb_to_recordset({events}::jsonb) AS t (
+        n bigint, provider text, job_id text, type text, source text, data jsonb, delivery_id bigint,
+        fingerprint text
+    )
 )
 SELECT set_config('jobtrail.appended_after', tail.s::text, false),
        pg_notify('jobtrail_log', (tail.s + {count})::text || ' {origin}')
@@ -160,17 +156,36 @@ class Written(NamedTuple):
     plan: Plan
     delivery_ids: list[int]
     refused: set[int]
-    appended: int  # how many events it appends
+    events: list[dict[str, Any]]  # what it appends, numbered from 1
     outbox: bool  # outbox work was added or an attempt recorded
     origin: str  # who writes it: its NOTIFYs say so (listen.py)
 
+    @property
+    def appended(self) -> int:
+        return len(self.events)
+
     def commit(self) -> str:
-        if not self.appended:
+        if not self.events:
             return "COMMIT"
-        return APPEND_AND_COMMIT.format(count=int(self.appended), origin=checked_origin(self.origin))
+        return APPEND_AND_COMMIT.format(
+            count=len(self.events),
+            origin=checked_origin(self.origin),
+            at=self.plan.at.isoformat(),  # a datetime's: digits, '-', ':', '.', '+', 'T'
+            events=literal(rows.dumps(self.events)),
+        )
 
     def results(self, first_seq: int) -> list[Result]:
         return settle(self.plan, self.delivery_ids, first_seq, self.refused)
+
+
+def literal(text: str) -> str:
+    """`text` as a dollar-quoted literal: taken as it is, whatever it holds, between two
+    tags it does not hold (a random one, checked). JSON from `rows.dumps` has no NUL (it
+    escapes control characters), which would end the message."""
+    while True:
+        tag = f"$j{secrets.token_hex(8)}$"
+        if tag not in text:
+            return f"{tag}{text}{tag}"
 
 
 def checked_origin(token: str) -> str:
@@ -208,13 +223,12 @@ async def write_batch(
         elif record.sink_state is not None:
             name, reason = record.sink_state
             await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
-    seqs = numbered(plan, 1, refused)  # from the tail, which the COMMIT's message reads
-    events = _events(plan, seqs)
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
     delivery_ids, _ = await conn.fetchrow(
-        DELIVER, _deliveries(plan), _jobs(plan.jobs), _outbox(plan), now, outbox, plan.at, events, origin
+        DELIVER, _deliveries(plan), _jobs(plan.jobs), _outbox(plan), now, outbox, origin
     )
-    return Written(plan, delivery_ids, refused, len(events), outbox, origin)
+    seqs = numbered(plan, 1, refused)  # from the tail, which the COMMIT's message reads
+    return Written(plan, delivery_ids, refused, _events(plan, seqs, delivery_ids), outbox, origin)
 
 
 def _begin(keys: Sequence[JobKey]) -> str:
@@ -277,12 +291,20 @@ def _deliveries(plan: Plan) -> list[tuple[Any, ...]]:
     return values
 
 
-def _events(plan: Plan, seqs: Sequence[int | None]) -> list[tuple[Any, ...]]:
-    """Events as event_row records: numbered from 1 (refused attempts' events left out),
-    with their delivery's place among the batch's deliveries (DELIVER turns it into the
-    delivery's id)."""
+def _events(plan: Plan, seqs: Sequence[int | None], delivery_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Events as the append reads them: numbered from 1 (refused attempts' events left
+    out), with their delivery's id."""
     return [
-        (seq, e.provider, e.job_id, e.type, e.source, rows.dumps(e.data), e.delivery, e.fingerprint)
+        {
+            "n": seq,
+            "provider": e.provider,
+            "job_id": e.job_id,
+            "type": e.type,
+            "source": e.source,
+            "data": e.data,
+            "delivery_id": None if e.delivery is None else delivery_ids[e.delivery],
+            "fingerprint": e.fingerprint,
+        }
         for seq, e in zip(seqs, plan.events, strict=True)
         if seq is not None
     ]
