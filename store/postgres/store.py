@@ -132,7 +132,12 @@ class PostgresStore(GroupCommitted, SQLReads):
                 # analyzes them, and meanwhile grows with every row (bench/replicas). No
                 # JIT: it compiles a statement for longer than any of these run (83 ms
                 # against 0.1 ms, seen with a plan whose cost was inflated).
-                server_settings={"plan_cache_mode": "force_custom_plan", "jit": "off"},
+                # Notices on: the append says where its numbers began in one (writes.py).
+                server_settings={
+                    "plan_cache_mode": "force_custom_plan",
+                    "jit": "off",
+                    "client_min_messages": "notice",
+                },
                 reset=_as_is,
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as conn:
@@ -239,13 +244,22 @@ class PostgresStore(GroupCommitted, SQLReads):
                     await _rollback(conn)
                     raise
                 committing = True
+                notice = writes.AppendNotice()
+                conn.add_log_listener(notice)
                 try:
                     await conn.execute(written.commit())
                 except asyncpg.PostgresError:  # refused before its COMMIT ran: nothing committed
                     await _rollback(conn)
                     raise
+                finally:
+                    conn.remove_log_listener(notice)
                 try:
-                    first_seq = await conn.fetchval(writes.FIRST) if written.appended else 1
+                    if not written.appended:
+                        first_seq = 1
+                    elif notice.after is not None:
+                        first_seq = notice.after + 1
+                    else:
+                        first_seq = await conn.fetchval(writes.FIRST)
                 except asyncpg.PostgresError as exc:  # committed: never to be written again
                     raise OutcomeUnknown(
                         f"PostgreSQL committed the batch but its event numbers could not be read: {exc}"

@@ -122,30 +122,17 @@ ids AS (SELECT COALESCE(array_agg(id ORDER BY id), '{}') AS ids FROM delivered)
 SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', $6) END FROM ids
 """
 # The events, numbered from the tail (from 1, refused attempts' events left out), and
-# COMMIT: one message, so the tail's row is locked from the UPDATE to the end of the
-# COMMIT and no longer. It is the simple protocol, which takes no parameters: the events
-# come in it as one JSON array in a dollar-quoted literal (its tag chosen so that the
-# text does not hold it: `literal`), and the rest written into it are numbers, this
-# writer's origin (16 hex digits) and the batch's time (an ISO date). They were staged in
-# a temporary table by the statement before, and emptying that table at every COMMIT
-# (a truncation: new files, cache invalidations) was a tenth of PostgreSQL's CPU per
-# webhook (perf, bench/replicas). Where the numbers began is left in a session setting,
-# read by FIRST after the COMMIT.
-APPEND_AND_COMMIT = """
-WITH tail AS (UPDATE log_tail SET events = events + {count} RETURNING events - {count} AS s),
-logged AS (
-    INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
-    SELECT tail.s + t.n, t.provider, t.job_id, t.type, t.source, '{at}'::timestamptz, t.data, t.delivery_id, t.fingerprint
-    FROM tail, jsonb_to_recordset({events}::jsonb) AS t (
-        n bigint, provider text, job_id text, type text, source text, data jsonb, delivery_id bigint,
-        fingerprint text
-    )
-)
-SELECT set_config('jobtrail.appended_after', tail.s::text, false),
-       pg_notify('jobtrail_log', (tail.s + {count})::text || ' {origin}')
-FROM tail;
-COMMIT
-"""
+# COMMIT: one message, so the tail's row is locked from the append to the end of the
+# COMMIT and no longer (jobtrail_append, migration 6). It is the simple protocol, which
+# takes no parameters: the events come in it as one JSON array in a dollar-quoted literal
+# (its tag chosen so that the text does not hold it: `literal`), and the rest written
+# into it are numbers, this writer's origin (16 hex digits) and the batch's time (an ISO
+# date). They were staged in a temporary table by the statement before, and emptying
+# that table at every COMMIT (a truncation: new files, cache invalidations) was a tenth of
+# PostgreSQL's CPU per webhook (perf, bench/replicas). Where the numbers began comes back
+# in a NOTICE (`AppendNotice`); FIRST reads it, should the NOTICE not come.
+APPEND_AND_COMMIT = "SELECT jobtrail_append({count}, '{origin}', '{at}', {events}); COMMIT"
+APPENDED_AFTER = re.compile(r"jobtrail appended after (\d+)")
 FIRST = "SELECT current_setting('jobtrail.appended_after')::bigint + 1"
 
 
@@ -176,6 +163,23 @@ class Written(NamedTuple):
 
     def results(self, first_seq: int) -> list[Result]:
         return settle(self.plan, self.delivery_ids, first_seq, self.refused)
+
+
+class AppendNotice:
+    """A log listener (asyncpg's `add_log_listener`) for one commit: where the append's
+    numbers began, from its NOTICE. The NOTICE comes before the COMMIT's answer on the
+    same connection, and asyncpg calls listeners in the order it reads, so `after` is set
+    by the time the COMMIT's `execute` returns, or never (FIRST then)."""
+
+    __slots__ = ("after",)
+
+    def __init__(self) -> None:
+        self.after: int | None = None
+
+    def __call__(self, conn: Any, message: Any) -> None:
+        found = APPENDED_AFTER.fullmatch(getattr(message, "message", "") or "")
+        if found:
+            self.after = int(found[1])
 
 
 def literal(text: str) -> str:

@@ -6,6 +6,7 @@ never 500, never a hang; the store comes back by itself; nothing acknowledged is
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -14,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.intake import IntakeRequest
 from jobtrail.core.model import Delivery, Observation, Verdict, utcnow
 from jobtrail.receiver.app import create_app
 from jobtrail.store.base import OutcomeUnknown, StoreError, StoreUnavailable
@@ -133,13 +135,13 @@ async def test_a_commit_whose_answer_is_lost_is_an_unknown_outcome_and_its_retry
     assert {"j1": 1} == await rig.events()
 
 
-async def test_an_append_refused_in_its_commit_message_commits_nothing_and_leaves_nothing_staged(
+async def test_an_append_refused_in_its_commit_message_commits_nothing_and_the_connection_writes_on(
     rig: Rig,
 ) -> None:
-    """A batch's events wait in its connection's staging table until the one message that
-    numbers them and commits. Refused there (here: a row someone wrote past the log's
-    tail), nothing of the batch is committed, and the connection, used again (the pool
-    hands out the one returned last), stages only its new batch."""
+    """A batch's events are numbered by the one message that also commits. Refused there
+    (here: a row someone wrote past the log's tail), nothing of the batch is committed,
+    and the connection, used again (the pool hands out the one returned last), writes its
+    next batches whole and numbered in a row."""
     import asyncpg
 
     store = await rig.open(proxied=False)
@@ -165,27 +167,56 @@ async def test_an_append_refused_in_its_commit_message_commits_nothing_and_leave
     assert 0 == jobs
 
 
-async def test_an_append_that_numbers_nothing_is_an_error_not_the_last_batchs_numbers(rig: Rig) -> None:
-    """The first number of a batch's events is read after its COMMIT from a session
-    setting. With the log's tail gone (a damaged database) the append numbers nothing, and
-    the connection's setting still holds its previous batch's: the write must fail, not
-    answer with those numbers; and, committed, it is not written again (a retry would
-    have answered "duplicate")."""
+async def test_an_append_with_the_logs_tail_gone_is_refused_before_its_commit(rig: Rig) -> None:
+    """With the log's tail gone (a damaged database) the append has nothing to number
+    from: it refuses, so nothing of the batch is committed, and the write fails with the
+    reason; it is not answered with another batch's numbers."""
     import asyncpg
 
     store = await rig.open(proxied=False)
-    for n in range(3):  # one connection at a time: the pool hands out the one returned last
+    for n in range(3):
         await store.intake(delivery(f"j{n}"), [processing(f"j{n}")])
     conn = await asyncpg.connect(rig.url)
     try:
         await conn.execute("DELETE FROM log_tail")
-        with pytest.raises(OutcomeUnknown, match="event numbers could not be read"):
+        with pytest.raises(StoreError, match="the log's tail is missing"):
             await store.intake(delivery("j9"), [processing("j9")])
         deliveries = await conn.fetchval("SELECT count(*) FROM deliveries WHERE job_id = 'j9'")
     finally:
         await conn.close()
-    assert 1 == deliveries
+    assert 0 == deliveries
     assert {"j0": 1, "j1": 1, "j2": 1} == await rig.events()
+
+
+@pytest.mark.parametrize("notices", ["heard", "not heard"])
+async def test_a_batchs_numbers_come_from_its_appends_notice_or_else_from_the_session_setting(
+    rig: Rig, notices: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a batch's numbers began comes back with its COMMIT, in the append's NOTICE:
+    no statement after the COMMIT (here it would fail). Should the NOTICE not be heard
+    (here: not recognised), the session setting is read instead. Either way, batches
+    written at once on several connections are each told their own numbers."""
+    import asyncpg
+
+    from jobtrail.store.postgres import writes
+
+    if notices == "heard":
+        monkeypatch.setattr(writes, "FIRST", "SELECT 1 / 0")
+    else:
+        monkeypatch.setattr(writes, "APPENDED_AFTER", re.compile("never said"))
+    store = await rig.open(proxied=False)
+    requests = [
+        [IntakeRequest(delivery(f"j{b}-{i}"), (processing(f"j{b}-{i}"),)) for i in range(5)] for b in range(8)
+    ]
+    answers = await asyncio.gather(*(store.intake_many(batch) for batch in requests))
+    told = {a.delivery_id: [e.seq for e in a.events] for batch in answers for a in batch}
+    conn = await asyncpg.connect(rig.url)
+    try:
+        logged = {row[0]: [row[1]] for row in await conn.fetch("SELECT delivery_id, seq FROM events")}
+    finally:
+        await conn.close()
+    assert 40 == len(logged)
+    assert logged == {d: list(s) for d, s in told.items()}, "each caller was told its own events' numbers"
 
 
 async def test_over_http_a_database_that_is_down_is_503_and_readyz_says_so(
