@@ -17,6 +17,7 @@ COMMIT is reported as `OutcomeUnknown`, never retried on a guess.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -107,6 +108,7 @@ class PostgresStore(GroupCommitted, SQLReads):
         self.dsn = dsn
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
+        self._releasing: set[asyncio.Task[None]] = set()  # connections on their way back
         self.origin = secrets.token_hex(8)  # this store's writes, in their NOTIFY payloads
         self._notifications = Notifications(dsn, self._heard, self.origin)
         self._committer = GroupCommitter[IntakeRequest | AttemptRecord, Any, Result](
@@ -154,6 +156,8 @@ class PostgresStore(GroupCommitted, SQLReads):
     async def close(self) -> None:
         await self._committer.close()
         await self._notifications.stop()
+        if self._releasing:
+            await asyncio.wait(self._releasing)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -165,13 +169,22 @@ class PostgresStore(GroupCommitted, SQLReads):
         if pool is None:
             raise StoreClosed("the store is not open")
         try:
-            conn = await pool.acquire(timeout=self.connect_timeout)
+            if pool.get_idle_size():  # one is free: taken without waiting
+                conn = await pool.acquire()
+            else:
+                conn = await pool.acquire(timeout=self.connect_timeout)
         except GONE as exc:
             raise StoreUnavailable(f"cannot reach PostgreSQL: {_describe(exc)}") from exc
         try:
             yield conn
         finally:
-            await pool.release(conn)
+            self._release(pool, conn)
+
+    def _release(self, pool: asyncpg.Pool, conn: Any) -> None:
+        """Give `conn` back to the pool behind the caller, who has its answer already."""
+        task = asyncio.get_running_loop().create_task(pool.release(conn), name="store-release")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement on a pooled connection, in a transaction of its own; its rows."""
@@ -240,29 +253,27 @@ class PostgresStore(GroupCommitted, SQLReads):
             try:
                 try:
                     written = await writes.write_batch(conn, requests, self.planner, self.origin)
+                    message = written.commit()
                 except BaseException:
                     await _rollback(conn)
                     raise
                 committing = True
-                notice = writes.AppendNotice()
-                conn.add_log_listener(notice)
+                wrote = writes.Wrote()
+                conn.add_log_listener(wrote)
                 try:
-                    await conn.execute(written.commit())
+                    await conn.execute(message)
                 except asyncpg.PostgresError:  # refused before its COMMIT ran: nothing committed
                     await _rollback(conn)
                     raise
                 finally:
-                    conn.remove_log_listener(notice)
+                    conn.remove_log_listener(wrote)
                 try:
-                    if not written.appended:
-                        first_seq = 1
-                    elif notice.after is not None:
-                        first_seq = notice.after + 1
-                    else:
-                        first_seq = await conn.fetchval(writes.FIRST)
-                except asyncpg.PostgresError as exc:  # committed: never to be written again
+                    if not wrote.heard:
+                        wrote.tell(*(await conn.fetchrow(writes.FIRST)))
+                    results = written.results(wrote.delivery_ids, wrote.after)
+                except (asyncpg.PostgresError, ValueError) as exc:  # committed: never to be written again
                     raise OutcomeUnknown(
-                        f"PostgreSQL committed the batch but its event numbers could not be read: {exc}"
+                        f"PostgreSQL committed the batch but what it wrote could not be read back: {exc}"
                     ) from exc
             except GONE as exc:
                 # Sent, and cut off before the answer, or after it, before the numbers
@@ -276,7 +287,7 @@ class PostgresStore(GroupCommitted, SQLReads):
                 raise StoreError(f"PostgreSQL write failed: {exc}") from exc
         self.events_appended += written.appended
         self._heard(appended=written.appended > 0, outbox=written.outbox)
-        return written.results(first_seq)
+        return results
 
     async def _abandon(self) -> None:
         """Nothing is planned ahead of a transaction here: nothing to forget."""

@@ -6,18 +6,21 @@
                                    retention removed: their tombstones)
     (plan the batch: core.intake.plan_batch, on what is committed; replicas plan at once)
     (record the attempts that still hold their lease; the others are refused)
-    write deliveries, jobs, outbox work      one statement, each an INSERT of unnest(...)
-    append the events and COMMIT   one message: move the log's tail (its row stays locked
-                                   until COMMIT), insert the events numbered from it (they
-                                   come in the message, as one JSON literal), NOTIFY,
-                                   COMMIT (just COMMIT when there are none)
-    read where the numbers began   a session setting the append left (after COMMIT)
+    write and append, COMMIT       one message: write the deliveries, jobs and outbox
+                                   work, move the log's tail (its row stays locked until
+                                   COMMIT), insert the events numbered from it, NOTIFY,
+                                   COMMIT; the rows come in it as one JSON literal, and
+                                   the deliveries' ids and the events' first number come
+                                   back in a NOTICE
+
+Three round trips a batch of intakes (five before: the rows had a statement of their
+own, and the numbers were read by one after the COMMIT).
 
 The tail's row lock is what gives the log one order that readers can trust across
 replicas: the next batch cannot take numbers until this one is committed, so every event
 numbered before this batch's is visible before this batch's are, and "everything after N"
 never skips an event that commits later. Only the append and the COMMIT hold it: that is
-all the replicas do one at a time, and they are sent as one message, so the lock is never
+all the replicas do one at a time, and they are in one message, so the lock is never
 held while this process's event loop gets round to sending the COMMIT (it was, and under
 load that wait was most of the time the lock was held: bench/replicas). The job locks
 make planning safe: nobody changes a job between its read and its write, and two
@@ -26,6 +29,7 @@ replicas that see a new job at once do not both create it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -54,15 +58,18 @@ from jobtrail.store.postgres.reads import JOB_COLUMNS
 # its waiters when it committed).
 APPENDED, OUTBOX = "jobtrail_log", "jobtrail_outbox"
 ORIGIN = re.compile(r"[0-9a-f]{16}")
+ISO = re.compile(r"[0-9T:.+-]+")
 
 # Every statement is planned each time it runs (store.py sets it for the connections): a
 # plan kept from when `jobs` was nearly empty looked a job up through the wrong index, or
 # by scanning the table, and cost grew with every row (138 ms a batch at 54,000 jobs,
 # bench/replicas). Planning costs less than that: about 0.3 ms a batch.
-# The transaction, and the setting where the append will say where its numbers began
-# emptied first: a value left by this connection's last batch is never read as this one's
-# (should the append insert nothing, FIRST fails instead).
-BEGIN = "BEGIN; SELECT set_config('jobtrail.appended_after', '', false)"
+# The transaction, and the settings where the write will leave what it wrote emptied
+# first: values left by this connection's last batch are never read as this one's.
+BEGIN = (
+    "BEGIN; SELECT set_config('jobtrail.appended_after', '', false), "
+    "set_config('jobtrail.delivered', '{}', false)"
+)
 JOB_LOCKS = 0x6A6F6273  # "jobs": the first key of a job's advisory lock; the second, its hash
 # The batch's jobs, and the keys among them of jobs removed by retention (tombstones):
 # a job's columns, then its key and whether it is a tombstone (its columns are NULL).
@@ -90,96 +97,85 @@ INSERT INTO sinks (name, disabled_at, reason, updated_at) VALUES ($1, $2, $3, $4
 ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = excluded.reason,
     updated_at = excluded.updated_at
 """
-# What needs no order: deliveries (ids from their identity column, returned in the order
-# given), jobs, outbox work; and the events, staged. Each table's rows come as one array
-# of records (the types of migration 5), not one array per column: asyncpg checks every
-# element of an array parameter against collections.abc in Python, which made these
-# parameters a third of a replica's write path.
-DELIVER = """
-WITH delivered AS (
-    INSERT INTO deliveries (source, provider, job_id, received_at, headers, body, body_size, verdict, reason)
-    SELECT source, provider, job_id, received_at, headers, body, body_size, verdict, reason
-    FROM unnest($1::delivery_row[]) WITH ORDINALITY
-    ORDER BY ordinality
-    RETURNING id
-),
-projected AS (
-    INSERT INTO jobs (provider, job_id, status, progress, result_urls, error, provider_status, terminals,
-                      params, seen, created_at, updated_at)
-    SELECT * FROM unnest($2::job_row[])
-    ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, progress = excluded.progress,
-        result_urls = excluded.result_urls, error = excluded.error,
-        provider_status = excluded.provider_status, terminals = excluded.terminals, params = excluded.params,
-        seen = excluded.seen, updated_at = excluded.updated_at
-),
-queued AS (
-    INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, next_attempt_at, created_at,
-                        updated_at)
-    SELECT key, kind, provider, job_id, sink, payload, status, $4, $4, $4 FROM unnest($3::outbox_row[])
-    ON CONFLICT (key) DO NOTHING
-),
-ids AS (SELECT COALESCE(array_agg(id ORDER BY id), '{}') AS ids FROM delivered)
-SELECT ids.ids, CASE WHEN $5 THEN pg_notify('jobtrail_outbox', $6) END FROM ids
-"""
-# The events, numbered from the tail (from 1, refused attempts' events left out), and
-# COMMIT: one message, so the tail's row is locked from the append to the end of the
-# COMMIT and no longer (jobtrail_append, migration 6). It is the simple protocol, which
-# takes no parameters: the events come in it as one JSON array in a dollar-quoted literal
-# (its tag chosen so that the text does not hold it: `literal`), and the rest written
-# into it are numbers, this writer's origin (16 hex digits) and the batch's time (an ISO
-# date). They were staged in a temporary table by the statement before, and emptying
-# that table at every COMMIT (a truncation: new files, cache invalidations) was a tenth of
-# PostgreSQL's CPU per webhook (perf, bench/replicas). Where the numbers began comes back
-# in a NOTICE (`AppendNotice`); FIRST reads it, should the NOTICE not come.
-APPEND_AND_COMMIT = "SELECT jobtrail_append({count}, '{origin}', '{at}', {events}); COMMIT"
-APPENDED_AFTER = re.compile(r"jobtrail appended after (\d+)")
-FIRST = "SELECT current_setting('jobtrail.appended_after')::bigint + 1"
+# The batch's writes, its append and COMMIT: one message (jobtrail_write, migration 6),
+# so the log's tail is locked from the append to the end of the COMMIT and no longer.
+# It is the simple protocol, which takes no parameters: the rows come in it as one JSON
+# document in a dollar-quoted literal (its tag chosen so that the text does not hold it:
+# `literal`); the rest written into it are numbers, booleans, ISO dates and this
+# writer's origin (16 hex digits). The deliveries' ids and where the events' numbers
+# began come back in a NOTICE (`Wrote`), or, should it not come, from session settings
+# (FIRST). Before, the rows went as parameters of a statement of their own (a round trip
+# more), and the events through a temporary table emptied at every COMMIT: a truncation
+# (new files, cache invalidations), a tenth of PostgreSQL's CPU per webhook (perf,
+# bench/replicas).
+WRITE_AND_COMMIT = (
+    "SELECT jobtrail_write({deliveries}::json, {jobs}::json, {queued}::json, {events}::json, {count}, "
+    "'{at}', '{now}', {outbox}, '{origin}'); COMMIT"
+)
+WROTE = re.compile(r"jobtrail wrote \{([0-9,]*)\} after (\d+|-)")
+FIRST = "SELECT current_setting('jobtrail.delivered'), current_setting('jobtrail.appended_after')"
 
 
 class Written(NamedTuple):
-    """A batch written and not yet committed: `commit()` is the message that appends its
-    events and commits, then `results(first_seq)` are the answers."""
+    """A batch planned, its attempts recorded, and nothing else written yet: `commit()`
+    is the message that writes the rest and commits, then `results(ids, after)` are the
+    answers."""
 
     plan: Plan
-    delivery_ids: list[int]
     refused: set[int]
-    events: list[dict[str, Any]]  # what it appends, numbered from 1
+    rows: dict[str, list[dict[str, Any]]]  # the deliveries, jobs, outbox work and events
+    appended: int  # how many events it appends, numbered from 1
     outbox: bool  # outbox work was added or an attempt recorded
     origin: str  # who writes it: its NOTIFYs say so (listen.py)
-
-    @property
-    def appended(self) -> int:
-        return len(self.events)
+    now: datetime
 
     def commit(self) -> str:
-        if not self.events:
-            return "COMMIT"
-        return APPEND_AND_COMMIT.format(
-            count=len(self.events),
+        return WRITE_AND_COMMIT.format(
+            deliveries=literal(rows.dumps(self.rows["deliveries"])),
+            jobs=literal(rows.dumps(self.rows["jobs"])),
+            queued=literal(rows.dumps(self.rows["outbox"])),
+            events=literal(rows.dumps(self.rows["events"])),
+            count=int(self.appended),
+            at=_iso(self.plan.at),
+            now=_iso(self.now),
+            outbox="true" if self.outbox else "false",
             origin=checked_origin(self.origin),
-            at=self.plan.at.isoformat(),  # a datetime's: digits, '-', ':', '.', '+', 'T'
-            events=literal(rows.dumps(self.events)),
         )
 
-    def results(self, first_seq: int) -> list[Result]:
-        return settle(self.plan, self.delivery_ids, first_seq, self.refused)
+    def results(self, delivery_ids: Sequence[int], after: int | None) -> list[Result]:
+        """The answers, told the deliveries' ids and the number the events follow."""
+        if len(delivery_ids) != len(self.plan.deliveries):
+            raise ValueError(f"{len(self.plan.deliveries)} deliveries written, told {len(delivery_ids)} ids")
+        if self.appended and after is None:
+            raise ValueError(f"{self.appended} events appended, and no number they follow")
+        return settle(self.plan, delivery_ids, (after or 0) + 1, self.refused)
 
 
-class AppendNotice:
-    """A log listener (asyncpg's `add_log_listener`) for one commit: where the append's
-    numbers began, from its NOTICE. The NOTICE comes before the COMMIT's answer on the
-    same connection, and asyncpg calls listeners in the order it reads, so `after` is set
-    by the time the COMMIT's `execute` returns, or never (FIRST then)."""
+class Wrote:
+    """A log listener (asyncpg's `add_log_listener`) for one commit: the deliveries' ids
+    and where the events' numbers began (`after`, None when it appended none), from the
+    write's NOTICE. The NOTICE comes before the COMMIT's answer on the same connection,
+    and asyncpg calls listeners in the order it reads, so `heard` is set by the time the
+    COMMIT's `execute` returns, or never (FIRST then)."""
 
-    __slots__ = ("after",)
+    __slots__ = ("after", "delivery_ids", "heard")
 
     def __init__(self) -> None:
+        self.heard = False
+        self.delivery_ids: list[int] = []
         self.after: int | None = None
 
     def __call__(self, conn: Any, message: Any) -> None:
-        found = APPENDED_AFTER.fullmatch(getattr(message, "message", "") or "")
+        found = WROTE.fullmatch(getattr(message, "message", "") or "")
         if found:
-            self.after = int(found[1])
+            self.tell(found[1], found[2])
+
+    def tell(self, ids: str, after: str) -> None:
+        """From the NOTICE or the session settings: ids as `1,2,3` (in braces from the
+        setting), after as a number, or as '-' or '' when nothing was appended."""
+        self.delivery_ids = [int(i) for i in ids.strip("{}").split(",") if i]
+        self.after = int(after) if after.isdigit() else None
+        self.heard = True
 
 
 def literal(text: str) -> str:
@@ -227,12 +223,11 @@ async def write_batch(
         elif record.sink_state is not None:
             name, reason = record.sink_state
             await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
-    outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
-    delivery_ids, _ = await conn.fetchrow(
-        DELIVER, _deliveries(plan), _jobs(plan.jobs), _outbox(plan), now, outbox, origin
-    )
     seqs = numbered(plan, 1, refused)  # from the tail, which the COMMIT's message reads
-    return Written(plan, delivery_ids, refused, _events(plan, seqs, delivery_ids), outbox, origin)
+    events = _events(plan, seqs)
+    batch = {"deliveries": _deliveries(plan), "jobs": _jobs(plan.jobs), "outbox": _outbox(plan)}
+    outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
+    return Written(plan, refused, {**batch, "events": events}, len(events), outbox, origin, now)
 
 
 def _begin(keys: Sequence[JobKey]) -> str:
@@ -273,31 +268,40 @@ def _attempt_params(record: AttemptRecord, now: datetime) -> tuple[Any, ...]:
     )
 
 
-def _deliveries(plan: Plan) -> list[tuple[Any, ...]]:
-    """The deliveries as delivery_row records."""
+def _iso(at: datetime) -> str:
+    """A time as ISO text for the message, checked: nothing but a date and time."""
+    text = at.isoformat()
+    if not ISO.fullmatch(text):
+        raise ValueError(f"not a plain ISO time: {text!r}")
+    return text
+
+
+def _deliveries(plan: Plan) -> list[dict[str, Any]]:
+    """The deliveries, in order (`i`), their bodies cut to what is stored, in base64."""
     values = []
-    for planned in plan.deliveries:
+    for i, planned in enumerate(plan.deliveries):
         d = planned.delivery
         body = bytes(d.body)
         values.append(
-            (
-                d.source,
-                d.provider,
-                d.job_id,
-                d.received_at,
-                rows.dumps(d.headers),
-                body[:MAX_STORED_BODY],
-                len(body),
-                planned.verdict._value_,
-                planned.reason,
-            )
+            {
+                "i": i,
+                "source": d.source,
+                "provider": d.provider,
+                "job_id": d.job_id,
+                "received_at": d.received_at,
+                "headers": d.headers,
+                "body": base64.b64encode(body[:MAX_STORED_BODY]).decode(),
+                "body_size": len(body),
+                "verdict": planned.verdict._value_,
+                "reason": planned.reason,
+            }
         )
     return values
 
 
-def _events(plan: Plan, seqs: Sequence[int | None], delivery_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Events as the append reads them: numbered from 1 (refused attempts' events left
-    out), with their delivery's id."""
+def _events(plan: Plan, seqs: Sequence[int | None]) -> list[dict[str, Any]]:
+    """The events: numbered from 1 (refused attempts' events left out), with their
+    delivery's place among the batch's deliveries (the write turns it into its id)."""
     return [
         {
             "n": seq,
@@ -306,7 +310,7 @@ def _events(plan: Plan, seqs: Sequence[int | None], delivery_ids: Sequence[int])
             "type": e.type,
             "source": e.source,
             "data": e.data,
-            "delivery_id": None if e.delivery is None else delivery_ids[e.delivery],
+            "delivery": e.delivery,
             "fingerprint": e.fingerprint,
         }
         for seq, e in zip(seqs, plan.events, strict=True)
@@ -314,30 +318,36 @@ def _events(plan: Plan, seqs: Sequence[int | None], delivery_ids: Sequence[int])
     ]
 
 
-def _jobs(jobs: Mapping[JobKey, Job]) -> list[tuple[Any, ...]]:
-    """The jobs as job_row records."""
+def _jobs(jobs: Mapping[JobKey, Job]) -> list[dict[str, Any]]:
     return [
-        (
-            job.provider,
-            job.id,
-            job.status._value_,
-            job.progress,
-            rows.dumps(job.result_urls),
-            job.error,
-            job.provider_status,
-            rows.dumps([s._value_ for s in job.terminals]),
-            rows.dumps(job.params) if job.params else "{}",
-            rows.dumps(sorted(job.seen)),
-            job.created_at,
-            job.updated_at,
-        )
+        {
+            "provider": job.provider,
+            "job_id": job.id,
+            "status": job.status._value_,
+            "progress": job.progress,
+            "result_urls": job.result_urls,
+            "error": job.error,
+            "provider_status": job.provider_status,
+            "terminals": [s._value_ for s in job.terminals],
+            "params": job.params or {},
+            "seen": sorted(job.seen),
+            "created_at": job.created_at,
+            "updated_at": job.updated_at,
+        }
         for job in jobs.values()
     ]
 
 
-def _outbox(plan: Plan) -> list[tuple[Any, ...]]:
-    """The outbox work as outbox_row records."""
+def _outbox(plan: Plan) -> list[dict[str, Any]]:
     return [
-        (item.key, item.kind, item.provider, item.job_id, item.sink, rows.dumps(item.payload), item.status)
+        {
+            "key": item.key,
+            "kind": item.kind,
+            "provider": item.provider,
+            "job_id": item.job_id,
+            "sink": item.sink,
+            "payload": item.payload,
+            "status": item.status,
+        }
         for item in plan.outbox
     ]

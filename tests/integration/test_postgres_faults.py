@@ -189,13 +189,14 @@ async def test_an_append_with_the_logs_tail_gone_is_refused_before_its_commit(ri
 
 
 @pytest.mark.parametrize("notices", ["heard", "not heard"])
-async def test_a_batchs_numbers_come_from_its_appends_notice_or_else_from_the_session_setting(
+async def test_a_batchs_ids_and_numbers_come_from_its_writes_notice_or_else_from_session_settings(
     rig: Rig, notices: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where a batch's numbers began comes back with its COMMIT, in the append's NOTICE:
-    no statement after the COMMIT (here it would fail). Should the NOTICE not be heard
-    (here: not recognised), the session setting is read instead. Either way, batches
-    written at once on several connections are each told their own numbers."""
+    """A batch's deliveries' ids and where its events' numbers began come back with its
+    COMMIT, in the write's NOTICE: no statement after the COMMIT (here it would fail).
+    Should the NOTICE not be heard (here: not recognised), the session settings are read
+    instead. Either way, batches written at once on several connections are each told
+    their own ids and numbers."""
     import asyncpg
 
     from jobtrail.store.postgres import writes
@@ -203,7 +204,7 @@ async def test_a_batchs_numbers_come_from_its_appends_notice_or_else_from_the_se
     if notices == "heard":
         monkeypatch.setattr(writes, "FIRST", "SELECT 1 / 0")
     else:
-        monkeypatch.setattr(writes, "APPENDED_AFTER", re.compile("never said"))
+        monkeypatch.setattr(writes, "WROTE", re.compile("never said"))
     store = await rig.open(proxied=False)
     requests = [
         [IntakeRequest(delivery(f"j{b}-{i}"), (processing(f"j{b}-{i}"),)) for i in range(5)] for b in range(8)

@@ -1,27 +1,78 @@
--- A batch's events appended to the log (store/postgres/writes.py, APPEND_AND_COMMIT):
--- the log's tail moved (its row stays locked until COMMIT: the log's one order), the
--- events inserted numbered from it, the log's NOTIFY sent, and where the numbers began
--- told twice: in a NOTICE, which the writer hears with the COMMIT's answer (no round trip
--- after it), and in a session setting, which it reads should the NOTICE not come (a
--- `client_min_messages` above notice, say).
+-- A batch's writes and its append to the log, in the message that commits them
+-- (store/postgres/writes.py, WRITE_AND_COMMIT). `batch` holds the rows as JSON: its
+-- deliveries (in order, bodies in base64), jobs, outbox work and events (numbered from 1,
+-- each with its delivery's place among the batch's deliveries). The deliveries, jobs and
+-- outbox work are written first; then the log's tail is moved (its row stays locked until
+-- COMMIT: the log's one order) and the events inserted numbered from it, so the tail is
+-- held only for the append and the COMMIT. The NOTIFYs are sent, and the writer is told
+-- the deliveries' ids and where the numbers began twice: in a NOTICE, which it hears with
+-- the COMMIT's answer (no round trip after it), and in session settings, which it reads
+-- should the NOTICE not come.
 
-CREATE FUNCTION jobtrail_append(how_many integer, writer text, written_at timestamptz, batch jsonb)
-RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION jobtrail_write(
+    delivery_rows json, job_rows json, outbox_rows json, event_rows json, how_many integer, written_at timestamptz,
+    now timestamptz, outbox_news boolean, writer text
+) RETURNS void LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
+    ids bigint[];
     after bigint;
 BEGIN
-    UPDATE log_tail SET events = events + how_many RETURNING events - how_many INTO after;
-    IF after IS NULL THEN
-        RAISE EXCEPTION 'the log''s tail is missing (table log_tail has no row): a damaged database';
+    WITH delivered AS (
+        INSERT INTO deliveries (source, provider, job_id, received_at, headers, body, body_size, verdict, reason)
+        SELECT d.source, d.provider, d.job_id, d.received_at, d.headers, decode(d.body, 'base64'), d.body_size,
+               d.verdict, d.reason
+        FROM json_to_recordset(delivery_rows) AS d (
+            i integer, source text, provider text, job_id text, received_at timestamptz, headers jsonb,
+            body text, body_size integer, verdict text, reason text
+        )
+        ORDER BY d.i
+        RETURNING id
+    )
+    SELECT COALESCE(array_agg(id ORDER BY id), '{}') INTO ids FROM delivered;
+
+    INSERT INTO jobs (provider, job_id, status, progress, result_urls, error, provider_status, terminals,
+                      params, seen, created_at, updated_at)
+    SELECT j.provider, j.job_id, j.status, j.progress, j.result_urls, j.error, j.provider_status, j.terminals,
+           j.params, j.seen, j.created_at, j.updated_at
+    FROM json_to_recordset(job_rows) AS j (
+        provider text, job_id text, status text, progress integer, result_urls jsonb, error text,
+        provider_status text, terminals jsonb, params jsonb, seen jsonb, created_at timestamptz,
+        updated_at timestamptz
+    )
+    ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, progress = excluded.progress,
+        result_urls = excluded.result_urls, error = excluded.error,
+        provider_status = excluded.provider_status, terminals = excluded.terminals, params = excluded.params,
+        seen = excluded.seen, updated_at = excluded.updated_at;
+
+    INSERT INTO outbox (key, kind, provider, job_id, sink, payload, status, next_attempt_at, created_at,
+                        updated_at)
+    SELECT o.key, o.kind, o.provider, o.job_id, o.sink, o.payload, o.status, now, now, now
+    FROM json_to_recordset(outbox_rows) AS o (
+        key text, kind text, provider text, job_id text, sink text, payload jsonb, status text
+    )
+    ON CONFLICT (key) DO NOTHING;
+
+    IF how_many > 0 THEN
+        UPDATE log_tail SET events = events + how_many RETURNING events - how_many INTO after;
+        IF after IS NULL THEN
+            RAISE EXCEPTION 'the log''s tail is missing (table log_tail has no row): a damaged database';
+        END IF;
+        INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
+        SELECT after + e.n, e.provider, e.job_id, e.type, e.source, written_at, e.data, ids[e.delivery + 1],
+               e.fingerprint
+        FROM json_to_recordset(event_rows) AS e (
+            n bigint, provider text, job_id text, type text, source text, data jsonb, delivery integer,
+            fingerprint text
+        );
+        PERFORM pg_notify('jobtrail_log', (after + how_many)::text || ' ' || writer);
     END IF;
-    INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint)
-    SELECT after + t.n, t.provider, t.job_id, t.type, t.source, written_at, t.data, t.delivery_id, t.fingerprint
-    FROM jsonb_to_recordset(batch) AS t (
-        n bigint, provider text, job_id text, type text, source text, data jsonb, delivery_id bigint,
-        fingerprint text
-    );
-    PERFORM set_config('jobtrail.appended_after', after::text, false);
-    PERFORM pg_notify('jobtrail_log', (after + how_many)::text || ' ' || writer);
-    RAISE NOTICE USING MESSAGE = 'jobtrail appended after ' || after;
+    IF outbox_news THEN
+        PERFORM pg_notify('jobtrail_outbox', writer);
+    END IF;
+    PERFORM set_config('jobtrail.appended_after', COALESCE(after::text, ''), false);
+    PERFORM set_config('jobtrail.delivered', ids::text, false);
+    RAISE NOTICE USING MESSAGE = 'jobtrail wrote ' || ids::text || ' after ' || COALESCE(after::text, '-');
 END
 $$;
