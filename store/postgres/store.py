@@ -109,6 +109,7 @@ class PostgresStore(GroupCommitted, SQLReads):
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._releasing: set[asyncio.Task[None]] = set()  # connections on their way back
+        self.plans_changed = 0  # batches planned again under their jobs' locks
         self.origin = secrets.token_hex(8)  # this store's writes, in their NOTIFY payloads
         self._notifications = Notifications(dsn, self._heard, self.origin)
         self._committer = GroupCommitter[IntakeRequest | AttemptRecord, Any, Result](
@@ -248,46 +249,61 @@ class PostgresStore(GroupCommitted, SQLReads):
         return requests  # planned inside the transaction, once its jobs are locked
 
     async def _finish(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Sequence[Result]:
+        """Intakes alone: read the jobs, plan, and write, which checks under the jobs'
+        locks that none changed since (two round trips); if one did, again under the
+        locks from the start. Attempt records: under the locks from the start (three)."""
+        locked = any(type(r) is not IntakeRequest for r in requests)
         async with self._connection() as conn:
-            committing = False
             try:
-                try:
-                    written = await writes.write_batch(conn, requests, self.planner, self.origin)
-                    message = written.commit()
-                except BaseException:
-                    await _rollback(conn)
-                    raise
-                committing = True
-                wrote = writes.Wrote()
-                conn.add_log_listener(wrote)
-                try:
-                    await conn.execute(message)
-                except asyncpg.PostgresError:  # refused before its COMMIT ran: nothing committed
-                    await _rollback(conn)
-                    raise
-                finally:
-                    conn.remove_log_listener(wrote)
-                try:
-                    if not wrote.heard:
-                        wrote.tell(*(await conn.fetchrow(writes.FIRST)))
-                    results = written.results(wrote.delivery_ids, wrote.after)
-                except (asyncpg.PostgresError, ValueError) as exc:  # committed: never to be written again
-                    raise OutcomeUnknown(
-                        f"PostgreSQL committed the batch but what it wrote could not be read back: {exc}"
-                    ) from exc
-            except GONE as exc:
-                # Sent, and cut off before the answer, or after it, before the numbers
-                # were read: committed or not, the caller cannot be told which events.
-                if committing:
-                    raise OutcomeUnknown(
-                        f"PostgreSQL went away during the commit: {_describe(exc)}; retry it"
-                    ) from exc
-                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
-            except asyncpg.PostgresError as exc:
-                raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+                written, results = await self._write(conn, requests, locked=locked)
+            except writes.Changed:
+                self.plans_changed += 1
+                written, results = await self._write(conn, requests, locked=True)
         self.events_appended += written.appended
         self._heard(appended=written.appended > 0, outbox=written.outbox)
         return results
+
+    async def _write(
+        self, conn: Any, requests: Sequence[IntakeRequest | AttemptRecord], *, locked: bool
+    ) -> tuple[writes.Written, list[Result]]:
+        committing = False
+        try:
+            try:
+                written = await writes.write_batch(conn, requests, self.planner, self.origin, locked=locked)
+                message = written.commit()
+            except BaseException:
+                await _rollback(conn)
+                raise
+            committing = True
+            wrote = writes.Wrote()
+            conn.add_log_listener(wrote)
+            try:
+                await conn.execute(message)
+            except asyncpg.PostgresError as exc:  # refused before it committed: nothing committed
+                await _rollback(conn)
+                if exc.sqlstate == writes.CHANGED:
+                    raise writes.Changed(str(exc)) from exc
+                raise
+            finally:
+                conn.remove_log_listener(wrote)
+            try:
+                if not wrote.heard:
+                    wrote.tell(*(await conn.fetchrow(writes.FIRST)))
+                return written, written.results(wrote.delivery_ids, wrote.after)
+            except (asyncpg.PostgresError, ValueError) as exc:  # committed: never to be written again
+                raise OutcomeUnknown(
+                    f"PostgreSQL committed the batch but what it wrote could not be read back: {exc}"
+                ) from exc
+        except GONE as exc:
+            # Sent, and cut off before the answer, or after it, before the numbers
+            # were read: committed or not, the caller cannot be told which events.
+            if committing:
+                raise OutcomeUnknown(
+                    f"PostgreSQL went away during the commit: {_describe(exc)}; retry it"
+                ) from exc
+            raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"PostgreSQL write failed: {exc}") from exc
 
     async def _abandon(self) -> None:
         """Nothing is planned ahead of a transaction here: nothing to forget."""

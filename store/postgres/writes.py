@@ -64,25 +64,22 @@ ISO = re.compile(r"[0-9T:.+-]+")
 # plan kept from when `jobs` was nearly empty looked a job up through the wrong index, or
 # by scanning the table, and cost grew with every row (138 ms a batch at 54,000 jobs,
 # bench/replicas). Planning costs less than that: about 0.3 ms a batch.
-# The transaction, and the settings where the write will leave what it wrote emptied
-# first: values left by this connection's last batch are never read as this one's.
-BEGIN = (
-    "BEGIN; SELECT set_config('jobtrail.appended_after', '', false), "
-    "set_config('jobtrail.delivered', '{}', false)"
-)
+BEGIN = "BEGIN"
 JOB_LOCKS = 0x6A6F6273  # "jobs": the first key of a job's advisory lock; the second, its hash
 # The batch's jobs, and the keys among them of jobs removed by retention (tombstones):
-# a job's columns, then its key and whether it is a tombstone (its columns are NULL).
+# a job's columns and its row's version (`xmin`: every update makes a new one), then its
+# key and whether it is a tombstone (its columns are NULL).
 JOBS = f"""
 SELECT j.*, k.provider, k.job_id, r.rid IS NOT NULL
 FROM unnest($1::text[], $2::text[]) AS k (provider, job_id)
 LEFT JOIN LATERAL (
-    SELECT {JOB_COLUMNS} FROM jobs WHERE jobs.provider = k.provider AND jobs.job_id = k.job_id LIMIT 1
+    SELECT {JOB_COLUMNS}, xmin::text FROM jobs
+    WHERE jobs.provider = k.provider AND jobs.job_id = k.job_id LIMIT 1
 ) j ON true
 LEFT JOIN removed_jobs r ON j.provider IS NULL AND r.provider = k.provider AND r.job_id = k.job_id
 WHERE j.provider IS NOT NULL OR r.rid IS NOT NULL
 """
-KEY = len(JOB_COLUMNS.split(","))  # where a row of JOBS gives the key
+VERSION = len(JOB_COLUMNS.split(","))  # where a row of JOBS gives the version, then the key
 ATTEMPT = """
 UPDATE outbox SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4,
     payload = COALESCE($5::jsonb, payload), lease_until = NULL, lease_owner = NULL, updated_at = $6
@@ -99,19 +96,21 @@ ON CONFLICT (name) DO UPDATE SET disabled_at = excluded.disabled_at, reason = ex
 """
 # The batch's writes, its append and COMMIT: one message (jobtrail_write, migration 6),
 # so the log's tail is locked from the append to the end of the COMMIT and no longer.
-# It is the simple protocol, which takes no parameters: the rows come in it as one JSON
-# document in a dollar-quoted literal (its tag chosen so that the text does not hold it:
-# `literal`); the rest written into it are numbers, booleans, ISO dates and this
-# writer's origin (16 hex digits). The deliveries' ids and where the events' numbers
-# began come back in a NOTICE (`Wrote`), or, should it not come, from session settings
-# (FIRST). Before, the rows went as parameters of a statement of their own (a round trip
-# more), and the events through a temporary table emptied at every COMMIT: a truncation
-# (new files, cache invalidations), a tenth of PostgreSQL's CPU per webhook (perf,
-# bench/replicas).
-WRITE_AND_COMMIT = (
-    "SELECT jobtrail_write({deliveries}::json, {jobs}::json, {queued}::json, {events}::json, {count}, "
-    "'{at}', '{now}', {outbox}, '{origin}'); COMMIT"
+# Alone, it is a transaction of its own (the simple protocol commits a lone statement);
+# after BEGIN, a COMMIT follows it. It is the simple protocol, which takes no
+# parameters: the rows come in it as JSON in dollar-quoted literals (each tag chosen so
+# that the text does not hold it: `literal`); the rest written into it are numbers,
+# booleans, ISO dates and this writer's origin (16 hex digits). The deliveries' ids and
+# where the events' numbers began come back in a NOTICE (`Wrote`), or, should it not
+# come, from session settings (FIRST). Before, the rows went as parameters of a
+# statement of their own (a round trip more), and the events through a temporary table
+# emptied at every COMMIT: a truncation (new files, cache invalidations), a tenth of
+# PostgreSQL's CPU per webhook (perf, bench/replicas).
+WRITE = (
+    "SELECT jobtrail_write({lock_class}, {locks}, {expected}::json, {deliveries}::json, {jobs}::json, "
+    "{queued}::json, {events}::json, {count}, '{at}', '{now}', {outbox}, '{origin}')"
 )
+CHANGED = "JT409"  # jobtrail_write's error: a job read without its lock changed since
 WROTE = re.compile(r"jobtrail wrote \{([0-9,]*)\} after (\d+|-)")
 FIRST = "SELECT current_setting('jobtrail.delivered'), current_setting('jobtrail.appended_after')"
 
@@ -128,9 +127,16 @@ class Written(NamedTuple):
     outbox: bool  # outbox work was added or an attempt recorded
     origin: str  # who writes it: its NOTIFYs say so (listen.py)
     now: datetime
+    # Read without the jobs' locks: their locks (numbers) and what the plan expects of
+    # them, for the write to check under the locks. None: in a transaction that holds them.
+    locks: list[int] | None
+    expected: list[dict[str, Any]] | None
 
     def commit(self) -> str:
-        return WRITE_AND_COMMIT.format(
+        message = WRITE.format(
+            lock_class=JOB_LOCKS,
+            locks="NULL" if self.locks is None else f"'{{{','.join(map(str, self.locks))}}}'::integer[]",
+            expected="NULL" if self.expected is None else literal(rows.dumps(self.expected)),
             deliveries=literal(rows.dumps(self.rows["deliveries"])),
             jobs=literal(rows.dumps(self.rows["jobs"])),
             queued=literal(rows.dumps(self.rows["outbox"])),
@@ -141,6 +147,7 @@ class Written(NamedTuple):
             outbox="true" if self.outbox else "false",
             origin=checked_origin(self.origin),
         )
+        return message if self.locks is not None else f"{message}; COMMIT"
 
     def results(self, delivery_ids: Sequence[int], after: int | None) -> list[Result]:
         """The answers, told the deliveries' ids and the number the events follow."""
@@ -196,24 +203,42 @@ def checked_origin(token: str) -> str:
     return token
 
 
+class Changed(Exception):
+    """A job read without its lock changed before the write took it: nothing written."""
+
+
 async def write_batch(
-    conn: Any, requests: Sequence[IntakeRequest | AttemptRecord], planner: Planner, origin: str
+    conn: Any,
+    requests: Sequence[IntakeRequest | AttemptRecord],
+    planner: Planner,
+    origin: str,
+    *,
+    locked: bool,
 ) -> Written:
-    """The batch's transaction on `conn` up to its COMMIT (see the module): the caller
-    sends `commit()`, or rolls back if this raises."""
+    """The batch up to the message that writes it (see the module): the caller sends
+    `commit()`, or rolls back if this raises. `locked`: in a transaction that takes the
+    jobs' locks before reading them (attempt records need it: their outcome decides
+    which events are written); else the jobs are read as they are, and the write checks
+    them under their locks."""
     keys = sorted(
         {(o.provider, o.job_id) for r in requests if type(r) is IntakeRequest for o in r.observations}
     )
-    await conn.execute(_begin(keys))
+    if locked:
+        await conn.execute(_begin(keys))
+    elif any(type(r) is not IntakeRequest for r in requests):
+        raise ValueError("attempt records are written under their jobs' locks")
     jobs: dict[JobKey, Job] = {}
     removed: set[JobKey] = set()
+    expected = {k: {"provider": k[0], "job_id": k[1], "version": None, "removed": False} for k in keys}
     if keys:
         for row in await conn.fetch(JOBS, [p for p, _ in keys], [j for _, j in keys]):
-            if row[KEY + 2]:
-                removed.add((row[KEY], row[KEY + 1]))
+            key = (row[VERSION + 1], row[VERSION + 2])
+            if row[VERSION + 3]:
+                removed.add(key)
+                expected[key]["removed"] = True
             else:
-                job = rows.job_from(row)
-                jobs[(job.provider, job.id)] = job
+                jobs[key] = rows.job_from(row)
+                expected[key]["version"] = row[VERSION]
     now = utcnow()
     plan = plan_batch(requests, jobs, planner, now, removed)
     refused = set()
@@ -227,7 +252,11 @@ async def write_batch(
     events = _events(plan, seqs)
     batch = {"deliveries": _deliveries(plan), "jobs": _jobs(plan.jobs), "outbox": _outbox(plan)}
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
-    return Written(plan, refused, {**batch, "events": events}, len(events), outbox, origin, now)
+    batch["events"] = events
+    if locked:
+        return Written(plan, refused, batch, len(events), outbox, origin, now, None, None)
+    checks = list(expected.values())
+    return Written(plan, refused, batch, len(events), outbox, origin, now, _hashes(keys), checks)
 
 
 def _begin(keys: Sequence[JobKey]) -> str:

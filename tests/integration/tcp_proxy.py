@@ -3,7 +3,8 @@
 `down()` closes every connection and refuses new ones (a server stopped or restarting),
 `up()` takes them again. `stall()` keeps every connection open and passes nothing (a
 hung server, a network that drops packets) until `up()`. `drop_at_commit()` arms one
-fault: the next client message holding `COMMIT` is passed on, and the connection is
+fault: the next client message that commits (holding `COMMIT`, or jobtrail's write,
+which is a transaction of its own when sent alone) is passed on, and the connection is
 closed before the server's answer comes back (a transaction committed whose client never
 heard it).
 """
@@ -69,7 +70,7 @@ class Proxy:
                 await self._flowing.wait()
                 server_writer.write(data)
                 await server_writer.drain()
-                if self._drop_at_commit and b"COMMIT" in data:
+                if self._drop_at_commit and (b"COMMIT" in data or b"jobtrail_write(" in data):
                     self._drop_at_commit = False
                     committed.set()
 
