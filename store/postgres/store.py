@@ -2,9 +2,10 @@
 
 Writes to the log (intakes and attempt records) go through the same group committer as
 SQLite (store/batching.py): concurrent requests share one transaction, each answered
-only after its commit (store/postgres/writes.py). Up to four transactions per replica
-are under way; they lock only the jobs they touch, and take turns only to number their
-events, which gives the log one order. Outbox claims lease with `FOR UPDATE SKIP
+only after its commit (store/postgres/writes.py: two round trips for a batch of intakes,
+three with attempt records). Up to four transactions per replica are under way; they
+lock only the jobs they touch, and take turns only to number their events, which gives
+the log one order. Outbox claims lease with `FOR UPDATE SKIP
 LOCKED`, so replicas never take the same item; leases, renewals and releases are by
 owner. Other replicas' writes wake this one's waiters through LISTEN/NOTIFY
 (store/postgres/listen.py).
@@ -185,7 +186,12 @@ class PostgresStore(GroupCommitted, SQLReads):
         """Give `conn` back to the pool behind the caller, who has its answer already."""
         task = asyncio.get_running_loop().create_task(pool.release(conn), name="store-release")
         self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("store_release_failed", error=repr(task.exception()))
 
     async def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement on a pooled connection, in a transaction of its own; its rows."""

@@ -1,20 +1,27 @@
 """One batch of intakes and attempt records as one PostgreSQL transaction.
 
-    BEGIN; lock the batch's jobs   a transaction-level advisory lock per job (existing or
-                                   not), in one order (no deadlock): one round trip
-    read them                      committed state, after the locks (and which of them
-                                   retention removed: their tombstones)
-    (plan the batch: core.intake.plan_batch, on what is committed; replicas plan at once)
-    (record the attempts that still hold their lease; the others are refused)
-    write and append, COMMIT       one message: write the deliveries, jobs and outbox
-                                   work, move the log's tail (its row stays locked until
-                                   COMMIT), insert the events numbered from it, NOTIFY,
-                                   COMMIT; the rows come in it as one JSON literal, and
-                                   the deliveries' ids and the events' first number come
-                                   back in a NOTICE
+A batch of intakes alone, two round trips:
 
-Three round trips a batch of intakes (five before: the rows had a statement of their
-own, and the numbers were read by one after the COMMIT).
+    read the batch's jobs          as committed now, each with its row's version (and
+                                   which of them retention removed: their tombstones)
+    (plan the batch: core.intake.plan_batch; replicas plan at once)
+    write, append and commit       one message, a transaction of its own
+                                   (jobtrail_write, migration 6): take the jobs' locks, a
+                                   transaction-level advisory lock per job (existing or
+                                   not) in one order (no deadlock); check that no job
+                                   changed since the read, else refuse (`Changed`: the
+                                   caller does it again the locked way, below); write the
+                                   deliveries, jobs and outbox work; move the log's tail
+                                   (its row stays locked until COMMIT), insert the events
+                                   numbered from it; NOTIFY; COMMIT. The rows come in it
+                                   as JSON literals; the deliveries' ids and the events'
+                                   first number come back in a NOTICE
+
+With attempt records, or after `Changed`, three: BEGIN and the jobs' locks; read them;
+(plan; record the attempts that still hold their lease, the others are refused: that
+decides which events are written); the same write, with no check, and COMMIT. Before
+(bench/replicas, figures in the README) every batch took five: BEGIN, read, a statement
+for the rows, the append with its COMMIT, and a read of where the numbers began.
 
 The tail's row lock is what gives the log one order that readers can trust across
 replicas: the next batch cannot take numbers until this one is committed, so every event
@@ -23,8 +30,10 @@ never skips an event that commits later. Only the append and the COMMIT hold it:
 all the replicas do one at a time, and they are in one message, so the lock is never
 held while this process's event loop gets round to sending the COMMIT (it was, and under
 load that wait was most of the time the lock was held: bench/replicas). The job locks
-make planning safe: nobody changes a job between its read and its write, and two
-replicas that see a new job at once do not both create it.
+make planning safe: nobody changes a job between the read a plan rests on (checked
+under the locks, or taken under them) and its write, and two replicas that see a new
+job at once do not both create it. A job's row version is its `xmin`, which every
+update of the row replaces (a poll count's too: then the batch is only planned again).
 """
 
 from __future__ import annotations
