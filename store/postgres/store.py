@@ -252,7 +252,7 @@ class PostgresStore(GroupCommitted, SQLReads):
     # -- writes ------------------------------------------------------------------------
 
     async def _prepare(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Any:
-        return requests  # planned inside the transaction, once its jobs are locked
+        return requests  # planned when written, on its jobs as read then (writes.py)
 
     async def _finish(self, requests: Sequence[IntakeRequest | AttemptRecord]) -> Sequence[Result]:
         """Intakes alone: read the jobs, plan, and write, which checks under the jobs'

@@ -21,6 +21,9 @@ CREATE FUNCTION jobtrail_write(
     event_rows json, how_many integer, written_at timestamptz,
     now timestamptz, outbox_news boolean, writer text
 ) RETURNS void LANGUAGE plpgsql
+-- Its statements planned once per connection: the replicas' connections plan every
+-- statement each time (store.py), which inside this function was a sixth of
+-- PostgreSQL's CPU per batch (perf); these inserts and this update have one plan only.
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
