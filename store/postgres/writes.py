@@ -236,6 +236,35 @@ async def write_batch(
         await conn.execute(_begin(keys))
     elif any(type(r) is not IntakeRequest for r in requests):
         raise ValueError("attempt records are written under their jobs' locks")
+    jobs, removed, expected = await _read_jobs(conn, keys)
+    now = utcnow()
+    plan = plan_batch(requests, jobs, planner, now, removed)
+    refused = set()
+    for position, record in enumerate(plan.attempts):
+        if await conn.fetchval(ATTEMPT, *_attempt_params(record, now)) is None:
+            refused.add(position)
+        elif record.sink_state is not None:
+            name, reason = record.sink_state
+            await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
+    events = _events(plan, numbered(plan, 1, refused))  # from the tail, which the write reads
+    batch = {
+        "deliveries": _deliveries(plan),
+        "jobs": _jobs(plan.jobs),
+        "outbox": _outbox(plan),
+        "events": events,
+    }
+    outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
+    if locked:
+        return Written(plan, refused, batch, len(events), outbox, origin, now, None, None)
+    return Written(plan, refused, batch, len(events), outbox, origin, now, _hashes(keys), expected)
+
+
+async def _read_jobs(
+    conn: Any, keys: Sequence[JobKey]
+) -> tuple[dict[JobKey, Job], set[JobKey], list[dict[str, Any]]]:
+    """The jobs as committed, the keys of those retention removed, and what the write
+    is to find under the locks: each job's row version (None: no row), and whether it
+    had a tombstone."""
     jobs: dict[JobKey, Job] = {}
     removed: set[JobKey] = set()
     expected = {k: {"provider": k[0], "job_id": k[1], "version": None, "removed": False} for k in keys}
@@ -248,24 +277,7 @@ async def write_batch(
             else:
                 jobs[key] = rows.job_from(row)
                 expected[key]["version"] = row[VERSION]
-    now = utcnow()
-    plan = plan_batch(requests, jobs, planner, now, removed)
-    refused = set()
-    for position, record in enumerate(plan.attempts):
-        if await conn.fetchval(ATTEMPT, *_attempt_params(record, now)) is None:
-            refused.add(position)
-        elif record.sink_state is not None:
-            name, reason = record.sink_state
-            await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
-    seqs = numbered(plan, 1, refused)  # from the tail, which the COMMIT's message reads
-    events = _events(plan, seqs)
-    batch = {"deliveries": _deliveries(plan), "jobs": _jobs(plan.jobs), "outbox": _outbox(plan)}
-    outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
-    batch["events"] = events
-    if locked:
-        return Written(plan, refused, batch, len(events), outbox, origin, now, None, None)
-    checks = list(expected.values())
-    return Written(plan, refused, batch, len(events), outbox, origin, now, _hashes(keys), checks)
+    return jobs, removed, list(expected.values())
 
 
 def _begin(keys: Sequence[JobKey]) -> str:
