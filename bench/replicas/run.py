@@ -17,7 +17,9 @@ store/postgres/writes.py). Checks the log afterwards: one event per acknowledged
 `--compare DIR` adds one replica of another checkout (with its own `.venv`), on a
 database of its own, measured in each round right after this code's one replica: this
 machine's speed drifts by half within minutes, so only figures from the same rounds
-compare two versions of the code.
+compare two versions of the code. For both it also prints how long a batch took to be
+written and committed (the replicas' own `/metrics`): where CPU is short, as on two
+cores, that shows a change in round trips that the throughput does not.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,13 +123,31 @@ def both(
     )
 
 
-def show(name: str, r: Result, pg_us: float | None) -> None:
+def show(name: str, r: Result, pg_us: float | None, commit_ms: float | None = None) -> None:
     cpu = f"{r.cpu_us:5.0f} us/req jobtrail" if r.cpu_us is not None else ""
     pg = f"  {pg_us:5.0f} us/req PostgreSQL" if pg_us is not None else ""
+    commit = f"   commit {commit_ms:5.2f} ms a batch" if commit_ms is not None else ""
     print(
         f"  {name:<24} {r.rate:>8.0f} req/s   p50 {r.p50_ms:6.2f} ms   p99 {r.p99_ms:6.2f} ms   {cpu}{pg}"
-        f"   ({r.requests} requests, {r.errors} non-2xx)"
+        f"{commit}   ({r.requests} requests, {r.errors} non-2xx)"
     )
+
+
+COMMITS = ("jobtrail_store_commit_seconds_sum", "jobtrail_store_commit_seconds_count")
+
+
+def commits(port: int) -> tuple[float, float]:
+    """A replica's group commits so far, from its /metrics: seconds spent, batches."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = dict(line.split()[:2] for line in text.splitlines() if line.startswith(COMMITS))
+    return float(found[COMMITS[0]]), float(found[COMMITS[1]])
+
+
+def per_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """Milliseconds a batch took to write and commit, on average, between two readings."""
+    batches = after[1] - before[1]
+    return 1000 * (after[0] - before[0]) / batches if batches else None
 
 
 def measured(run: object, *args: object) -> tuple[Result, float | None]:
@@ -183,22 +204,29 @@ def main() -> int:
         wrk(bare.pid, bare_port, 2, args.connections, 1, "warm")
         for process, port in replicas + compared:
             wrk(process.pid, port, 2, args.connections, 1, f"warm{port}")
-        ones, twos, p99s, cpus, pgs, against = [], [], [], [], [], []
+        ones, twos, p99s, cpus, pgs, against, batch_ms, their_ms = [], [], [], [], [], [], [], []
         for round_ in range(1, args.rounds + 1):
             base = wrk(bare.pid, bare_port, args.seconds, args.connections, 1, f"b{round_}")
             process, port = replicas[0]
+            before = commits(port)
             one, one_pg = measured(wrk, process.pid, port, args.seconds, args.connections, 1, f"one{round_}")
+            one_ms = per_batch(before, commits(port))
             for other, other_port in compared:
+                before = commits(other_port)
                 theirs, theirs_pg = measured(
                     wrk, other.pid, other_port, args.seconds, args.connections, 1, f"c{round_}"
                 )
+                theirs_ms = per_batch(before, commits(other_port))
                 against.append(one.rate / theirs.rate)
                 refused += theirs.errors
+                if one_ms is not None and theirs_ms is not None:
+                    batch_ms.append(one_ms)
+                    their_ms.append(theirs_ms)
             two, two_pg = measured(both, replicas, args.seconds, args.connections, f"two{round_}")
             show(f"bare aiohttp {round_}", base, None)
-            show(f"one replica {round_}", one, one_pg)
+            show(f"one replica {round_}", one, one_pg, one_ms)
             if compared:
-                show(f"compared, one {round_}", theirs, theirs_pg)
+                show(f"compared, one {round_}", theirs, theirs_pg, theirs_ms)
             show(f"two replicas {round_}", two, two_pg)
             refused += one.errors + two.errors
             ones.append(one.rate / base.rate)
@@ -220,6 +248,11 @@ def main() -> int:
             print(
                 f"  one replica / compared ({args.compare.name}): median {statistics.median(against):.2f} "
                 f"(rounds {', '.join(f'{r:.2f}' for r in against)})"
+            )
+        if batch_ms:
+            print(
+                f"  a batch's write and commit: median {statistics.median(batch_ms):.2f} ms, "
+                f"compared {statistics.median(their_ms):.2f} ms (from each replica's /metrics)"
             )
         if cpus:
             per = statistics.median(cpus) + statistics.median(pgs)
