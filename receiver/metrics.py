@@ -211,6 +211,13 @@ class _Live(Collector):
         )
         events.add_metric([], self.store.events_appended)
         yield events
+        replanned = CounterMetricFamily(
+            "jobtrail_store_plans_changed",
+            "Batches of intakes planned again because a job changed between their read and their write "
+            "(PostgreSQL: replicas writing the same jobs at once).",
+        )
+        replanned.add_metric([], self.store.plans_changed)
+        yield replanned
         leader = GaugeMetricFamily(
             "jobtrail_leader", "1 while this replica leads (runs the Oxen stream and the pollers)."
         )

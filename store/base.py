@@ -220,6 +220,10 @@ class Store(abc.ABC):
         self._appended = _Signal()
         self._outbox_changed = _Signal()
         self.events_appended = 0  # events this process appended (its commits, not others')
+        # Batches of intakes planned again because a job changed between their read and
+        # their write (PostgreSQL: replicas, or this one's batches in flight, writing the
+        # same jobs at once); the other backends plan where nothing else writes.
+        self.plans_changed = 0
         self.commit_observer: CommitObserver | None = None
 
     def _heard(self, *, appended: bool, outbox: bool) -> None:

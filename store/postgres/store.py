@@ -110,7 +110,6 @@ class PostgresStore(GroupCommitted, SQLReads):
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._releasing: set[asyncio.Task[None]] = set()  # connections on their way back
-        self.plans_changed = 0  # batches planned again under their jobs' locks
         self.origin = secrets.token_hex(8)  # this store's writes, in their NOTIFY payloads
         self._notifications = Notifications(dsn, self._heard, self.origin)
         self._committer = GroupCommitter[IntakeRequest | AttemptRecord, Any, Result](

@@ -92,6 +92,13 @@ async def test_each_family_moves_when_its_event_happens(make_client: ClientFacto
     assert value(done, "jobtrail_events_total") < logged
 
 
+async def test_batches_planned_again_are_counted_as_the_store_counts_them(make_client: ClientFactory) -> None:
+    client = await make_client()
+    assert 0 == value(await scrape(client), "jobtrail_store_plans_changed_total")
+    client.app[STORE].plans_changed = 3  # what the PostgreSQL store counts (test_postgres_append.py)
+    assert 3 == value(await scrape(client), "jobtrail_store_plans_changed_total")
+
+
 async def test_process_and_stream_families_are_there(make_client: ClientFactory) -> None:
     client = await make_client()
     samples = await scrape(client)
