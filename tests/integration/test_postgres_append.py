@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ import asyncpg
 import pytest
 
 from jobtrail.core.effects import EffectPlanner
-from jobtrail.core.intake import plan_batch
+from jobtrail.core.intake import IntakeRequest, plan_batch
 from jobtrail.core.model import Delivery, Observation, Status, Verdict, utcnow
 from jobtrail.store.postgres import PostgresStore, writes
 from tests import postgres
@@ -162,3 +163,32 @@ async def test_a_job_removed_between_its_read_and_the_write_is_not_written_back(
     assert 1 == store.plans_changed
     assert job is None
     assert Verdict.REJECTED == answer.verdict
+
+
+async def test_a_batch_of_binary_bodies_at_the_stored_maximum_keeps_every_byte() -> None:
+    """Bodies travel in the write's message as base64 inside JSON: 120 deliveries at once,
+    each 64 KiB of bytes that are not text (and one longer, cut to the maximum), come back
+    byte for byte, each with its own id and job."""
+    rand = random.Random(7)
+    bodies = [rand.randbytes(64 * 1024) for _ in range(119)] + [rand.randbytes(100 * 1024)]
+    async with postgres.fresh_database() as url:
+        store = PostgresStore(url, EffectPlanner())
+        await store.open()
+        try:
+            requests = [
+                IntakeRequest(
+                    Delivery("webhook", "pixazo", utcnow(), {"x-n": str(n)}, body, f"job-{n}"),
+                    (Observation("pixazo", f"job-{n}", "processing", progress=1),),
+                )
+                for n, body in enumerate(bodies)
+            ]
+            answers = await store.intake_many(requests)
+            kept = [await store.delivery(answer.delivery_id) for answer in answers]
+        finally:
+            await store.close()
+    assert len({a.delivery_id for a in answers}) == len(bodies)
+    for n, (body, stored) in enumerate(zip(bodies, kept, strict=True)):
+        assert stored is not None and f"job-{n}" == stored.delivery.job_id
+        assert body[: 64 * 1024] == bytes(stored.delivery.body)
+        assert len(body) == stored.body_size
+        assert {"x-n": str(n)} == dict(stored.delivery.headers)
