@@ -136,18 +136,22 @@ def show(name: str, r: Result, pg_us: float | None, commit_ms: float | None = No
 COMMITS = ("jobtrail_store_commit_seconds_sum", "jobtrail_store_commit_seconds_count")
 
 
-def commits(port: int) -> tuple[float, float]:
-    """A replica's group commits so far, from its /metrics: seconds spent, batches."""
+def commits(port: int) -> tuple[float, float] | None:
+    """A replica's group commits so far, from its /metrics: seconds spent, batches (None
+    from a checkout whose /metrics does not say)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     found = dict(line.split()[:2] for line in text.splitlines() if line.startswith(COMMITS))
+    if not all(name in found for name in COMMITS):
+        return None
     return float(found[COMMITS[0]]), float(found[COMMITS[1]])
 
 
-def per_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+def per_batch(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
     """Milliseconds a batch took to write and commit, on average, between two readings."""
-    batches = after[1] - before[1]
-    return 1000 * (after[0] - before[0]) / batches if batches else None
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 1000 * (after[0] - before[0]) / (after[1] - before[1])
 
 
 def measured(run: object, *args: object) -> tuple[Result, float | None]:

@@ -131,8 +131,7 @@ class Written(NamedTuple):
 
     plan: Plan
     refused: set[int]
-    rows: dict[str, list[dict[str, Any]]]  # the deliveries, jobs, outbox work and events
-    appended: int  # how many events it appends, numbered from 1
+    batch: dict[str, list[dict[str, Any]]]  # the deliveries, jobs, outbox work and events
     outbox: bool  # outbox work was added or an attempt recorded
     origin: str  # who writes it: its NOTIFYs say so (listen.py)
     now: datetime
@@ -141,15 +140,20 @@ class Written(NamedTuple):
     locks: list[int] | None
     expected: list[dict[str, Any]] | None
 
+    @property
+    def appended(self) -> int:
+        """How many events it appends (numbered from 1)."""
+        return len(self.batch["events"])
+
     def commit(self) -> str:
         message = WRITE.format(
             lock_class=JOB_LOCKS,
             locks="NULL" if self.locks is None else f"'{{{','.join(map(str, self.locks))}}}'::integer[]",
             expected="NULL" if self.expected is None else literal(rows.dumps(self.expected)),
-            deliveries=literal(rows.dumps(self.rows["deliveries"])),
-            jobs=literal(rows.dumps(self.rows["jobs"])),
-            queued=literal(rows.dumps(self.rows["outbox"])),
-            events=literal(rows.dumps(self.rows["events"])),
+            deliveries=literal(rows.dumps(self.batch["deliveries"])),
+            jobs=literal(rows.dumps(self.batch["jobs"])),
+            queued=literal(rows.dumps(self.batch["outbox"])),
+            events=literal(rows.dumps(self.batch["events"])),
             count=int(self.appended),
             at=_iso(self.plan.at),
             now=_iso(self.now),
@@ -246,17 +250,16 @@ async def write_batch(
         elif record.sink_state is not None:
             name, reason = record.sink_state
             await conn.execute(UPSERT_SINK, name, now if reason else None, reason, now)
-    events = _events(plan, numbered(plan, 1, refused))  # from the tail, which the write reads
     batch = {
         "deliveries": _deliveries(plan),
         "jobs": _jobs(plan.jobs),
         "outbox": _outbox(plan),
-        "events": events,
+        "events": _events(plan, numbered(plan, 1, refused)),  # from the tail, which the write reads
     }
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
     if locked:
-        return Written(plan, refused, batch, len(events), outbox, origin, now, None, None)
-    return Written(plan, refused, batch, len(events), outbox, origin, now, _hashes(keys), expected)
+        return Written(plan, refused, batch, outbox, origin, now, None, None)
+    return Written(plan, refused, batch, outbox, origin, now, _hashes(keys), expected)
 
 
 async def _read_jobs(
