@@ -6,7 +6,7 @@ dealt with end, a page at a time, each page one short transaction, with a pause 
 pages so intake is never held up for long. It remembers where the rows past both windows
 end, so a later run starts there instead of at the first delivery ever kept (after a
 restart it walks from the start once). What it did is counted on its health component
-(`deleted`, `stripped`: `/readyz`, `jobtrail_component_outcomes_total` in `/metrics`) and
+(`deleted`: `/readyz`, `jobtrail_component_outcomes_total` in `/metrics`) and
 logged.
 
 With `jobs_days` set, each run then walks the jobs created before the cut, from the
@@ -65,8 +65,8 @@ class Pruner:
                 self.component.set(State.RUNNING)
             await asyncio.sleep(self.settings.interval)
 
-    async def once(self) -> tuple[int, int]:
-        """One walk over what is due now: (deleted, stripped) deliveries."""
+    async def once(self) -> int:
+        """One walk over what is due now: the deliveries deleted."""
         now = self._clock()
         pruned = await self._deliveries(now)
         if self.settings.jobs_days:
@@ -87,13 +87,13 @@ class Pruner:
             log.info("jobs_removed", removed=removed, before=before.isoformat())
         return removed
 
-    async def _deliveries(self, now: datetime) -> tuple[int, int]:
+    async def _deliveries(self, now: datetime) -> int:
         raw_before = self._bound(now, self.settings.deliveries_days)
         rejected_before = self._bound(now, self.settings.rejected_days)
-        after, leading, deleted, stripped = self.start, True, 0, 0
+        after, leading, deleted = self.start, True, 0
         while True:
             done = await self.store.prune_deliveries(after, raw_before, rejected_before, self.page)
-            deleted, stripped = deleted + done.deleted, stripped + done.stripped
+            deleted += done.deleted
             if leading and done.done_until is not None:
                 self.start = done.done_until
             leading = leading and done.all_done
@@ -101,11 +101,10 @@ class Pruner:
             if done.finished:
                 break
             await asyncio.sleep(self.pause)
-        if deleted or stripped:
+        if deleted:
             self.component.count("deleted", deleted)
-            self.component.count("stripped", stripped)
-            log.info("deliveries_pruned", deleted=deleted, stripped=stripped, upto=after)
-        return deleted, stripped
+            log.info("deliveries_pruned", deleted=deleted, upto=after)
+        return deleted
 
     @staticmethod
     def _bound(now: datetime, days: int) -> datetime:

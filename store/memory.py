@@ -368,17 +368,9 @@ class MemoryStore(Store):
     ) -> Pruned:
         self._check_open()
         chosen = [d for d in self._deliveries[max(after, 0) :] if d.id not in self._gone][:page]
-        found = [
-            (d.id, d.verdict.value, d.delivery.received_at, not d.delivery.body and not d.delivery.headers)
-            for d in chosen
-        ]
+        found = [(d.id, d.verdict.value, d.delivery.received_at) for d in chosen]
         decision = retention.decide(found, after, raw_before, rejected_before, page)
         self._gone.update(decision.delete)
-        for delivery_id in decision.strip:
-            kept = self._deliveries[delivery_id - 1]
-            self._deliveries[delivery_id - 1] = replace(
-                kept, delivery=replace(kept.delivery, headers={}, body=b"")
-            )
         return decision.pruned()
 
     async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:

@@ -29,7 +29,7 @@ OUTBOX_COLUMNS = (
 
 
 # The tables a whole log is made of, in the order they can be loaded (events refer to
-# deliveries), each with its key (rows are dumped in key order) and its columns, a kind
+# deliveries and jobs), each with its key (rows are dumped in key order) and its columns, a kind
 # after a colon: "time" an aware datetime, "json" a decoded JSON value, "bytes"; else a
 # plain int, str or None. A row in this form is the same whichever backend it came from
 # (`Store.dump`, `Store.load`: `jobtrail store copy`). The first column is the key.
@@ -37,11 +37,11 @@ _TABLES = {
     "deliveries": (
         "id source provider job_id received_at:time headers:json body:bytes body_size verdict reason"
     ),
-    "events": "seq provider job_id type source at:time data:json delivery_id fingerprint",
     "jobs": (
         "jid provider job_id status progress result_urls:json error provider_status terminals:json "
         "params:json seen:json created_at:time updated_at:time polls polled_at:time poll_digest"
     ),
+    "events": "seq provider job_id type source at:time data:json delivery_id fingerprint",
     "outbox": (
         "id key kind provider job_id sink payload:json status attempts next_attempt_at:time "
         "lease_until:time lease_owner last_error created_at:time updated_at:time"

@@ -116,16 +116,9 @@ def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}", [*params, limit]
 
 
-# Retention (store/retention.py): a page of deliveries, then the chosen rows deleted or
-# stripped of their headers and body. A stripped row has `{}` and an empty body.
-PRUNE_PAGE = (
-    "SELECT id, verdict, received_at, length(body) = 0 AND headers = '{}'::jsonb FROM deliveries "
-    "WHERE id > $1 ORDER BY id LIMIT $2"
-)
+# Retention (store/retention.py): a page of deliveries, then the chosen rows deleted.
+PRUNE_PAGE = "SELECT id, verdict, received_at FROM deliveries WHERE id > $1 ORDER BY id LIMIT $2"
 DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id = ANY($1::bigint[])"
-STRIP_DELIVERIES = (
-    "UPDATE deliveries SET headers = '{}'::jsonb, body = ''::bytea WHERE id = ANY($1::bigint[])"
-)
 
 # Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
 # each); then the chosen ones, if still finished and old once locked, deleted with their

@@ -212,12 +212,10 @@ class PostgresStore(GroupCommitted, SQLReads):
                 async with conn.transaction():
                     found = await conn.fetch(reads.PRUNE_PAGE, after, page)
                     decision = retention.decide(
-                        ((r[0], r[1], r[2], r[3]) for r in found), after, raw_before, rejected_before, page
+                        ((r[0], r[1], r[2]) for r in found), after, raw_before, rejected_before, page
                     )
                     if decision.delete:
                         await conn.execute(reads.DELETE_DELIVERIES, decision.delete)
-                    if decision.strip:
-                        await conn.execute(reads.STRIP_DELIVERIES, decision.strip)
             except GONE as exc:
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:

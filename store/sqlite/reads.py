@@ -11,7 +11,8 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
+from jobtrail.store.rows import DELIVERY_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
+from jobtrail.store.sqlite import writes
 from jobtrail.store.sqlite.writer import REMOVED
 
 Query = tuple[str, list[Any]]
@@ -26,11 +27,19 @@ OPEN_JOBS_AFTER = (
     f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE provider = ? AND status IN ('{Status.QUEUED.value}', "
     f"'{Status.PROCESSING.value}') AND jid > ? ORDER BY jid LIMIT ?"
 )
+# The log names its job by row id (`event_log.jid`, migration 7): an event read as the
+# port gives it takes its job's key from `jobs`.
+_EVENT = "e.seq, j.provider, j.job_id, e.type, e.source, e.at, e.data, e.delivery_id"
 JOB_EVENTS = (
-    f"SELECT {EVENT_COLUMNS} FROM events WHERE provider = ? AND job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+    f"SELECT {_EVENT} FROM jobs j JOIN event_log e ON e.jid = j.jid "
+    "WHERE j.provider = ? AND j.job_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
 )
-EVENTS_AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
-LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM events"
+EVENTS_AFTER = (
+    f"SELECT {_EVENT} FROM event_log e JOIN jobs j ON j.jid = e.jid WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+)
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM event_log"
+STORED = {"events": "event_log"}  # the port's table names that are not the file's
+JID = "(SELECT jid FROM jobs WHERE provider = ?1 AND job_id = ?2)"
 JOB_OUTBOX = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? ORDER BY id"
 OUTBOX_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?"
 DISABLED_SINKS = "SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL"
@@ -51,12 +60,13 @@ def _iso(at: datetime) -> str:
     return isoformat(at.astimezone(UTC))
 
 
-# The tables whose rows are numbered as they come: (key, time column, the time as stored).
-TIMED: dict[str, tuple[str, str, Callable[[datetime], str]]] = {
-    "jobs": ("jid", "created_at", _iso),
-    "outbox": ("id", "created_at", stamp),
-    "deliveries": ("id", "received_at", _iso),
-    "events": ("seq", "at", _iso),
+# The tables whose rows are numbered as they come, by the port's name: (the table, key,
+# time column, the time as stored).
+TIMED: dict[str, tuple[str, str, str, Callable[[datetime], str]]] = {
+    "jobs": ("jobs", "jid", "created_at", _iso),
+    "outbox": ("outbox", "id", "created_at", stamp),
+    "deliveries": ("deliveries", "id", "received_at", _iso),
+    "events": ("event_log", "seq", "at", _iso),
 }
 
 
@@ -64,7 +74,7 @@ def first_key_at(table: str, at: datetime) -> Query:
     """The first key of `table` whose row is as late as `at` (the last key + 1 if none
     is), by bisection over the keys in one statement: a recursive query that halves
     [lo, hi) with a primary-key probe a step, about twenty steps for a million rows."""
-    key, column, text = TIMED[table]
+    table, key, column, text = TIMED[table]
     probe = f"(SELECT {{}} FROM {table} WHERE {key} >= (lo + hi) / 2 ORDER BY {key} LIMIT 1)"
     late = f"coalesce({probe.format(f'{column} >= ?1')}, 1)"
     return (
@@ -97,27 +107,14 @@ def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN
     return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
 
 
-# Retention (store/retention.py): a page of deliveries, then the chosen rows deleted or
-# stripped of their headers and body. A stripped row has `{}` and an empty body. The last
-# delivery is left for a later walk: the writer numbers the next one after the last, so
-# deleting it would hand its id out again.
+# Retention (store/retention.py): a page of deliveries, then the chosen rows deleted. The
+# last delivery is left for a later walk: the writer numbers the next one after the last,
+# so deleting it would hand its id out again.
 PRUNE_PAGE = (
-    "SELECT id, verdict, received_at, length(body) = 0 AND headers = '{}' FROM deliveries "
+    "SELECT id, verdict, received_at FROM deliveries "
     "WHERE id > ? AND id < (SELECT MAX(id) FROM deliveries) ORDER BY id LIMIT ?"
 )
 DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id IN ({})"
-# Stripping is a delete and an insert of the same row without its headers and body, not
-# an UPDATE: a row that shrinks in place leaves its page mostly empty for good, while a
-# delete merges emptied pages, which incremental vacuum then gives back. Events refer to
-# these rows: the row is back, same id, before the transaction ends.
-STRIPPED_ROWS = (
-    "SELECT id, source, provider, job_id, received_at, body_size, verdict, reason FROM deliveries "
-    "WHERE id IN ({})"
-)
-REINSERT_STRIPPED = (
-    "INSERT INTO deliveries (id, source, provider, job_id, received_at, headers, body, body_size, "
-    "verdict, reason) VALUES (?, ?, ?, ?, ?, '{}', X'', ?, ?, ?)"
-)
 
 # Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
 # each), what of the log's end a job holds, and the job's rows deleted, its key kept.
@@ -127,11 +124,11 @@ JOBS_PAGE = (
     "FROM jobs WHERE jid > ? ORDER BY jid LIMIT ?"
 )
 JOB_ENDS = (
-    "SELECT (SELECT MAX(seq) FROM events WHERE provider = ?1 AND job_id = ?2), "
+    f"SELECT (SELECT MAX(seq) FROM event_log WHERE jid = {JID}), "
     "(SELECT MAX(id) FROM deliveries WHERE provider = ?1 AND job_id = ?2)"
 )
 REMOVE_JOB = [
-    "DELETE FROM events WHERE provider = ?1 AND job_id = ?2",
+    f"DELETE FROM event_log WHERE jid = {JID}",
     "DELETE FROM deliveries WHERE provider = ?1 AND job_id = ?2",
     "DELETE FROM outbox WHERE provider = ?1 AND job_id = ?2",
     "DELETE FROM jobs WHERE provider = ?1 AND job_id = ?2",
@@ -150,7 +147,7 @@ def events_per_minute(first_seq: int, since: datetime) -> Query:
     """Events from `first_seq` on, counted by minute (`2026-12-05T22:17`: times are kept
     in UTC, isoformat)."""
     return (
-        "SELECT substr(at, 1, 16), count(*) FROM events WHERE seq >= ? AND at >= ? GROUP BY 1 ORDER BY 1",
+        "SELECT substr(at, 1, 16), count(*) FROM event_log WHERE seq >= ? AND at >= ? GROUP BY 1 ORDER BY 1",
         [first_seq, isoformat(since.astimezone(UTC))],
     )
 
@@ -244,17 +241,20 @@ def jobs_outbox(keys: Sequence[JobKey]) -> Query:
 
 
 def count(table: str) -> str:
-    return f"SELECT count(*) FROM {_known(table)}"
+    return f"SELECT count(*) FROM {STORED.get(table, _known(table))}"
 
 
 def dump(table: str, after: Any, limit: int) -> Query:
-    """Rows of `table` (`rows.TABLES`) above key `after`, in key order."""
+    """Rows of `table` (`rows.TABLES`) above key `after`, in key order (events through
+    their view, which gives each its job's key)."""
     names = [name for name, _ in TABLES[_known(table)]]
     where, params = ("", []) if after is None else (f"WHERE {names[0]} > ?", [after])
     return f"SELECT {', '.join(names)} FROM {table} {where} ORDER BY {names[0]} LIMIT ?", [*params, limit]
 
 
 def insert(table: str) -> str:
+    if table == "events":  # `events` is a view (migration 7)
+        return writes.INSERT_EVENT
     names = [name for name, _ in TABLES[_known(table)]]
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
 

@@ -50,6 +50,11 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                 (migration.version, migration.name, utcnow().isoformat()),
             )
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise type(exc)(
+                f"migration {migration.version} ({migration.name}) failed and was rolled back: {exc}"
+            ) from exc
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -355,30 +355,17 @@ class SQLiteStore(GroupCommitted, SQLReads):
         the writer watches for other processes' writes, does not move."""
 
         def work() -> Pruned:
-            # No foreign-key checks on this connection: each delete would scan the events
-            # for its id (no index on events.delivery_id, kept off intake's path). Nothing
-            # here can break a reference: only deliveries no event names are deleted, and
-            # a stripped row is put back, same id, in the same transaction.
-            with self._side_connection(foreign_keys=False) as conn:
+            with self._side_connection() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 found = conn.execute(reads.PRUNE_PAGE, (after, page)).fetchall()
-                shown = ((i, v, datetime.fromisoformat(at), bool(s)) for i, v, at, s in found)
+                shown = ((i, v, datetime.fromisoformat(at)) for i, v, at in found)
                 decision = retention.decide(shown, after, raw_before, rejected_before, page)
-                marks = ",".join("?" * len(decision.strip))
-                kept = (
-                    conn.execute(reads.STRIPPED_ROWS.format(marks), decision.strip).fetchall()
-                    if marks
-                    else []
-                )
-                gone = [*decision.delete, *decision.strip]
-                if gone:
+                if gone := decision.delete:
                     conn.execute(reads.DELETE_DELIVERIES.format(",".join("?" * len(gone))), gone)
-                conn.executemany(reads.REINSERT_STRIPPED, kept)
                 conn.execute("COMMIT")
-                if decision.delete or decision.strip:
-                    # Give the space back: pages emptied by deletes, and by the merging of
-                    # pages that stripped rows left mostly empty. (executescript runs it to
-                    # its end; `execute` would take one step, and free one page.)
+                if gone:
+                    # Give the emptied pages back. (executescript runs it to its end;
+                    # `execute` would take one step, and free one page.)
                     conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
                 return decision.pruned()
 
@@ -392,9 +379,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
         moves on (ids are the next after the last: they would be handed out again)."""
 
         def work() -> Removal:
-            # No foreign-key checks: a job's deliveries are named by its own events only,
-            # and those go first.
-            with self._side_connection(foreign_keys=False) as conn:
+            with self._side_connection() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 last_delivery, last_seq, _ = conn.execute(LAST_IDS).fetchone()
                 found = conn.execute(reads.JOBS_PAGE, (after, page)).fetchall()
@@ -431,14 +416,12 @@ class SQLiteStore(GroupCommitted, SQLReads):
             raise StoreError(f"SQLite retention failed: {exc}") from exc
 
     @contextlib.contextmanager
-    def _side_connection(self, *, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+    def _side_connection(self) -> Iterator[sqlite3.Connection]:
         """A connection beside the writer's (blocking: use it in a thread), closed after."""
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             for pragma in self._pragmas():
                 conn.execute(pragma)
-            if not foreign_keys:
-                conn.execute("PRAGMA foreign_keys = OFF")
             yield conn
         finally:
             conn.close()

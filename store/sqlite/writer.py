@@ -43,7 +43,7 @@ Row = tuple[Any, ...]
 # Where the log ends: the last delivery id, the last event sequence number, and the last
 # job removed by retention (which another connection does: store/sqlite/store.py).
 LAST_IDS = (
-    "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM events), "
+    "SELECT (SELECT COALESCE(MAX(id), 0) FROM deliveries), (SELECT COALESCE(MAX(seq), 0) FROM event_log), "
     "(SELECT COALESCE(MAX(rid), 0) FROM removed_jobs)"
 )
 # Which of a batch's new jobs were removed by retention (their keys as a JSON array of pairs).

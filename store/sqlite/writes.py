@@ -20,7 +20,12 @@ from jobtrail.store.base import Claim, Polls
 from jobtrail.store.sqlite.writer import Batch
 
 INSERT_DELIVERY = f"INSERT INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-INSERT_EVENT = f"INSERT INTO events ({rows.EVENT_COLUMNS}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)"
+# An event's row names its job by row id (migration 7): the job's row is written first
+# (new jobs open a batch), so the lookup finds it; a missing one fails the NOT NULL.
+INSERT_EVENT = (
+    "INSERT INTO event_log (seq, jid, type, source, at, data, delivery_id, fingerprint) VALUES "
+    "(?1, (SELECT jid FROM jobs WHERE provider = ?2 AND job_id = ?3), ?4, ?5, ?6, ?7, ?8, ?9)"
+)
 UPSERT_JOB = (
     f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
@@ -49,8 +54,9 @@ DUE = """
       AND (o.lease_until IS NULL OR o.lease_until <= ?)
       AND o.sink NOT IN (SELECT name FROM sinks WHERE disabled_at IS NOT NULL)
       AND NOT (? AND o.kind = 'notify' AND json_extract(o.payload, '$.status') = 'succeeded'
-               AND EXISTS (SELECT 1 FROM outbox d WHERE d.provider = o.provider AND d.job_id = o.job_id
-                           AND d.kind = 'download' AND d.status = 'pending'))
+               AND EXISTS (SELECT 1 FROM outbox d INDEXED BY outbox_job
+                           WHERE d.provider = o.provider AND d.job_id = o.job_id
+                             AND d.kind = 'download' AND d.status = 'pending'))
     ORDER BY o.next_attempt_at, o.id LIMIT ?
 """
 CLAIM = f"""

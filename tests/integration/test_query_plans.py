@@ -91,6 +91,15 @@ CASES: dict[str, tuple[tuple[str, list[Any]], str]] = {
         "USING COVERING INDEX outbox_lease (lease_owner=?)",
     ),
     "job counts": ((reads.JOB_COUNTS, []), "USING COVERING INDEX jobs_provider_status"),
+    "a job's events": (
+        (reads.JOB_EVENTS, ["oxen", "j1", 0, 100]),
+        "SEARCH j USING COVERING INDEX sqlite_autoindex_jobs_1 (provider=? AND job_id=?)",
+    ),
+    "events after a number": ((reads.EVENTS_AFTER, [0, 100]), "SEARCH e USING INTEGER PRIMARY KEY (rowid>?)"),
+    "due work to claim": (
+        (writes.DUE, ["notify", "2026-12-05", "2026-12-05", 1, 10]),
+        "SEARCH o USING INDEX outbox_claim (kind=? AND next_attempt_at<?)",
+    ),
     "conflict counts": ((reads.CONFLICTS, []), "USING INDEX jobs_conflict"),
 }
 
@@ -114,6 +123,12 @@ def test_a_listing_reads_through_an_index_or_in_key_order_and_never_sorts(databa
     with sqlite3.connect(database) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
     assert expected in plan[0], plan
+    if name == "a job's events":  # then the job's events by its row id, in order
+        assert "SEARCH e USING INDEX event_log_job (jid=? AND seq>?)" in plan, plan
+    elif name == "events after a number":  # each event's job by its row id
+        assert "SEARCH j USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+    elif name == "due work to claim":  # a notification waits for its job's download: found by job
+        assert "SEARCH d USING INDEX outbox_job (provider=? AND job_id=?)" in plan, plan
     if name == "a page of jobs' outbox items":  # each job's items through the index, the few sorted
         assert "SEARCH outbox USING INDEX outbox_job (provider=? AND job_id=?)" in plan, plan
         assert not any(step.startswith("SCAN outbox") for step in plan), plan

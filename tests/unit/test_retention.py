@@ -1,5 +1,5 @@
-"""store/retention.py: which old deliveries go, which lose their raw request, and where
-the pruner may start next time; which old jobs go whole."""
+"""store/retention.py: which old deliveries go, and where the pruner may start next
+time; which old jobs go whole."""
 
 from __future__ import annotations
 
@@ -17,22 +17,22 @@ def days_ago(n: float) -> datetime:
 
 def test_each_verdict_past_its_window() -> None:
     rows = [
-        (1, "accepted", days_ago(40), False),
-        (2, "duplicate", days_ago(40), False),
-        (3, "rejected", days_ago(40), False),
-        (4, "accepted", days_ago(40), True),  # stripped already: nothing to do
-        (5, "rejected", days_ago(20), False),  # past the rejected window only
-        (6, "accepted", days_ago(20), False),  # inside the raw window
-        (7, "duplicate", days_ago(5), False),  # inside both: the page ends here
-        (8, "rejected", days_ago(40), False),  # never looked at
+        (1, "accepted", days_ago(40)),
+        (2, "duplicate", days_ago(40)),
+        (3, "rejected", days_ago(40)),
+        (4, "accepted", days_ago(31)),
+        (5, "rejected", days_ago(20)),  # past the rejected window only
+        (6, "accepted", days_ago(20)),  # inside the raw window
+        (7, "duplicate", days_ago(5)),  # inside both: the page ends here
+        (8, "rejected", days_ago(40)),  # never looked at
     ]
     decision = decide(rows, 0, RAW, REJECTED, page=10)
-    assert ([2, 3, 5], [1]) == (decision.delete, decision.strip)
+    assert [1, 2, 3, 4, 5] == decision.delete
     assert (6, 4, False, True) == (decision.last, decision.done_until, decision.all_done, decision.finished)
 
 
 def test_a_page_of_old_rows_only_is_all_done_and_not_finished() -> None:
-    rows = [(n, "duplicate", days_ago(50), False) for n in range(11, 14)]
+    rows = [(n, "duplicate", days_ago(50)) for n in range(11, 14)]
     decision = decide(rows, 10, RAW, REJECTED, page=3)
     assert ([11, 12, 13], 13, 13, True, False) == (
         decision.delete,
@@ -50,19 +50,19 @@ def test_an_empty_page_is_the_end_of_the_log() -> None:
 
 def test_a_window_that_keeps_forever_keeps_everything() -> None:
     forever = datetime.min.replace(tzinfo=UTC)
-    rows = [(1, "rejected", days_ago(4000), False), (2, "accepted", days_ago(4000), False)]
+    rows = [(1, "rejected", days_ago(4000)), (2, "accepted", days_ago(4000))]
     decision = decide(rows, 0, forever, forever, page=10)
-    assert ([], [], 0, True) == (decision.delete, decision.strip, decision.last, decision.finished)
+    assert ([], 0, True) == (decision.delete, decision.last, decision.finished)
 
 
 def test_rows_between_the_windows_hold_the_start_back_but_not_the_page() -> None:
     rows = [
-        (1, "accepted", days_ago(40), False),
-        (2, "rejected", days_ago(20), False),
-        (3, "accepted", days_ago(15), False),
-    ]  # bodies kept 10 days, refusals 30
+        (1, "accepted", days_ago(40)),
+        (2, "rejected", days_ago(20)),
+        (3, "accepted", days_ago(15)),
+    ]  # deliveries kept 10 days, refusals 30
     decision = decide(rows, 0, days_ago(10), days_ago(30), page=3)
-    assert ([], [1, 3]) == (decision.delete, decision.strip), "the rejected one has 10 days left"
+    assert [1, 3] == decision.delete, "the rejected one has 10 days left"
     assert (1, False, 3) == (decision.done_until, decision.all_done, decision.last)
 
 
