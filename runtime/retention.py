@@ -1,5 +1,5 @@
-"""The pruner: retention of deliveries and, if asked, of old finished jobs
-(store/retention.py), run by the leader.
+"""The pruner: retention of deliveries, of done outbox items and, if asked, of old
+finished jobs (store/retention.py), run by the leader.
 
 Every `interval` seconds it walks the deliveries from where the old ones it has already
 dealt with end, a page at a time, each page one short transaction, with a pause between
@@ -9,10 +9,11 @@ restart it walks from the start once). What it did is counted on its health comp
 (`deleted`: `/readyz`, `jobtrail_component_outcomes_total` in `/metrics`) and
 logged.
 
-With `jobs_days` set, each run then walks the jobs created before the cut, from the
-first, a page at a time in the same way: the finished ones last changed before it go
-whole (counted as `jobs_removed`). Jobs still open, or with work pending, are looked at
-again next time.
+With `outbox_days` set, each run then walks the outbox from its first item in the same
+way: items done before the cut go (counted as `outbox_deleted`). With `jobs_days` set,
+it then walks the jobs created before the cut, from the first, page by page: the
+finished ones last changed before it go whole (counted as `jobs_removed`). Jobs still
+open, or with work pending, are looked at again next time.
 """
 
 from __future__ import annotations
@@ -69,9 +70,27 @@ class Pruner:
         """One walk over what is due now: the deliveries deleted."""
         now = self._clock()
         pruned = await self._deliveries(now)
+        if self.settings.outbox_days:
+            await self._outbox(now - timedelta(days=self.settings.outbox_days))
         if self.settings.jobs_days:
             await self._jobs(now - timedelta(days=self.settings.jobs_days))
         return pruned
+
+    async def _outbox(self, before: datetime) -> int:
+        """From the first item each time: what stays before the cut (dead items, work still
+        pending) is little once the done items are gone, and may be done later."""
+        after, deleted = 0, 0
+        while True:
+            done = await self.store.prune_outbox(after, before, self.page)
+            deleted += len(done.delete)
+            after = done.last
+            if done.finished:
+                break
+            await asyncio.sleep(self.pause)
+        if deleted:
+            self.component.count("outbox_deleted", deleted)
+            log.info("outbox_pruned", deleted=deleted, before=before.isoformat())
+        return deleted
 
     async def _jobs(self, before: datetime) -> int:
         after, removed = 0, 0

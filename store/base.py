@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from jobtrail.core.intake import AttemptRecord, IntakeRequest, JobKey, Planner, Refused
 from jobtrail.core.model import Delivery, Event, IntakeResult, Job, Observation, OutboxEntry, Verdict
-from jobtrail.store.retention import Pruned, Removal
+from jobtrail.store.retention import Pruned, Removal, Sweep
 
 MAX_STORED_BODY = 64 * 1024
 
@@ -427,6 +427,13 @@ class Store(abc.ABC):
     ) -> Pruned:
         """Retention over one page of deliveries after id `after`, in one short
         transaction (store/retention.py says what happens to each)."""
+
+    @abc.abstractmethod
+    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
+        """Outbox retention over one page of items after id `after`, in one short
+        transaction: the items `retention.choose_outbox` picks (done before `before`) are
+        deleted. The item with the highest id stays, as the last delivery does: its id
+        would be handed out again."""
 
     @abc.abstractmethod
     async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:

@@ -1,4 +1,5 @@
-"""What retention does to old deliveries and old jobs, decided over one page. Pure.
+"""What retention does to old deliveries, old outbox items and old jobs, decided over
+one page. Pure.
 
 The log keeps every delivery: the raw request (headers, body) behind each report, and
 the duplicates and refusals around them. Past its window a delivery is deleted: a
@@ -114,3 +115,36 @@ def choose_jobs(rows: Iterable[JobRow], after: int, before: datetime, page: int)
         if status in TERMINAL and updated_at < before and not busy:
             remove.append((jid, provider, job_id))
     return Removal(remove, last, seen < page)
+
+
+# Outbox items (`RetentionSettings.outbox_days`): an item as that walk reads it, (id,
+# status, created_at, updated_at).
+OutboxRow = tuple[int, str, datetime, datetime]
+
+
+class Sweep(NamedTuple):
+    """One page of the outbox walk: `delete`, the ids of the items to go; `last`: the
+    last id looked at; `finished`: nothing further is due now."""
+
+    delete: list[int]
+    last: int
+    finished: bool
+
+
+def choose_outbox(rows: Iterable[OutboxRow], after: int, before: datetime, page: int) -> Sweep:
+    """`rows`: at most `page` outbox items in id order after `after`. An item goes when it
+    is done and was last changed before `before`: its attempts are in the log as dispatch
+    events, and its key, which kept the work from being planned twice, is not needed any
+    more (a job enters each status once: the work a status plans is never planned again).
+    Pending items (work to do) and dead ones (kept for a replay by hand) stay. Ids rise
+    with creation: an item created at or after `before` ends the walk."""
+    delete: list[int] = []
+    last, seen = after, 0
+    for item_id, status, created_at, updated_at in rows:
+        seen += 1
+        if created_at >= before:
+            return Sweep(delete, last, True)
+        last = item_id
+        if status == "done" and updated_at < before:
+            delete.append(item_id)
+    return Sweep(delete, last, seen < page)

@@ -46,7 +46,7 @@ from jobtrail.store.committed import GroupCommitted
 from jobtrail.store.postgres import reads, writes
 from jobtrail.store.postgres.listen import Notifications
 from jobtrail.store.postgres.schema import migrate
-from jobtrail.store.retention import Pruned, Removal
+from jobtrail.store.retention import Pruned, Removal, Sweep
 from jobtrail.store.sql_reads import SQLReads
 
 log = structlog.get_logger(__name__)
@@ -221,6 +221,20 @@ class PostgresStore(GroupCommitted, SQLReads):
             except asyncpg.PostgresError as exc:
                 raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
         return decision.pruned()
+
+    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    found = await conn.fetch(reads.OUTBOX_PRUNE_PAGE, after, page)
+                    sweep = retention.choose_outbox((tuple(row) for row in found), after, before, page)
+                    if sweep.delete:
+                        await conn.execute(reads.DELETE_OUTBOX, sweep.delete)
+            except GONE as exc:
+                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
+        return sweep
 
     async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:
         """The page is read, then the chosen jobs are locked as intake locks them and

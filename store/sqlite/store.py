@@ -43,7 +43,7 @@ from jobtrail.store.base import (
 )
 from jobtrail.store.batching import GroupCommitter, PlanAgain
 from jobtrail.store.committed import GroupCommitted
-from jobtrail.store.retention import Pruned, Removal
+from jobtrail.store.retention import Pruned, Removal, Sweep
 from jobtrail.store.sql_reads import SQLReads
 from jobtrail.store.sqlite import reads
 from jobtrail.store.sqlite import writes as sql
@@ -368,6 +368,29 @@ class SQLiteStore(GroupCommitted, SQLReads):
                     # `execute` would take one step, and free one page.)
                     conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
                 return decision.pruned()
+
+        return await self._retention(work)
+
+    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
+        """On a connection of its own, like `prune_deliveries`. The writer remembers no
+        outbox item: nothing of it is stale after."""
+
+        def work() -> Sweep:
+            with self._side_connection() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                found = conn.execute(reads.OUTBOX_PRUNE_PAGE, (after, page)).fetchall()
+                sweep = retention.choose_outbox(
+                    ((i, s, datetime.fromisoformat(c), datetime.fromisoformat(u)) for i, s, c, u in found),
+                    after,
+                    before,
+                    page,
+                )
+                if gone := sweep.delete:
+                    conn.execute(reads.DELETE_OUTBOX.format(",".join("?" * len(gone))), gone)
+                conn.execute("COMMIT")
+                if gone:
+                    conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+                return sweep
 
         return await self._retention(work)
 

@@ -184,3 +184,43 @@ async def test_old_jobs_go_whole_beside_late_reports_about_them(tmp_path: Path) 
             assert 200 == conn.execute("SELECT count(*) FROM removed_jobs").fetchone()[0]
     finally:
         await store.close()
+
+
+async def test_done_outbox_work_goes_beside_intake_and_new_work_stays(tmp_path: Path) -> None:
+    from tests.contract.test_outbox import claim, record
+
+    path = tmp_path / "jobtrail.db"
+    store = await _opened(path)  # each succeeded job: a download and a Slack notification
+    try:
+        for n in range(300):
+            await store.intake(
+                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"old-{n}"),
+                [Observation("pixazo", f"old-{n}", "succeeded", result_urls=(f"https://cdn.test/{n}.mp4",))],
+            )
+        while taken := await store.claim(claim("download", limit=100)):
+            for entry in taken:
+                await store.record_attempt(record(entry, "done"))
+        component = Component("retention", "pruner")
+        settings = RetentionSettings(deliveries_days=0, rejected_days=0, outbox_days=30)
+        pruner = Pruner(
+            settings, store, component, page=50, pause=0, clock=lambda: utcnow() + timedelta(days=31)
+        )
+
+        async def intake() -> None:
+            for n in range(200):
+                await store.intake(
+                    Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"new-{n}"),
+                    [Observation("pixazo", f"new-{n}", "succeeded", result_urls=("https://cdn.test/x.mp4",))],
+                )
+
+        await asyncio.gather(pruner.once(), intake())
+
+        assert 300 == component.counts["outbox_deleted"], "every done download, nothing else"
+        left = await store.outbox(limit=10_000)
+        assert 300 + 400 == len(left), "the old notifications (pending) and all the new work stay"
+        assert {"pending"} == {e.status for e in left}
+        assert 300 == sum(1 for e in await store.events_after(0, 10_000) if e.source == "dispatch")
+        with sqlite3.connect(path) as conn:
+            assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        await store.close()

@@ -1,11 +1,11 @@
 """store/retention.py: which old deliveries go, and where the pruner may start next
-time; which old jobs go whole."""
+time; which outbox items go; which old jobs go whole."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobtrail.store.retention import choose_jobs, decide
+from jobtrail.store.retention import choose_jobs, choose_outbox, decide
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 RAW, REJECTED = NOW - timedelta(days=30), NOW - timedelta(days=10)
@@ -89,3 +89,27 @@ def test_a_full_page_of_old_jobs_is_not_the_end_of_the_walk() -> None:
     page = [(n, "oxen", f"j{n}", "processing", old, old, False) for n in range(11, 14)]
     assert (13, False) == choose_jobs(page, 10, cut, 3)[1:]
     assert (10, True) == choose_jobs([], 10, cut, 3)[1:]
+
+
+def test_outbox_items_done_before_the_cut_go_and_the_first_created_after_it_ends_the_walk() -> None:
+    cut = datetime(2026, 12, 1, tzinfo=UTC)
+    old, new = cut - timedelta(days=1), cut + timedelta(seconds=1)
+    page = [
+        (1, "done", old, old),
+        (2, "dead", old, old),  # kept for a replay by hand
+        (3, "pending", old, old),  # work still to do
+        (4, "done", old, new),  # done after the cut: inside the window
+        (5, "done", old, cut - timedelta(microseconds=1)),
+        (6, "done", new, new),  # created after the cut: the walk ends here
+        (7, "done", old, old),  # never looked at
+    ]
+    sweep = choose_outbox(page, 0, cut, page=10)
+    assert ([1, 5], 5, True) == (sweep.delete, sweep.last, sweep.finished)
+
+
+def test_a_full_page_of_old_items_is_not_the_end_and_an_empty_one_is() -> None:
+    cut = datetime(2026, 12, 1, tzinfo=UTC)
+    old = cut - timedelta(days=40)
+    sweep = choose_outbox([(n, "done", old, old) for n in range(11, 14)], 10, cut, page=3)
+    assert ([11, 12, 13], 13, False) == (sweep.delete, sweep.last, sweep.finished)
+    assert ([], 42, True) == tuple(choose_outbox([], 42, cut, page=3))
