@@ -123,21 +123,22 @@ class ListenerSettings:
 class RetentionSettings:
     """How long raw records are kept, in days (0: for ever). Past `deliveries_days` a
     delivery (the raw request behind a report, or a duplicate) goes, past
-    `rejected_days` a refused one, past `outbox_days` an outbox item done that long ago
-    (each attempt stays in the log as a dispatch event; pending and dead items stay).
+    `rejected_days` a refused one, past `notifications_days` a notification delivered that
+    long ago (each attempt stays in the log as a dispatch event; downloads, and pending
+    and dead notifications, stay).
     Events and jobs are kept (the audit trail) unless `jobs_days` is set: then a
     finished job last changed longer ago goes whole, leaving a tombstone (export it
     first: `jobtrail export --until`). The leader prunes every `interval` seconds."""
 
     deliveries_days: int = 30
     rejected_days: int = 30
-    outbox_days: int = 30
+    notifications_days: int = 30
     jobs_days: int = 0
     interval: float = 300.0
 
     @property
     def active(self) -> bool:
-        return bool(self.deliveries_days or self.rejected_days or self.outbox_days or self.jobs_days)
+        return bool(self.deliveries_days or self.rejected_days or self.notifications_days or self.jobs_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +218,7 @@ _SIMPLE = {
     "leader_ttl": (("listeners", "leader_ttl"), "JOBTRAIL_LEADER_TTL"),
     "deliveries_days": (("retention", "deliveries_days"), "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
     "rejected_days": (("retention", "rejected_days"), "JOBTRAIL_RETAIN_REJECTED_DAYS"),
-    "outbox_days": (("retention", "outbox_days"), "JOBTRAIL_RETAIN_OUTBOX_DAYS"),
+    "notifications_days": (("retention", "notifications_days"), "JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS"),
     "jobs_days": (("retention", "jobs_days"), "JOBTRAIL_RETAIN_JOBS_DAYS"),
     "retention_interval": (("retention", "interval"), "JOBTRAIL_RETENTION_INTERVAL"),
 }
@@ -409,7 +410,9 @@ def _retention(get: Any) -> RetentionSettings:
     return RetentionSettings(
         deliveries_days=int(values.or_default(values.whole(*get("deliveries_days"), low=0, high=days), 30)),
         rejected_days=int(values.or_default(values.whole(*get("rejected_days"), low=0, high=days), 30)),
-        outbox_days=int(values.or_default(values.whole(*get("outbox_days"), low=0, high=days), 30)),
+        notifications_days=int(
+            values.or_default(values.whole(*get("notifications_days"), low=0, high=days), 30)
+        ),
         jobs_days=int(values.or_default(values.whole(*get("jobs_days"), low=0, high=days), 0)),
         interval=values.seconds(*get("retention_interval"), low=1, high=86_400) or defaults.interval,
     )

@@ -9,11 +9,13 @@ restart it walks from the start once). What it did is counted on its health comp
 (`deleted`: `/readyz`, `jobtrail_component_outcomes_total` in `/metrics`) and
 logged.
 
-With `outbox_days` set, each run then walks the outbox from its first item in the same
-way: items done before the cut go (counted as `outbox_deleted`). With `jobs_days` set,
-it then walks the jobs created before the cut, from the first, page by page: the
-finished ones last changed before it go whole (counted as `jobs_removed`). Jobs still
-open, or with work pending, are looked at again next time.
+With `notifications_days` set, each run then walks the outbox in the same way, from
+where the items that need no further look end (downloads stay for ever: they are the
+job's record of its result file): notifications done before the cut go (counted as
+`notifications_deleted`). With `jobs_days` set, it then walks the jobs created before
+the cut, from the first, page by page: the finished ones last changed before it go
+whole (counted as `jobs_removed`). Jobs still open, or with work pending, are looked at
+again next time.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Pruner:
         self.settings, self.store, self.component = settings, store, component
         self.page, self.job_page, self.pause, self._clock = page, job_page, pause, clock
         self.start = 0  # deliveries up to this id are past both windows and dealt with
+        self.outbox_start = 0  # outbox items up to this id need no further look
 
     async def run(self) -> None:
         self.component.set(State.RUNNING)
@@ -70,26 +73,27 @@ class Pruner:
         """One walk over what is due now: the deliveries deleted."""
         now = self._clock()
         pruned = await self._deliveries(now)
-        if self.settings.outbox_days:
-            await self._outbox(now - timedelta(days=self.settings.outbox_days))
+        if self.settings.notifications_days:
+            await self._outbox(now - timedelta(days=self.settings.notifications_days))
         if self.settings.jobs_days:
             await self._jobs(now - timedelta(days=self.settings.jobs_days))
         return pruned
 
     async def _outbox(self, before: datetime) -> int:
-        """From the first item each time: what stays before the cut (dead items, work still
-        pending) is little once the done items are gone, and may be done later."""
-        after, deleted = 0, 0
+        after, deleted, leading = self.outbox_start, 0, True
         while True:
-            done = await self.store.prune_outbox(after, before, self.page)
+            done = await self.store.prune_notifications(after, before, self.page)
             deleted += len(done.delete)
+            if leading and done.settled is not None:
+                self.outbox_start = done.settled
+            leading = leading and done.settled == done.last
             after = done.last
             if done.finished:
                 break
             await asyncio.sleep(self.pause)
         if deleted:
-            self.component.count("outbox_deleted", deleted)
-            log.info("outbox_pruned", deleted=deleted, before=before.isoformat())
+            self.component.count("notifications_deleted", deleted)
+            log.info("notifications_pruned", deleted=deleted, upto=after, before=before.isoformat())
         return deleted
 
     async def _jobs(self, before: datetime) -> int:

@@ -429,11 +429,11 @@ class Store(abc.ABC):
         transaction (store/retention.py says what happens to each)."""
 
     @abc.abstractmethod
-    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
-        """Outbox retention over one page of items after id `after`, in one short
-        transaction: the items `retention.choose_outbox` picks (done before `before`) are
-        deleted. The item with the highest id stays, as the last delivery does: its id
-        would be handed out again."""
+    async def prune_notifications(self, after: int, before: datetime, page: int = 500) -> Sweep:
+        """Notification retention over one page of outbox items after id `after`, in one
+        short transaction: the notifications `retention.choose_notifications` picks (done
+        before `before`) are deleted. The item with the highest id stays, as the last
+        delivery does: its id would be handed out again."""
 
     @abc.abstractmethod
     async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:

@@ -373,14 +373,17 @@ class MemoryStore(Store):
         self._gone.update(decision.delete)
         return decision.pruned()
 
-    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
+    async def prune_notifications(self, after: int, before: datetime, page: int = 500) -> Sweep:
         async with self._lock:
             self._check_open()
             last = max(self._by_id, default=0)
             ids = sorted(i for i in self._by_id if after < i < last)[:page]
             found = [self._outbox[self._by_id[i]] for i in ids]
-            sweep = retention.choose_outbox(
-                ((e.id, e.status, e.created_at, e.updated_at) for e in found), after, before, page
+            sweep = retention.choose_notifications(
+                ((e.id, e.item.kind, e.status, e.created_at, e.updated_at) for e in found),
+                after,
+                before,
+                page,
             )
             for entry_id in sweep.delete:
                 del self._outbox[self._by_id.pop(entry_id)]

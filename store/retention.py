@@ -1,4 +1,4 @@
-"""What retention does to old deliveries, old outbox items and old jobs, decided over
+"""What retention does to old deliveries, old notifications and old jobs, decided over
 one page. Pure.
 
 The log keeps every delivery: the raw request (headers, body) behind each report, and
@@ -117,34 +117,45 @@ def choose_jobs(rows: Iterable[JobRow], after: int, before: datetime, page: int)
     return Removal(remove, last, seen < page)
 
 
-# Outbox items (`RetentionSettings.outbox_days`): an item as that walk reads it, (id,
-# status, created_at, updated_at).
-OutboxRow = tuple[int, str, datetime, datetime]
+# Notifications (`RetentionSettings.notifications_days`): an outbox item as that walk
+# reads it, (id, kind, status, created_at, updated_at).
+OutboxRow = tuple[int, str, str, datetime, datetime]
 
 
 class Sweep(NamedTuple):
     """One page of the outbox walk: `delete`, the ids of the items to go; `last`: the
-    last id looked at; `finished`: nothing further is due now."""
+    last id looked at; `settled`: the last id of the page's leading items that need no
+    further look (downloads, notifications deleted now or dead), None if the first
+    does; `finished`: nothing further is due now."""
 
     delete: list[int]
     last: int
+    settled: int | None
     finished: bool
 
 
-def choose_outbox(rows: Iterable[OutboxRow], after: int, before: datetime, page: int) -> Sweep:
-    """`rows`: at most `page` outbox items in id order after `after`. An item goes when it
-    is done and was last changed before `before`: its attempts are in the log as dispatch
-    events, and its key, which kept the work from being planned twice, is not needed any
-    more (a job enters each status once: the work a status plans is never planned again).
-    Pending items (work to do) and dead ones (kept for a replay by hand) stay. Ids rise
-    with creation: an item created at or after `before` ends the walk."""
+def choose_notifications(rows: Iterable[OutboxRow], after: int, before: datetime, page: int) -> Sweep:
+    """`rows`: at most `page` outbox items in id order after `after`. A notification goes
+    when it is done and was last changed before `before`: each of its attempts is in the
+    log as a dispatch event, and its key, which kept it from being planned twice, is not
+    needed any more (a job enters each status once: the notifications a status plans are
+    never planned again). Downloads stay, done or not: they are the job's record of its
+    result file (the API's `downloads`: path, bytes, sha256). Pending notifications (work
+    to do) and dead ones (kept for a replay by hand) stay. Ids rise with creation: an
+    item created at or after `before` ends the walk. A dead notification replayed by hand
+    and done later, behind where a walk has settled, waits for the walk from the first
+    item after a restart."""
     delete: list[int] = []
-    last, seen = after, 0
-    for item_id, status, created_at, updated_at in rows:
+    last, seen, settled, leading = after, 0, None, True
+    for item_id, kind, status, created_at, updated_at in rows:
         seen += 1
         if created_at >= before:
-            return Sweep(delete, last, True)
+            return Sweep(delete, last, settled, True)
         last = item_id
-        if status == "done" and updated_at < before:
+        if kind == "notify" and status == "done" and updated_at < before:
             delete.append(item_id)
-    return Sweep(delete, last, seen < page)
+        elif kind == "notify" and status != "dead":
+            leading = False  # pending, or done since the cut: due later
+        if leading:
+            settled = item_id
+    return Sweep(delete, last, settled, seen < page)

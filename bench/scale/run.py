@@ -13,7 +13,7 @@ clients, p50/p99 of each route (inside the round trip, over REQUESTS requests ea
 against `/healthz` measured the same way (the HTTP floor: the ratio is the route's own
 cost), and a job lookup while the other clients run filtered lists. Then bytes per job
 before and after a retention walk (the default 30-day windows, run as if 40 days later:
-every delivery and every done outbox item goes), the reads the size moves measured
+every delivery and every delivered notification goes), the reads the size moves measured
 again on what is left, and last every job built removed by job retention while four
 writers take new jobs (the walk's rate; intake's p50/p99 beside it against intake
 alone, in the same run).
@@ -213,7 +213,7 @@ async def _lookup_beside_lists(client: TestClient[Any, Any], args: argparse.Name
 
 async def _retention(store: Store, db: Database, jobs: int) -> None:
     """Bytes a job before and after a retention walk at the default windows (30 days) run
-    as if 40 days later, when every delivery and every outbox item built is past its
+    as if 40 days later, when every delivery and every notification built is past its
     window, and the outbox work of the jobs built is done (the build runs no worker; the
     hundredth notifications marked dead stay)."""
     await db.execute("UPDATE outbox SET status = 'done' WHERE status = 'pending'")
@@ -225,8 +225,8 @@ async def _retention(store: Store, db: Database, jobs: int) -> None:
     took = time.perf_counter() - started
     after = await db.size()
     print(
-        f"\nretention (30 days): {deleted:,} deliveries and {component.counts.get('outbox_deleted', 0):,} "
-        f"outbox items deleted in {took:.1f} s; "
+        f"\nretention (30 days): {deleted:,} deliveries and {component.counts.get('notifications_deleted', 0):,} "
+        f"notifications deleted in {took:.1f} s; "
         f"{before / jobs:,.0f} -> {after / jobs:,.0f} bytes a job ({before / 2**20:,.0f} -> {after / 2**20:,.0f} MiB)"
     )
 

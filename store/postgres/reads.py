@@ -119,13 +119,13 @@ def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN
 # Retention (store/retention.py): a page of deliveries, then the chosen rows deleted.
 PRUNE_PAGE = "SELECT id, verdict, received_at FROM deliveries WHERE id > $1 ORDER BY id LIMIT $2"
 DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id = ANY($1::bigint[])"
-# Outbox retention: a page of items, then the chosen ones deleted, if still done (an item
-# replayed by hand meanwhile is pending again). The last item stays, as on SQLite.
-OUTBOX_PRUNE_PAGE = (
-    "SELECT id, status, created_at, updated_at FROM outbox "
+# Notification retention: a page of outbox items, then the chosen ones deleted, if still
+# done. The last item stays, as on SQLite.
+NOTIFICATIONS_PAGE = (
+    "SELECT id, kind, status, created_at, updated_at FROM outbox "
     "WHERE id > $1 AND id < (SELECT max(id) FROM outbox) ORDER BY id LIMIT $2"
 )
-DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND status = 'done'"
+DELETE_NOTIFICATIONS = "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND status = 'done'"
 
 # Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
 # each); then the chosen ones, if still finished and old once locked, deleted with their

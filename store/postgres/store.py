@@ -222,14 +222,14 @@ class PostgresStore(GroupCommitted, SQLReads):
                 raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
         return decision.pruned()
 
-    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
+    async def prune_notifications(self, after: int, before: datetime, page: int = 500) -> Sweep:
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
-                    found = await conn.fetch(reads.OUTBOX_PRUNE_PAGE, after, page)
-                    sweep = retention.choose_outbox((tuple(row) for row in found), after, before, page)
+                    found = await conn.fetch(reads.NOTIFICATIONS_PAGE, after, page)
+                    sweep = retention.choose_notifications((tuple(row) for row in found), after, before, page)
                     if sweep.delete:
-                        await conn.execute(reads.DELETE_OUTBOX, sweep.delete)
+                        await conn.execute(reads.DELETE_NOTIFICATIONS, sweep.delete)
             except GONE as exc:
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:

@@ -115,12 +115,13 @@ PRUNE_PAGE = (
     "WHERE id > ? AND id < (SELECT MAX(id) FROM deliveries) ORDER BY id LIMIT ?"
 )
 DELETE_DELIVERIES = "DELETE FROM deliveries WHERE id IN ({})"
-# Outbox retention: a page of items, then the chosen ones deleted; the last item stays.
-OUTBOX_PRUNE_PAGE = (
-    "SELECT id, status, created_at, updated_at FROM outbox "
+# Notification retention: a page of outbox items, then the chosen ones deleted; the last
+# item stays.
+NOTIFICATIONS_PAGE = (
+    "SELECT id, kind, status, created_at, updated_at FROM outbox "
     "WHERE id > ? AND id < (SELECT MAX(id) FROM outbox) ORDER BY id LIMIT ?"
 )
-DELETE_OUTBOX = "DELETE FROM outbox WHERE id IN ({})"
+DELETE_NOTIFICATIONS = "DELETE FROM outbox WHERE id IN ({})"
 
 # Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
 # each), what of the log's end a job holds, and the job's rows deleted, its key kept.

@@ -371,22 +371,25 @@ class SQLiteStore(GroupCommitted, SQLReads):
 
         return await self._retention(work)
 
-    async def prune_outbox(self, after: int, before: datetime, page: int = 500) -> Sweep:
+    async def prune_notifications(self, after: int, before: datetime, page: int = 500) -> Sweep:
         """On a connection of its own, like `prune_deliveries`. The writer remembers no
         outbox item: nothing of it is stale after."""
 
         def work() -> Sweep:
             with self._side_connection() as conn:
                 conn.execute("BEGIN IMMEDIATE")
-                found = conn.execute(reads.OUTBOX_PRUNE_PAGE, (after, page)).fetchall()
-                sweep = retention.choose_outbox(
-                    ((i, s, datetime.fromisoformat(c), datetime.fromisoformat(u)) for i, s, c, u in found),
+                found = conn.execute(reads.NOTIFICATIONS_PAGE, (after, page)).fetchall()
+                sweep = retention.choose_notifications(
+                    (
+                        (i, k, s, datetime.fromisoformat(c), datetime.fromisoformat(u))
+                        for i, k, s, c, u in found
+                    ),
                     after,
                     before,
                     page,
                 )
                 if gone := sweep.delete:
-                    conn.execute(reads.DELETE_OUTBOX.format(",".join("?" * len(gone))), gone)
+                    conn.execute(reads.DELETE_NOTIFICATIONS.format(",".join("?" * len(gone))), gone)
                 conn.execute("COMMIT")
                 if gone:
                     conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")

@@ -186,7 +186,9 @@ async def test_old_jobs_go_whole_beside_late_reports_about_them(tmp_path: Path) 
         await store.close()
 
 
-async def test_done_outbox_work_goes_beside_intake_and_new_work_stays(tmp_path: Path) -> None:
+async def test_done_notifications_go_beside_intake_and_the_next_walk_starts_after_them(
+    tmp_path: Path,
+) -> None:
     from tests.contract.test_outbox import claim, record
 
     path = tmp_path / "jobtrail.db"
@@ -197,11 +199,13 @@ async def test_done_outbox_work_goes_beside_intake_and_new_work_stays(tmp_path: 
                 Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"old-{n}"),
                 [Observation("pixazo", f"old-{n}", "succeeded", result_urls=(f"https://cdn.test/{n}.mp4",))],
             )
-        while taken := await store.claim(claim("download", limit=100)):
-            for entry in taken:
-                await store.record_attempt(record(entry, "done"))
+        for kind in ("download", "notify"):
+            while taken := await store.claim(claim(kind, limit=100)):
+                for entry in taken:
+                    await store.record_attempt(record(entry, "done"))
+        last_old = max(e.id for e in await store.outbox(limit=10_000))
         component = Component("retention", "pruner")
-        settings = RetentionSettings(deliveries_days=0, rejected_days=0, outbox_days=30)
+        settings = RetentionSettings(deliveries_days=0, rejected_days=0, notifications_days=30)
         pruner = Pruner(
             settings, store, component, page=50, pause=0, clock=lambda: utcnow() + timedelta(days=31)
         )
@@ -214,12 +218,15 @@ async def test_done_outbox_work_goes_beside_intake_and_new_work_stays(tmp_path: 
                 )
 
         await asyncio.gather(pruner.once(), intake())
+        await pruner.once()  # after intake: the walk's start has moved past the old items
 
-        assert 300 == component.counts["outbox_deleted"], "every done download, nothing else"
+        assert 300 == component.counts["notifications_deleted"], "every done notification, nothing else"
         left = await store.outbox(limit=10_000)
-        assert 300 + 400 == len(left), "the old notifications (pending) and all the new work stay"
-        assert {"pending"} == {e.status for e in left}
-        assert 300 == sum(1 for e in await store.events_after(0, 10_000) if e.source == "dispatch")
+        assert 300 + 400 == len(left), "the old downloads (done) and all the new work stay"
+        assert {"download"} == {e.item.kind for e in left if e.id <= last_old}
+        first_pending = min(e.id for e in left if e.item.kind == "notify")
+        assert last_old <= pruner.outbox_start < first_pending, "settled up to the first notification due"
+        assert 600 == sum(1 for e in await store.events_after(0, 10_000) if e.source == "dispatch")
         with sqlite3.connect(path) as conn:
             assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
     finally:

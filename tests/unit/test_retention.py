@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobtrail.store.retention import choose_jobs, choose_outbox, decide
+from jobtrail.store.retention import choose_jobs, choose_notifications, decide
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 RAW, REJECTED = NOW - timedelta(days=30), NOW - timedelta(days=10)
@@ -91,25 +91,31 @@ def test_a_full_page_of_old_jobs_is_not_the_end_of_the_walk() -> None:
     assert (10, True) == choose_jobs([], 10, cut, 3)[1:]
 
 
-def test_outbox_items_done_before_the_cut_go_and_the_first_created_after_it_ends_the_walk() -> None:
+def test_notifications_done_before_the_cut_go_and_the_first_item_created_after_it_ends_the_walk() -> None:
     cut = datetime(2026, 12, 1, tzinfo=UTC)
     old, new = cut - timedelta(days=1), cut + timedelta(seconds=1)
     page = [
-        (1, "done", old, old),
-        (2, "dead", old, old),  # kept for a replay by hand
-        (3, "pending", old, old),  # work still to do
-        (4, "done", old, new),  # done after the cut: inside the window
-        (5, "done", old, cut - timedelta(microseconds=1)),
-        (6, "done", new, new),  # created after the cut: the walk ends here
-        (7, "done", old, old),  # never looked at
+        (1, "notify", "done", old, old),
+        (2, "download", "done", old, old),  # the job's record of its file: kept
+        (3, "notify", "dead", old, old),  # kept for a replay by hand
+        (4, "notify", "pending", old, old),  # work still to do: the walk's start stops here
+        (5, "notify", "done", old, new),  # done after the cut: inside the window
+        (6, "notify", "done", old, cut - timedelta(microseconds=1)),
+        (7, "notify", "done", new, new),  # created after the cut: the walk ends here
+        (8, "notify", "done", old, old),  # never looked at
     ]
-    sweep = choose_outbox(page, 0, cut, page=10)
-    assert ([1, 5], 5, True) == (sweep.delete, sweep.last, sweep.finished)
+    sweep = choose_notifications(page, 0, cut, page=10)
+    assert ([1, 6], 6, 3, True) == (sweep.delete, sweep.last, sweep.settled, sweep.finished)
 
 
-def test_a_full_page_of_old_items_is_not_the_end_and_an_empty_one_is() -> None:
+def test_a_full_page_of_settled_items_is_not_the_end_and_an_empty_one_is() -> None:
     cut = datetime(2026, 12, 1, tzinfo=UTC)
     old = cut - timedelta(days=40)
-    sweep = choose_outbox([(n, "done", old, old) for n in range(11, 14)], 10, cut, page=3)
-    assert ([11, 12, 13], 13, False) == (sweep.delete, sweep.last, sweep.finished)
-    assert ([], 42, True) == tuple(choose_outbox([], 42, cut, page=3))
+    kinds = ["notify", "download", "notify"]  # by n % 3: 11 and 12 notifications, 13 a download
+    sweep = choose_notifications(
+        [(n, kinds[n % 3], "done", old, old) for n in range(11, 14)], 10, cut, page=3
+    )
+    assert ([11, 12], 13, 13, False) == (sweep.delete, sweep.last, sweep.settled, sweep.finished)
+    assert ([], 42, None, True) == tuple(choose_notifications([], 42, cut, page=3))
+    pending_first = choose_notifications([(43, "notify", "pending", old, old)], 42, cut, page=3)
+    assert (None, 43) == (pending_first.settled, pending_first.last)

@@ -315,25 +315,30 @@ def test_retention_keeps_deliveries_30_days_by_default_and_0_means_for_ever(tmp_
     assert (30, 30, 30, 0, 300.0, True) == (
         default.deliveries_days,
         default.rejected_days,
-        default.outbox_days,
+        default.notifications_days,
         default.jobs_days,
         default.interval,
         default.active,
     )
-    forever = {"DELIVERIES": "0", "REJECTED": "0", "OUTBOX": "0"}
+    forever = {"DELIVERIES": "0", "REJECTED": "0", "NOTIFICATIONS": "0"}
     kept = load(None, {f"JOBTRAIL_RETAIN_{name}_DAYS": n for name, n in forever.items()}).retention
-    assert (0, 0, 0, False) == (kept.deliveries_days, kept.rejected_days, kept.outbox_days, kept.active)
-    outbox_only = load(None, {f"JOBTRAIL_RETAIN_{name}_DAYS": "0" for name in ("DELIVERIES", "REJECTED")})
-    assert outbox_only.retention.active, "the outbox's window alone makes the pruner run"
+    assert (0, 0, 0, False) == (
+        kept.deliveries_days,
+        kept.rejected_days,
+        kept.notifications_days,
+        kept.active,
+    )
+    alone = load(None, {f"JOBTRAIL_RETAIN_{name}_DAYS": "0" for name in ("DELIVERIES", "REJECTED")})
+    assert alone.retention.active, "the notifications' window alone makes the pruner run"
     config = tmp_path / "r.toml"
     config.write_text(
-        "[retention]\ndeliveries_days = 90\nrejected_days = 7\noutbox_days = 14\ninterval = 60\n"
+        "[retention]\ndeliveries_days = 90\nrejected_days = 7\nnotifications_days = 14\ninterval = 60\n"
     )
     chosen = load(config, {}).retention
     assert (90, 7, 14, 60.0) == (
         chosen.deliveries_days,
         chosen.rejected_days,
-        chosen.outbox_days,
+        chosen.notifications_days,
         chosen.interval,
     )
 
@@ -342,7 +347,7 @@ def test_removing_old_jobs_is_asked_for_alone_and_makes_the_pruner_run(tmp_path:
     only_jobs = {
         "JOBTRAIL_RETAIN_DELIVERIES_DAYS": "0",
         "JOBTRAIL_RETAIN_REJECTED_DAYS": "0",
-        "JOBTRAIL_RETAIN_OUTBOX_DAYS": "0",
+        "JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS": "0",
         "JOBTRAIL_RETAIN_JOBS_DAYS": "365",
     }
     chosen = load(None, only_jobs).retention
@@ -362,10 +367,10 @@ def test_removing_old_jobs_is_asked_for_alone_and_makes_the_pruner_run(tmp_path:
         ({"JOBTRAIL_RETAIN_DELIVERIES_DAYS": "thirty"}, "JOBTRAIL_RETAIN_DELIVERIES_DAYS"),
         ({"JOBTRAIL_RETAIN_REJECTED_DAYS": "99999999"}, "JOBTRAIL_RETAIN_REJECTED_DAYS"),
         ({"JOBTRAIL_RETAIN_REJECTED_DAYS": "\u00b2"}, "JOBTRAIL_RETAIN_REJECTED_DAYS"),
-        ({"JOBTRAIL_RETAIN_OUTBOX_DAYS": "-1"}, "JOBTRAIL_RETAIN_OUTBOX_DAYS"),
-        ({"JOBTRAIL_RETAIN_OUTBOX_DAYS": "36501"}, "JOBTRAIL_RETAIN_OUTBOX_DAYS"),
-        ({"JOBTRAIL_RETAIN_OUTBOX_DAYS": "7 days"}, "JOBTRAIL_RETAIN_OUTBOX_DAYS"),
-        ({"JOBTRAIL_RETAIN_OUTBOX_DAYS": "0x1e"}, "JOBTRAIL_RETAIN_OUTBOX_DAYS"),
+        ({"JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS": "-1"}, "JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS"),
+        ({"JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS": "36501"}, "JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS"),
+        ({"JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS": "7 days"}, "JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS"),
+        ({"JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS": "0x1e"}, "JOBTRAIL_RETAIN_NOTIFICATIONS_DAYS"),
         ({"JOBTRAIL_RETAIN_JOBS_DAYS": "-30"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
         ({"JOBTRAIL_RETAIN_JOBS_DAYS": "1e9"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
         ({"JOBTRAIL_RETAIN_JOBS_DAYS": "36501"}, "JOBTRAIL_RETAIN_JOBS_DAYS"),
