@@ -132,8 +132,10 @@ JOBS_PAGE = (
 )
 JOB_ENDS = (
     f"SELECT (SELECT MAX(seq) FROM event_log WHERE jid = {JID}), "
-    "(SELECT MAX(id) FROM deliveries WHERE provider = ?1 AND job_id = ?2)"
+    "(SELECT MAX(id) FROM deliveries WHERE provider = ?1 AND job_id = ?2), "
+    "(SELECT MAX(id) FROM outbox WHERE provider = ?1 AND job_id = ?2)"
 )
+LAST_OUTBOX = "SELECT COALESCE(MAX(id), 0) FROM outbox"
 REMOVE_JOB = [
     f"DELETE FROM event_log WHERE jid = {JID}",
     "DELETE FROM deliveries WHERE provider = ?1 AND job_id = ?2",

@@ -401,13 +401,15 @@ class SQLiteStore(GroupCommitted, SQLReads):
         """On a connection of its own, like `prune_deliveries`. Each removal leaves a
         tombstone whose id moves the log's end as the writer sees it: its next batch is
         refused unwritten and planned again from the file, so no job it remembers is
-        written back. A job holding the log's last event or delivery stays until the log
-        moves on (ids are the next after the last: they would be handed out again)."""
+        written back. A job holding the log's last event, delivery or outbox item stays
+        until the log moves on (ids are the next after the last: they would be handed out
+        again)."""
 
         def work() -> Removal:
             with self._side_connection() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 last_delivery, last_seq, _ = conn.execute(LAST_IDS).fetchone()
+                [last_item] = conn.execute(reads.LAST_OUTBOX).fetchone()
                 found = conn.execute(reads.JOBS_PAGE, (after, page)).fetchall()
                 choice = retention.choose_jobs(
                     (
@@ -420,8 +422,8 @@ class SQLiteStore(GroupCommitted, SQLReads):
                 )
                 stamp, removed = rows.stamp(utcnow()), []
                 for jid, provider, job_id in choice.remove:
-                    seq, delivery = conn.execute(reads.JOB_ENDS, (provider, job_id)).fetchone()
-                    if seq == last_seq or delivery == last_delivery:
+                    seq, delivery, item = conn.execute(reads.JOB_ENDS, (provider, job_id)).fetchone()
+                    if seq == last_seq or delivery == last_delivery or item == last_item:
                         continue
                     for statement in reads.REMOVE_JOB:  # ?1 provider, ?2 job id, ?3 the time (the last only)
                         conn.execute(statement, (provider, job_id, stamp)[: statement.count("?")])
