@@ -1,4 +1,4 @@
-"""The pruner: retention of deliveries, of done outbox items and, if asked, of old
+"""The pruner: retention of deliveries, of delivered notifications and, if asked, of old
 finished jobs (store/retention.py), run by the leader.
 
 Every `interval` seconds it walks the deliveries from where the old ones it has already
