@@ -74,12 +74,12 @@ class Pruner:
         now = self._clock()
         pruned = await self._deliveries(now)
         if self.settings.notifications_days:
-            await self._outbox(now - timedelta(days=self.settings.notifications_days))
+            await self._notifications(now - timedelta(days=self.settings.notifications_days))
         if self.settings.jobs_days:
             await self._jobs(now - timedelta(days=self.settings.jobs_days))
         return pruned
 
-    async def _outbox(self, before: datetime) -> int:
+    async def _notifications(self, before: datetime) -> int:
         after, deleted, leading = self.outbox_start, 0, True
         while True:
             done = await self.store.prune_notifications(after, before, self.page)

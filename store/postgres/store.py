@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -50,6 +50,7 @@ from jobtrail.store.retention import Pruned, Removal, Sweep
 from jobtrail.store.sql_reads import SQLReads
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # bench/replicas: 2 gave 0.35 of bare aiohttp, 4 gave 0.38-0.42, 6 gave 0.37; measured again
 # once the append and the COMMIT went as one message, 2 and 8 gave 0.93 and 1.06 of 4 (one
@@ -207,34 +208,38 @@ class PostgresStore(GroupCommitted, SQLReads):
     async def prune_deliveries(
         self, after: int, raw_before: datetime, rejected_before: datetime, page: int = 500
     ) -> Pruned:
-        async with self._connection() as conn:
-            try:
-                async with conn.transaction():
-                    found = await conn.fetch(reads.PRUNE_PAGE, after, page)
-                    decision = retention.decide(
-                        ((r[0], r[1], r[2]) for r in found), after, raw_before, rejected_before, page
-                    )
-                    if decision.delete:
-                        await conn.execute(reads.DELETE_DELIVERIES, decision.delete)
-            except GONE as exc:
-                raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
-            except asyncpg.PostgresError as exc:
-                raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
-        return decision.pruned()
+        async def work(conn: Any) -> Pruned:
+            found = await conn.fetch(reads.PRUNE_PAGE, after, page)
+            decision = retention.decide(
+                ((r[0], r[1], r[2]) for r in found), after, raw_before, rejected_before, page
+            )
+            if decision.delete:
+                await conn.execute(reads.DELETE_DELIVERIES, decision.delete)
+            return decision.pruned()
+
+        return await self._retention_page(work)
 
     async def prune_notifications(self, after: int, before: datetime, page: int = 500) -> Sweep:
+        async def work(conn: Any) -> Sweep:
+            found = await conn.fetch(reads.NOTIFICATIONS_PAGE, after, page)
+            sweep = retention.choose_notifications((tuple(row) for row in found), after, before, page)
+            if sweep.delete:
+                await conn.execute(reads.DELETE_NOTIFICATIONS, sweep.delete)
+            return sweep
+
+        return await self._retention_page(work)
+
+    async def _retention_page(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """`work(conn)` in one transaction of a pooled connection, its failures told as the
+        port tells them (the pruner backs off on `StoreUnavailable`)."""
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
-                    found = await conn.fetch(reads.NOTIFICATIONS_PAGE, after, page)
-                    sweep = retention.choose_notifications((tuple(row) for row in found), after, before, page)
-                    if sweep.delete:
-                        await conn.execute(reads.DELETE_NOTIFICATIONS, sweep.delete)
+                    return await work(conn)
             except GONE as exc:
                 raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
             except asyncpg.PostgresError as exc:
                 raise StoreError(f"PostgreSQL retention failed: {exc}") from exc
-        return sweep
 
     async def remove_jobs(self, after: int, before: datetime, page: int = 500) -> Removal:
         """The page is read, then the chosen jobs are locked as intake locks them and
