@@ -6,8 +6,8 @@ import base64
 import binascii
 import functools
 import re
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -130,9 +130,9 @@ def job_from(row: Sequence[Any]) -> Job:
     )
 
 
-def event_row(event: PlannedEvent, at: str) -> tuple[Any, ...]:
-    """A planned event for the writer, which numbers it: (provider, job_id, type, source,
-    at, data, delivery position, fingerprint, attempt position)."""
+def event_row(event: PlannedEvent, at: int) -> tuple[Any, ...]:
+    """A planned event for the SQLite writer, which numbers it: (provider, job_id, type,
+    source, at (`micros`), data, delivery position, fingerprint, attempt position)."""
     return (
         event.provider,
         event.job_id,
@@ -184,6 +184,16 @@ def delivery_from(row: Sequence[Any]) -> StoredDelivery:
         body=bytes(row[6]),
     )
     return StoredDelivery(row[0], delivery, Verdict(row[8]), row[9], row[7])
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(at: datetime) -> int:
+    """A time as SQLite's event log keeps it (its migration 8): microseconds since 1970,
+    UTC, an 8-byte integer where the ISO text takes 32."""
+    return (at - EPOCH) // _MICROSECOND
 
 
 @functools.lru_cache(maxsize=256)
@@ -256,8 +266,13 @@ def decode_cursor(cursor: str) -> int:
 
 
 def time_from(value: Any) -> datetime:
-    """A stored time: SQLite gives it as ISO text, PostgreSQL as a datetime."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    """A stored time: SQLite gives it as ISO text (as `micros` in its event log),
+    PostgreSQL as a datetime."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, int):
+        return EPOCH + timedelta(microseconds=value)
+    return datetime.fromisoformat(value)
 
 
 def neutral(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
@@ -279,8 +294,10 @@ def neutral(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
 
 def text_row(table: str, row: Sequence[Any]) -> tuple[Any, ...]:
     """A neutral row as SQLite stores it: times as text (the outbox's and sinks' always
-    with microseconds, since they are compared as text), JSON as text."""
-    clock = stamp if table in ("outbox", "sinks") else isoformat
+    with microseconds, since they are compared as text; the events' as `micros`), JSON
+    as text."""
+    clocks: dict[str, Callable[[datetime], str | int]] = {"outbox": stamp, "sinks": stamp, "events": micros}
+    clock = clocks.get(table, isoformat)
     return tuple(
         None
         if value is None

@@ -11,7 +11,7 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import DELIVERY_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, stamp
+from jobtrail.store.rows import DELIVERY_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, micros, stamp
 from jobtrail.store.sqlite import writes
 from jobtrail.store.sqlite.writer import REMOVED
 
@@ -62,11 +62,11 @@ def _iso(at: datetime) -> str:
 
 # The tables whose rows are numbered as they come, by the port's name: (the table, key,
 # time column, the time as stored).
-TIMED: dict[str, tuple[str, str, str, Callable[[datetime], str]]] = {
+TIMED: dict[str, tuple[str, str, str, Callable[[datetime], str | int]]] = {
     "jobs": ("jobs", "jid", "created_at", _iso),
     "outbox": ("outbox", "id", "created_at", stamp),
     "deliveries": ("deliveries", "id", "received_at", _iso),
-    "events": ("event_log", "seq", "at", _iso),
+    "events": ("event_log", "seq", "at", micros),
 }
 
 
@@ -153,11 +153,12 @@ CONFLICTS = (
 
 
 def events_per_minute(first_seq: int, since: datetime) -> Query:
-    """Events from `first_seq` on, counted by minute (`2026-12-05T22:17`: times are kept
-    in UTC, isoformat)."""
+    """Events from `first_seq` on, counted by minute (in UTC, as `2026-12-05T22:17`):
+    grouped by the minute's number (the times are `micros`), each group named after."""
     return (
-        "SELECT substr(at, 1, 16), count(*) FROM event_log WHERE seq >= ? AND at >= ? GROUP BY 1 ORDER BY 1",
-        [first_seq, isoformat(since.astimezone(UTC))],
+        "SELECT strftime('%Y-%m-%dT%H:%M', minute * 60, 'unixepoch'), n FROM (SELECT at / 60000000 "
+        "AS minute, count(*) AS n FROM event_log WHERE seq >= ? AND at >= ? GROUP BY 1) ORDER BY minute",
+        [first_seq, micros(since)],
     )
 
 

@@ -133,7 +133,7 @@ def prepare(plan: Plan, requests: Sequence[Write], new_jobs: Sequence[JobKey], e
     job_rows: list[Any] = []
     for key, job in plan.jobs.items():
         (new_rows if key in new else job_rows).append(rows.job_row(job))
-    at = rows.iso(plan.at)
+    at = rows.micros(plan.at)
     batch = Batch(
         new_jobs=(INSERT_JOB, new_rows),
         attempts=[attempt_steps(record, now) for record in plan.attempts],

@@ -1,9 +1,11 @@
-"""SQLite migrations that rewrite a table keep every row: migration 7 moves the event log
-into `event_log`, each event naming its job by row id, on a file written at version 6."""
+"""SQLite migrations that rewrite a table keep every row: on a file written at version 6,
+migration 7 moves the event log into `event_log`, each event naming its job by row id,
+and migration 8 keeps its times as integers (microseconds, UTC)."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -24,13 +26,21 @@ EVENT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Two jobs' events interleaved, one from a dispatch (no delivery, no fingerprint), data
-# with quotes and non-ASCII text.
+# with quotes and non-ASCII text; times as isoformat writes them (a whole second without
+# a fraction), with another offset, and with three digits of fraction.
+TIMES = [
+    AT,
+    "2026-11-01T10:00:01+00:00",
+    "2026-11-01T12:00:02.250000+02:00",
+    "1999-12-31T23:59:59.999999+00:00",
+    "2026-11-01T10:00:03.040Z",
+]
 EVENTS = [
-    (1, "pixazo", "a", "job.tracked", "webhook", AT, "{}", 1, "tracked"),
-    (2, "oxen", "b-\u00e9", "job.processing", "stream", AT, '{"progress":10}', 2, "processing:10"),
-    (3, "pixazo", "a", "job.succeeded", "poll", AT, '{"note":"it\'s \\"done\\""}', 3, "succeeded"),
-    (4, "pixazo", "a", "dispatch.download.succeeded", "dispatch", AT, '{"attempt":1}', None, None),
-    (5, "oxen", "b-\u00e9", "job.processing", "stream", AT, '{"progress":20}', 4, "processing:20"),
+    (1, "pixazo", "a", "job.tracked", "webhook", TIMES[0], "{}", 1, "tracked"),
+    (2, "oxen", "b-\u00e9", "job.processing", "stream", TIMES[1], '{"progress":10}', 2, "processing:10"),
+    (3, "pixazo", "a", "job.succeeded", "poll", TIMES[2], '{"note":"it\'s \\"done\\""}', 3, "succeeded"),
+    (4, "pixazo", "a", "dispatch.download.succeeded", "dispatch", TIMES[3], '{"attempt":1}', None, None),
+    (5, "oxen", "b-\u00e9", "job.processing", "stream", TIMES[4], '{"progress":20}', 4, "processing:20"),
 ]
 
 
@@ -76,6 +86,8 @@ async def test_the_event_log_moves_whole_and_reads_as_before(tmp_path: Path) -> 
             for e in await store.events_after(0)
         ]
         assert [(s, p, j, t, src, d) for s, p, j, t, src, _, _, d, _ in EVENTS] == logged
+        # Each time the same instant, to the microsecond.
+        assert [datetime.fromisoformat(t) for t in TIMES] == [e.at for e in await store.events_after(0)]
         assert [1, 3, 4] == [e.seq for e in await store.job_events("pixazo", "a")]
         assert [{"progress": 10}, {"progress": 20}] == [
             dict(e.data) for e in await store.job_events("oxen", "b-\u00e9")
@@ -98,6 +110,8 @@ async def test_the_event_log_moves_whole_and_reads_as_before(tmp_path: Path) -> 
     with sqlite3.connect(path) as conn:  # the view keeps `events` readable by hand
         rows = conn.execute("SELECT seq, provider, job_id, fingerprint FROM events ORDER BY seq").fetchall()
         assert [(s, p, j, f) for s, p, j, *_, f in EVENTS] == rows[:5]
+        shown = [datetime.fromisoformat(at) for (at,) in conn.execute("SELECT at FROM events ORDER BY seq")]
+        assert [datetime.fromisoformat(t) for t in TIMES] == shown[:5]
         assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
 
 
