@@ -122,6 +122,9 @@ NOTIFICATIONS_PAGE = (
     "WHERE id > ? AND id < (SELECT MAX(id) FROM outbox) ORDER BY id LIMIT ?"
 )
 DELETE_NOTIFICATIONS = "DELETE FROM outbox WHERE id IN ({})"
+OUTBOX_SPAN = "SELECT * FROM outbox WHERE id BETWEEN ? AND ? ORDER BY id"
+DELETE_OUTBOX_SPAN = "DELETE FROM outbox WHERE id BETWEEN ? AND ?"
+INSERT_OUTBOX_ROW = "INSERT INTO outbox VALUES ({})"
 
 # Whole-job retention: a page of jobs in jid order (whether outbox work is pending for
 # each), what of the log's end a job holds, and the job's rows deleted, its key kept.

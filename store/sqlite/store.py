@@ -390,6 +390,7 @@ class SQLiteStore(GroupCommitted, SQLReads):
                 )
                 if gone := sweep.delete:
                     conn.execute(reads.DELETE_NOTIFICATIONS.format(",".join("?" * len(gone))), gone)
+                    _repack(conn, found[0][0], found[-1][0])
                 conn.execute("COMMIT")
                 if gone:
                     conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
@@ -489,3 +490,15 @@ class SQLiteStore(GroupCommitted, SQLReads):
         if conn is None:
             raise StoreClosed("the store is not open")
         return conn
+
+
+def _repack(conn: sqlite3.Connection, first: int, last: int) -> None:
+    """Write the outbox items left between `first` and `last` again, in the same
+    transaction and unchanged. The notifications just deleted sat between the downloads
+    that stay, and SQLite merges a page only once it is two-thirds empty: without this
+    the pages stay half full for good (about 200 bytes a job). Rows deleted and inserted
+    again in id order fill their pages, and the pages left empty are given back."""
+    kept = conn.execute(reads.OUTBOX_SPAN, (first, last)).fetchall()
+    conn.execute(reads.DELETE_OUTBOX_SPAN, (first, last))
+    if kept:
+        conn.executemany(reads.INSERT_OUTBOX_ROW.format(",".join("?" * len(kept[0]))), kept)

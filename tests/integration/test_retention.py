@@ -186,23 +186,28 @@ async def test_old_jobs_go_whole_beside_late_reports_about_them(tmp_path: Path) 
         await store.close()
 
 
+async def _done_jobs(store: Store, jobs: int) -> None:
+    """`jobs` succeeded jobs, each with a download and a Slack notification, both done."""
+    from tests.contract.test_outbox import claim, record
+
+    for n in range(jobs):
+        await store.intake(
+            Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"old-{n}"),
+            [Observation("pixazo", f"old-{n}", "succeeded", result_urls=(f"https://cdn.test/{n}.mp4",))],
+        )
+    for kind in ("download", "notify"):
+        while taken := await store.claim(claim(kind, limit=100)):
+            for entry in taken:
+                await store.record_attempt(record(entry, "done"))
+
+
 async def test_done_notifications_go_beside_intake_and_the_next_walk_starts_after_them(
     tmp_path: Path,
 ) -> None:
-    from tests.contract.test_outbox import claim, record
-
     path = tmp_path / "jobtrail.db"
-    store = await _opened(path)  # each succeeded job: a download and a Slack notification
+    store = await _opened(path)
     try:
-        for n in range(300):
-            await store.intake(
-                Delivery("webhook", "pixazo", utcnow(), {}, b"{}", f"old-{n}"),
-                [Observation("pixazo", f"old-{n}", "succeeded", result_urls=(f"https://cdn.test/{n}.mp4",))],
-            )
-        for kind in ("download", "notify"):
-            while taken := await store.claim(claim(kind, limit=100)):
-                for entry in taken:
-                    await store.record_attempt(record(entry, "done"))
+        await _done_jobs(store, 300)
         last_old = max(e.id for e in await store.outbox(limit=10_000))
         component = Component("retention", "pruner")
         settings = RetentionSettings(deliveries_days=0, rejected_days=0, notifications_days=30)
@@ -229,5 +234,36 @@ async def test_done_notifications_go_beside_intake_and_the_next_walk_starts_afte
         assert 600 == sum(1 for e in await store.events_after(0, 10_000) if e.source == "dispatch")
         with sqlite3.connect(path) as conn:
             assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        await store.close()
+
+
+async def test_the_downloads_left_between_pruned_notifications_fill_their_pages_again(
+    tmp_path: Path,
+) -> None:
+    """The notifications sat between the downloads: deleted, they leave each page about
+    half full, which SQLite does not merge. The walk writes what stays in its span again,
+    unchanged, and the file shrinks by the pages that frees."""
+    path = tmp_path / "jobtrail.db"
+    store = await _opened(path)
+    try:
+        await _done_jobs(store, 600)
+        with sqlite3.connect(path) as conn:
+            downloads = conn.execute("SELECT * FROM outbox WHERE kind = 'download' ORDER BY id").fetchall()
+        settings = RetentionSettings(deliveries_days=0, rejected_days=0, notifications_days=30)
+        later = utcnow() + timedelta(days=31)
+        component = Component("retention", "pruner")
+        await Pruner(settings, store, component, page=100, pause=0, clock=lambda: later).once()
+        assert 599 == component.counts["notifications_deleted"], "all but the last item"
+        with sqlite3.connect(path) as conn:
+            kept = conn.execute("SELECT * FROM outbox WHERE kind = 'download' ORDER BY id").fetchall()
+            pages, payload = conn.execute(
+                "SELECT sum(pgsize), sum(payload) FROM dbstat WHERE name = 'outbox'"
+            ).fetchone()
+            assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
+        assert downloads == kept, "every download as it was: id, times, lease, payload"
+        assert payload / pages > 0.8, f"the outbox's pages are {payload / pages:.0%} full"
+        left = await store.outbox_for_job("pixazo", "old-7")
+        assert [("download", "done")] == [(e.item.kind, e.status) for e in left]
     finally:
         await store.close()
