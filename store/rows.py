@@ -16,9 +16,11 @@ from jobtrail.core.intake import AttemptRecord, PlannedEvent
 from jobtrail.core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict, isoformat
 from jobtrail.store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
 
+# A job's columns as SQLite writes them (`job_row`); read back with its `seen` (`job_from`,
+# store/sqlite/reads.py).
 JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls, error, provider_status, terminals, "
-    "params, seen, created_at, updated_at"
+    "params, created_at, updated_at"
 )
 EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data, delivery_id"
 DELIVERY_COLUMNS = "id, source, provider, job_id, received_at, headers, body, body_size, verdict, reason"
@@ -86,7 +88,6 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.provider_status,
         _frozen_json(job.terminals),
         dumps(job.params) if job.params else "{}",
-        _frozen_json(job.seen),
         iso(job.created_at),
         iso(job.updated_at),
     )
@@ -95,7 +96,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
 @functools.lru_cache(maxsize=4096)
 def _frozen_json(value: tuple[str, ...] | frozenset[str]) -> str:
     """The JSON list of an immutable value (a set sorted), remembered: most jobs share
-    the same few `seen`, `terminals` and `result_urls` values."""
+    the same few `terminals` and `result_urls` values."""
     return dumps(sorted(value) if isinstance(value, frozenset) else list(value))
 
 

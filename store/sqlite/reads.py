@@ -11,12 +11,22 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import DELIVERY_COLUMNS, JOB_COLUMNS, OUTBOX_COLUMNS, TABLES, micros, stamp
+from jobtrail.store.rows import DELIVERY_COLUMNS, OUTBOX_COLUMNS, TABLES, micros, stamp
 from jobtrail.store.sqlite import writes
 from jobtrail.store.sqlite.writer import REMOVED
 
 Query = tuple[str, list[Any]]
 
+# A job's `seen` (the fingerprints of its events) is not a column (migration 8): the log's
+# unique index (jid, fingerprint) holds them, read here with the job, in order. A job's
+# `FROM jobs` is not aliased, for this correlated reference.
+SEEN = (
+    "(SELECT json_group_array(fingerprint) FROM event_log WHERE jid = jobs.jid AND fingerprint IS NOT NULL)"
+)
+JOB_COLUMNS = (  # as `rows.job_from` takes them
+    "provider, job_id, status, progress, result_urls, error, provider_status, terminals, "
+    f"params, {SEEN}, created_at, updated_at"
+)
 JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id = ?"
 POLLS = "SELECT polls, polled_at, poll_digest FROM jobs WHERE provider = ? AND job_id = ?"
 OPEN_JOBS = (
@@ -257,19 +267,29 @@ def count(table: str) -> str:
     return f"SELECT count(*) FROM {STORED.get(table, _known(table))}"
 
 
+# Columns of `rows.TABLES` that the file does not keep but reads from elsewhere.
+DERIVED = {"jobs": {"seen": SEEN}}
+
+
 def dump(table: str, after: Any, limit: int) -> Query:
     """Rows of `table` (`rows.TABLES`) above key `after`, in key order (events through
     their view, which gives each its job's key)."""
     names = [name for name, _ in TABLES[_known(table)]]
+    derived = DERIVED.get(table, {})
+    columns = ", ".join(derived.get(name, name) for name in names)
     where, params = ("", []) if after is None else (f"WHERE {names[0]} > ?", [after])
-    return f"SELECT {', '.join(names)} FROM {table} {where} ORDER BY {names[0]} LIMIT ?", [*params, limit]
+    return f"SELECT {columns} FROM {table} {where} ORDER BY {names[0]} LIMIT ?", [*params, limit]
 
 
-def insert(table: str) -> str:
-    if table == "events":  # `events` is a view (migration 7)
-        return writes.INSERT_EVENT
+def insert(table: str) -> tuple[str, list[int]]:
+    """The statement loading rows of `table` (`rows.TABLES`), and the positions of the
+    values it takes (not those of derived columns: a job's `seen` comes with its events)."""
     names = [name for name, _ in TABLES[_known(table)]]
-    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    if table == "events":  # `events` is a view (migration 7)
+        return writes.INSERT_EVENT, list(range(len(names)))
+    kept = [n for n, name in enumerate(names) if name not in DERIVED.get(table, {})]
+    columns = ", ".join(names[n] for n in kept)
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(kept))})", kept
 
 
 def _known(table: str) -> str:

@@ -460,8 +460,8 @@ class SQLiteStore(GroupCommitted, SQLReads):
     async def load(self, table: str, batch: Sequence[tuple[Any, ...]]) -> None:
         """On a connection of its own, in one transaction. To this store's writer process
         the rows are another process's write: it notices and plans from the file again."""
-        insert = reads.insert(table)
-        values = [rows.text_row(table, row) for row in batch]
+        insert, kept = reads.insert(table)
+        values = [[text[n] for n in kept] for text in (rows.text_row(table, row) for row in batch)]
 
         def write() -> None:
             with self._side_connection() as conn:

@@ -27,11 +27,11 @@ INSERT_EVENT = (
     "(?1, (SELECT jid FROM jobs WHERE provider = ?2 AND job_id = ?3), ?4, ?5, ?6, ?7, ?8, ?9)"
 )
 UPSERT_JOB = (
-    f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    f"INSERT INTO jobs ({rows.JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT (provider, job_id) DO UPDATE SET status = excluded.status, "
     "progress = excluded.progress, result_urls = excluded.result_urls, "
     "error = excluded.error, provider_status = excluded.provider_status, "
-    "terminals = excluded.terminals, params = excluded.params, seen = excluded.seen, "
+    "terminals = excluded.terminals, params = excluded.params, "
     "updated_at = excluded.updated_at"
 )
 INSERT_JOB = UPSERT_JOB.split(" ON CONFLICT ")[0]

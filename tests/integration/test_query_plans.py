@@ -101,6 +101,11 @@ CASES: dict[str, tuple[tuple[str, list[Any]], str]] = {
         "SEARCH o USING INDEX outbox_claim (kind=? AND next_attempt_at<?)",
     ),
     "conflict counts": ((reads.CONFLICTS, []), "USING INDEX jobs_conflict"),
+    "a job": ((reads.JOB, ["oxen", "j1"]), "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1"),
+    "jobs to plan on": (
+        next(iter(reads.jobs_by_key([("oxen", "j1"), ("oxen", "j2")]))),
+        "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (provider=? AND job_id=?)",
+    ),
 }
 
 
@@ -123,6 +128,8 @@ def test_a_listing_reads_through_an_index_or_in_key_order_and_never_sorts(databa
     with sqlite3.connect(database) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
     assert expected in plan[0], plan
+    if reads.SEEN in query:  # a job's fingerprints: its entries of the log's index, alone
+        assert "SEARCH event_log USING COVERING INDEX event_log_fingerprint (jid=? AND fingerprint>?)" in plan
     if name == "a job's events":  # then the job's events by its row id, in order
         assert "SEARCH e USING INDEX event_log_job (jid=? AND seq>?)" in plan, plan
     elif name == "events after a number":  # each event's job by its row id

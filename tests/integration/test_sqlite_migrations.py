@@ -1,6 +1,7 @@
 """SQLite migrations that rewrite a table keep every row: on a file written at version 6,
 migration 7 moves the event log into `event_log`, each event naming its job by row id,
-and migration 8 keeps its times as integers (microseconds, UTC)."""
+and migration 8 keeps its times as integers (microseconds, UTC) and drops the jobs'
+`seen`, read from the log's fingerprints."""
 
 from __future__ import annotations
 
@@ -94,6 +95,9 @@ async def test_the_event_log_moves_whole_and_reads_as_before(tmp_path: Path) -> 
         ]
         assert {"note": 'it\'s "done"'} == dict((await store.job_events("pixazo", "a"))[1].data)
         assert 5 == await store.last_seq()
+        # A job's `seen` is read from its events' fingerprints (the column is gone).
+        job = await store.get_job("pixazo", "a")
+        assert job is not None and frozenset({"tracked", "succeeded"}) == job.seen
         # The fingerprints came along: the same report again is a duplicate, a new one is not.
         again = await store.intake(
             Delivery("stream", "oxen", utcnow(), {}, b"{}", "b-\u00e9"),
@@ -110,6 +114,7 @@ async def test_the_event_log_moves_whole_and_reads_as_before(tmp_path: Path) -> 
     with sqlite3.connect(path) as conn:  # the view keeps `events` readable by hand
         rows = conn.execute("SELECT seq, provider, job_id, fingerprint FROM events ORDER BY seq").fetchall()
         assert [(s, p, j, f) for s, p, j, *_, f in EVENTS] == rows[:5]
+        assert "seen" not in [row[1] for row in conn.execute("PRAGMA table_info(jobs)")]
         shown = [datetime.fromisoformat(at) for (at,) in conn.execute("SELECT at FROM events ORDER BY seq")]
         assert [datetime.fromisoformat(t) for t in TIMES] == shown[:5]
         assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()

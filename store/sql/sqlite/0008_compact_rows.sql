@@ -8,6 +8,11 @@
 --
 -- The log is written again (new pages, filled in order), its indexes rebuilt, and the
 -- `events` view for reading by hand shows the time as ISO text, as the table did.
+--
+-- A job's `seen` (the fingerprints of its events, for telling a duplicate report) goes:
+-- the log's unique index (jid, fingerprint) holds the same fingerprints, and jobtrail
+-- reads them from there with the job (store/sqlite/reads.py, SEEN): about 150 bytes a
+-- job. The jobs table is written again without it, to leave no page half empty.
 
 DROP VIEW events;
 CREATE TABLE event_log_new (
@@ -34,6 +39,35 @@ DROP TABLE event_log;
 ALTER TABLE event_log_new RENAME TO event_log;
 CREATE INDEX event_log_job ON event_log (jid, seq);
 CREATE UNIQUE INDEX event_log_fingerprint ON event_log (jid, fingerprint) WHERE fingerprint IS NOT NULL;
+CREATE TABLE jobs_new (
+    jid             INTEGER PRIMARY KEY,
+    provider        TEXT    NOT NULL,
+    job_id          TEXT    NOT NULL,
+    status          TEXT    NOT NULL,
+    progress        INTEGER,
+    result_urls     TEXT    NOT NULL,
+    error           TEXT,
+    provider_status TEXT,
+    terminals       TEXT    NOT NULL,
+    params          TEXT    NOT NULL,
+    created_at      TEXT    NOT NULL,
+    updated_at      TEXT    NOT NULL,
+    polls           INTEGER NOT NULL DEFAULT 0,
+    polled_at       TEXT,
+    poll_digest     TEXT,
+    UNIQUE (provider, job_id)
+);
+INSERT INTO jobs_new
+    SELECT jid, provider, job_id, status, progress, result_urls, error, provider_status, terminals, params,
+           created_at, updated_at, polls, polled_at, poll_digest
+    FROM jobs ORDER BY jid;
+DROP TABLE jobs;
+ALTER TABLE jobs_new RENAME TO jobs;
+CREATE INDEX jobs_status ON jobs (status, jid);
+CREATE INDEX jobs_provider_status ON jobs (provider, status, jid);
+CREATE INDEX jobs_provider ON jobs (provider);
+CREATE INDEX jobs_conflict ON jobs (jid) WHERE terminals LIKE '%,%';
+
 CREATE VIEW events AS
     SELECT e.seq, j.provider, j.job_id, e.type, e.source,
            strftime('%Y-%m-%dT%H:%M:%S', e.at / 1000000, 'unixepoch') || printf('.%06d+00:00', e.at % 1000000) AS at,
