@@ -22,6 +22,9 @@ def migrate(path: Path, pragmas: Sequence[str]) -> None:
         conn.close()
 
 
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+
+
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
         # A new file gives pages freed by retention back (PRAGMA incremental_vacuum); it
@@ -58,6 +61,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    if known[current:] and conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+        # A migration that wrote a table again left the old one's pages free: give them
+        # back (about a second for 120 MiB). executescript runs it to its end.
+        conn.executescript("PRAGMA incremental_vacuum;")
 
 
 def _statements(script: str) -> Iterable[str]:

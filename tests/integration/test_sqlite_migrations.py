@@ -22,6 +22,14 @@ JOB = (
     "terminals, params, seen, created_at, updated_at) VALUES (?, ?, ?, NULL, '[]', NULL, NULL, ?, "
     "'{}', ?, ?, ?)"
 )
+# An outbox item, leased (the columns after `lease_until` came in migration 3).
+OUTBOX = (
+    "INSERT INTO outbox (id, key, kind, provider, job_id, sink, payload, status, attempts, next_attempt_at, "
+    "lease_until, lease_owner, last_error, created_at, updated_at) VALUES (7, 'notify:pixazo:a:slack', "
+    "'notify', 'pixazo', 'a', 'slack', '{\"status\":\"succeeded\"}', 'pending', 2, "
+    "'2026-11-01T10:05:00.000000+00:00', '2026-11-01T10:01:00.000000+00:00', 'w-1', 'HTTP 503', "
+    "'2026-11-01T10:00:00.000000+00:00', '2026-11-01T10:00:30.000000+00:00')"
+)
 EVENT = (
     "INSERT INTO events (seq, provider, job_id, type, source, at, data, delivery_id, fingerprint) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -47,6 +55,7 @@ EVENTS = [
 
 def _version_6(path: Path, events: list[tuple[object, ...]]) -> None:
     with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # as jobtrail makes a new file
         conn.execute(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "applied_at TEXT NOT NULL)"
@@ -68,6 +77,15 @@ def _version_6(path: Path, events: list[tuple[object, ...]]) -> None:
                 (n, AT),
             )
         conn.executemany(EVENT, events)
+        conn.execute(OUTBOX)
+
+
+def _outbox(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT id, key, kind, provider, job_id, sink, payload, status, attempts, next_attempt_at, "
+            "lease_until, lease_owner, last_error, created_at, updated_at FROM outbox"
+        ).fetchall()
 
 
 def _version(path: Path) -> int:
@@ -78,10 +96,13 @@ def _version(path: Path) -> int:
 async def test_the_event_log_moves_whole_and_reads_as_before(tmp_path: Path) -> None:
     path = tmp_path / "jobtrail.db"
     _version_6(path, EVENTS)
+    outbox = _outbox(path)
     store = open_store(f"sqlite:///{path}", EffectPlanner())
     await store.open()
     try:
         assert migrations.latest("sqlite") == _version(path)
+        with sqlite3.connect(path) as conn:
+            assert 0 == conn.execute("PRAGMA freelist_count").fetchone()[0], "old pages given back"
         logged = [
             (e.seq, e.provider, e.job_id, e.type, e.source, e.delivery_id)
             for e in await store.events_after(0)
@@ -111,6 +132,7 @@ async def test_the_event_log_moves_whole_and_reads_as_before(tmp_path: Path) -> 
         assert Verdict.ACCEPTED == later.verdict and [6] == [e.seq for e in later.events]
     finally:
         await store.close()
+    assert outbox == _outbox(path), "the outbox, written again, row for row"
     with sqlite3.connect(path) as conn:  # the view keeps `events` readable by hand
         rows = conn.execute("SELECT seq, provider, job_id, fingerprint FROM events ORDER BY seq").fetchall()
         assert [(s, p, j, f) for s, p, j, *_, f in EVENTS] == rows[:5]

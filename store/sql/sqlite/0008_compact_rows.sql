@@ -1,4 +1,4 @@
--- Smaller events (issue 20): an event's time as an integer, microseconds since 1970 in
+-- Smaller events and jobs (issue 20). An event's time as an integer, microseconds since 1970 in
 -- UTC (8 bytes), where the text `2026-12-06T14:14:37.104327+00:00` took 32: about 250
 -- bytes a job of ten events. The conversion keeps each time to the microsecond: whole
 -- seconds from strftime (which applies the offset) on the text without its fraction
@@ -13,6 +13,11 @@
 -- the log's unique index (jid, fingerprint) holds the same fingerprints, and jobtrail
 -- reads them from there with the job (store/sqlite/reads.py, SEEN): about 150 bytes a
 -- job. The jobs table is written again without it, to leave no page half empty.
+--
+-- The outbox is written again too: retention before this version deleted delivered
+-- notifications from between the downloads, and left their pages half full (retention
+-- now writes what stays in its span again: store/sqlite/store.py, `_repack`). The pages
+-- the old tables leave free are given back after the migration (schema.py).
 
 DROP VIEW events;
 CREATE TABLE event_log_new (
@@ -67,6 +72,34 @@ CREATE INDEX jobs_status ON jobs (status, jid);
 CREATE INDEX jobs_provider_status ON jobs (provider, status, jid);
 CREATE INDEX jobs_provider ON jobs (provider);
 CREATE INDEX jobs_conflict ON jobs (jid) WHERE terminals LIKE '%,%';
+CREATE TABLE outbox_new (
+    id              INTEGER PRIMARY KEY,
+    key             TEXT    NOT NULL UNIQUE,
+    kind            TEXT    NOT NULL,
+    provider        TEXT    NOT NULL,
+    job_id          TEXT    NOT NULL,
+    sink            TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT    NOT NULL,
+    lease_until     TEXT,
+    last_error      TEXT,
+    created_at      TEXT    NOT NULL,
+    updated_at      TEXT    NOT NULL,
+    lease_owner     TEXT
+);
+INSERT INTO outbox_new
+    SELECT id, key, kind, provider, job_id, sink, payload, status, attempts, next_attempt_at, lease_until,
+           last_error, created_at, updated_at, lease_owner
+    FROM outbox ORDER BY id;
+DROP TABLE outbox;
+ALTER TABLE outbox_new RENAME TO outbox;
+CREATE INDEX outbox_job ON outbox (provider, job_id);
+CREATE INDEX outbox_status ON outbox (status);
+CREATE INDEX outbox_sink ON outbox (sink);
+CREATE INDEX outbox_lease ON outbox (lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE INDEX outbox_claim ON outbox (kind, next_attempt_at) WHERE status = 'pending';
 
 CREATE VIEW events AS
     SELECT e.seq, j.provider, j.job_id, e.type, e.source,
