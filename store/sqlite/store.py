@@ -496,7 +496,7 @@ def _repack(conn: sqlite3.Connection, first: int, last: int) -> None:
     """Write the outbox items left between `first` and `last` again, in the same
     transaction and unchanged. The notifications just deleted sat between the downloads
     that stay, and SQLite merges a page only once it is two-thirds empty: without this
-    the pages stay half full for good (about 200 bytes a job). Rows deleted and inserted
+    the pages stay half full for good (about 230 bytes a job). Rows deleted and inserted
     again in id order fill their pages, and the pages left empty are given back."""
     kept = conn.execute(reads.OUTBOX_SPAN, (first, last)).fetchall()
     conn.execute(reads.DELETE_OUTBOX_SPAN, (first, last))

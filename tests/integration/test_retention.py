@@ -243,7 +243,7 @@ async def test_the_downloads_left_between_pruned_notifications_fill_their_pages_
 ) -> None:
     """The notifications sat between the downloads: deleted, they leave each page about
     half full, which SQLite does not merge. The walk writes what stays in its span again,
-    unchanged, and the file shrinks by the pages that frees."""
+    unchanged, and the pages that frees are given back."""
     path = tmp_path / "jobtrail.db"
     store = await _opened(path)
     try:
@@ -261,6 +261,7 @@ async def test_the_downloads_left_between_pruned_notifications_fill_their_pages_
                 "SELECT sum(pgsize), sum(payload) FROM dbstat WHERE name = 'outbox'"
             ).fetchone()
             assert [("ok",)] == conn.execute("PRAGMA integrity_check").fetchall()
+            assert 0 == conn.execute("PRAGMA freelist_count").fetchone()[0]
         assert downloads == kept, "every download as it was: id, times, lease, payload"
         assert payload / pages > 0.8, f"the outbox's pages are {payload / pages:.0%} full"
         left = await store.outbox_for_job("pixazo", "old-7")
