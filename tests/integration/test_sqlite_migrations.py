@@ -153,3 +153,18 @@ async def test_an_event_without_its_job_stops_the_migration_and_leaves_the_file_
     with sqlite3.connect(path) as conn:
         assert 6 == conn.execute("SELECT count(*) FROM events").fetchone()[0], "still the table, every row"
         assert None is conn.execute("SELECT name FROM sqlite_master WHERE name = 'event_log'").fetchone()
+
+
+async def test_an_event_time_that_is_not_a_time_stops_migration_8_and_leaves_the_log_at_version_7(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobtrail.db"
+    _version_6(path, [*EVENTS, (6, "pixazo", "a", "job.queued", "poll", "yesterday", "{}", None, "queued")])
+    failed = r"migration 8 \(compact_rows\) failed and was rolled back: NOT NULL"
+    with pytest.raises(StoreError, match=failed):
+        await open_store(f"sqlite:///{path}", EffectPlanner()).open()
+    assert 7 == _version(path)
+    with sqlite3.connect(path) as conn:
+        assert 6 == conn.execute("SELECT count(*) FROM event_log").fetchone()[0], "every event, as text"
+        assert "yesterday" == conn.execute("SELECT at FROM event_log WHERE seq = 6").fetchone()[0]
+        assert "seen" in [row[1] for row in conn.execute("PRAGMA table_info(jobs)")]
