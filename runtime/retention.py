@@ -79,7 +79,7 @@ class Pruner:
             await self._jobs(now - timedelta(days=self.settings.jobs_days))
         return pruned
 
-    async def _notifications(self, before: datetime) -> int:
+    async def _notifications(self, before: datetime) -> None:
         after, deleted, leading = self.outbox_start, 0, True
         while True:
             done = await self.store.prune_notifications(after, before, self.page)
@@ -94,9 +94,8 @@ class Pruner:
         if deleted:
             self.component.count("notifications_deleted", deleted)
             log.info("notifications_pruned", deleted=deleted, upto=after, before=before.isoformat())
-        return deleted
 
-    async def _jobs(self, before: datetime) -> int:
+    async def _jobs(self, before: datetime) -> None:
         after, removed = 0, 0
         while True:
             done = await self.store.remove_jobs(after, before, self.job_page)
@@ -108,7 +107,6 @@ class Pruner:
         if removed:
             self.component.count("jobs_removed", removed)
             log.info("jobs_removed", removed=removed, before=before.isoformat())
-        return removed
 
     async def _deliveries(self, now: datetime) -> int:
         raw_before = self._bound(now, self.settings.deliveries_days)
