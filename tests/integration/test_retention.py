@@ -29,8 +29,11 @@ def _old(job_id: str | None, days: float, body: bytes) -> Delivery:
 
 
 def _checkpointed_size(path: Path) -> int:
-    """The main file's size once the WAL is written back into it."""
+    """The main file's size once the WAL is written back into it. The open store's
+    connections may be reading at that moment (its writer looks at the log's end after
+    another connection wrote): TRUNCATE waits for them through the busy handler."""
     with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA busy_timeout = 10000")
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         assert 0 == busy
     return path.stat().st_size
