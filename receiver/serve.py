@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import socket
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
@@ -71,24 +73,34 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     store = store_for(settings)
     await store.open(exclusive=True)  # SQLite: one server per file (StoreLocked)
-    app = create_app(settings, store, background=True)
+    try:
+        async with listening(create_app(settings, store, background=True), settings):
+            log.info(
+                "serving",
+                url=f"http://{settings.host}:{settings.port}",
+                store=settings.store_url.split("?")[0],
+                data_dir=str(settings.data_dir),
+            )
+            await stop.wait()
+            log.info("stopping")
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def listening(app: web.Application, settings: Settings, port: int | None = None) -> AsyncIterator[None]:
+    """`app` served on the settings' address (or `port`) as long as the block runs, with
+    the collector tuned once it is up (`tune_gc`). `bench/scale` serves through this too,
+    so that it measures what `jobtrail serve` runs."""
     runner = Runner(app, app[METRICS].refused_http, access_log=None, handle_signals=False)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        site = web.TCPSite(runner, settings.host, settings.port if port is None else port, backlog=1024)
         try:
             await site.start()
         except OSError as exc:
             raise cannot_listen(settings, exc) from exc
         tune_gc()
-        log.info(
-            "serving",
-            url=f"http://{settings.host}:{settings.port}",
-            store=settings.store_url.split("?")[0],
-            data_dir=str(settings.data_dir),
-        )
-        await stop.wait()
-        log.info("stopping")
+        yield
     finally:
         await runner.cleanup()
-        await store.close()

@@ -8,8 +8,9 @@ a hundred also failed later: a conflict), ~10 events each, a delivery per report
 rejected delivery per hundred jobs, a download and a Slack notification per finished
 job; every hundredth notification is then marked dead (directly in the file: a bench
 set-up, not the worker's path). Deliveries are stamped 40 days old, so retention has
-work. Then serves the API in this process and measures, with CLIENTS concurrent
-clients, p50/p99 of each route (inside the round trip, over REQUESTS requests each),
+work. Then serves the API from this process on a loopback socket and measures, with
+CLIENTS concurrent clients in a process of their own (`clients.py`, as a real API client
+is), p50/p99 of each route (the round trip, over REQUESTS requests each),
 against `/healthz` measured the same way (the HTTP floor: the ratio is the route's own
 cost), and a job lookup while the other clients run filtered lists. Then bytes per job
 before and after a retention walk (the default 30-day windows, run as if 40 days later:
@@ -28,39 +29,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
-import statistics
+import contextlib
+import json
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from asyncio.subprocess import PIPE
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import unused_port
 
+from bench.scale.clients import quantiles
 from bench.scale.db import PostgresDatabase, SQLiteFile
+from bench.scale.routes import job
 from jobtrail.core import logs
 from jobtrail.core.intake import IntakeRequest
 from jobtrail.core.model import Delivery, Observation, utcnow
 from jobtrail.core.settings import RetentionSettings, load
 from jobtrail.receiver.app import create_app
-from jobtrail.receiver.serve import store_for
+from jobtrail.receiver.serve import listening, store_for
 from jobtrail.runtime.health import Component
 from jobtrail.runtime.retention import JOB_PAGE, Pruner
 from jobtrail.store.base import Store
 
 Database = SQLiteFile | PostgresDatabase
 
-PROVIDERS = ("pixazo", "apiframe", "oxen", "venice")
 HEADERS = {"Content-Type": "application/json", "User-Agent": "provider/1.0", "X-Request-Id": "r" * 32}
 
 
-def _job(n: int) -> tuple[str, str]:
-    return PROVIDERS[n % 4], f"job-{n:08d}"
-
-
 def _requests(n: int, at: Any) -> list[IntakeRequest]:
-    provider, job_id = _job(n)
+    provider, job_id = job(n)
     reports: list[Observation] = [Observation(provider, job_id, "tracked", params={"model": "upscale-4k"})]
     reports.append(Observation(provider, job_id, "queued"))
     reports += [Observation(provider, job_id, "processing", progress=p) for p in range(10, 80, 10)]
@@ -97,55 +97,10 @@ async def build(store: Store, jobs: int, db: Database) -> None:
     print(f"built {jobs:,} jobs, {await store.last_seq():,} events in {time.perf_counter() - started:.0f} s")
 
 
-Timed = Callable[[TestClient[Any, Any]], Awaitable[None]]
-
-
-def routes(jobs: int, since: str) -> dict[str, Callable[[], str]]:
-    def any_job() -> str:
-        provider, job_id = _job(random.randrange(jobs))
-        return f"/api/jobs/{provider}/{job_id}"
-
-    return {
-        "healthz (the floor)": lambda: "/healthz",
-        "job lookup": any_job,
-        "job events": lambda: any_job() + "/events",
-        "jobs, first page": lambda: "/api/jobs",
-        "jobs?provider": lambda: f"/api/jobs?provider={random.choice(PROVIDERS)}",
-        "jobs?status=failed": lambda: "/api/jobs?status=failed",
-        "jobs?conflict=true": lambda: "/api/jobs?conflict=true",
-        "jobs?since (last hour)": lambda: f"/api/jobs?since={since}",
-        "outbox?status=dead": lambda: "/api/outbox?status=dead",
-        "outbox?sink=slack": lambda: "/api/outbox?sink=slack",
-        "deliveries?verdict=rejected": lambda: "/api/deliveries?verdict=rejected",
-        "deliveries?provider": lambda: f"/api/deliveries?provider={random.choice(PROVIDERS)}",
-    }
-
-
-async def measure(
-    client: TestClient[Any, Any], path: Callable[[], str], requests: int, clients: int
-) -> list[float]:
-    times: list[float] = []
-
-    async def one_client() -> None:
-        for _ in range(requests // clients):
-            began = time.perf_counter()
-            answer = await client.get(path())
-            await answer.read()
-            times.append((time.perf_counter() - began) * 1000)
-            assert answer.status == 200, (path(), answer.status)
-
-    await asyncio.gather(*(one_client() for _ in range(clients)))
-    return times
-
-
-def _q(times: list[float]) -> tuple[float, float]:
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
-
-
 async def main(args: argparse.Namespace) -> None:
     logs.configure(level="warning")
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.data_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-"))
         env = {
             "JOBTRAIL_DATA_DIR": tmp,
             "JOBTRAIL_WEBHOOK_TOKEN": "bench-token-0123456789",
@@ -159,13 +114,17 @@ async def main(args: argparse.Namespace) -> None:
         try:
             await store.open()
             print(f"store: {db.kind}")
-            await build(store, args.jobs, db)
+            if isinstance(db, SQLiteFile) and await db.count("jobs"):
+                print(f"reusing the log in {tmp}: {await db.count('jobs'):,} jobs")
+            else:
+                await build(store, args.jobs, db)
             since = (utcnow() - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-            async with TestClient(TestServer(create_app(settings, store))) as client:
-                await _reads(client, args, routes(args.jobs, since), "the whole log")
+            port = unused_port()
+            async with listening(create_app(settings, store), settings, port):  # as `jobtrail serve`
+                url = f"http://{settings.host}:{port}"
+                await _reads(url, since, args, None, "the whole log")
                 await _retention(store, db, args.jobs)
-                after = {name: path for name, path in routes(args.jobs, since).items() if name in AFTER}
-                await _reads(client, args, after, "after retention")
+                await _reads(url, since, args, AFTER, "after retention")
             if not args.skip_removal:
                 await _job_removal(store, db, args.jobs, args.job_page)
         finally:
@@ -178,37 +137,27 @@ AFTER = ("healthz (the floor)", "job lookup", "job events", "jobs?provider", "ou
 
 
 async def _reads(
-    client: TestClient[Any, Any], args: argparse.Namespace, paths: dict[str, Any], what: str
+    url: str, since: str, args: argparse.Namespace, names: tuple[str, ...] | None, what: str
 ) -> None:
-    table = []
-    for name, path_of in paths.items():
-        await measure(client, path_of, 40, args.clients)  # warm
-        table.append((name, _q(await measure(client, path_of, args.requests, args.clients))))
-    beside = await _lookup_beside_lists(client, args)
-    floor = table[0][1][0]
-    print(f"\n{what}: {args.clients} clients, {args.requests} requests a route; ms per request (round trip)")
+    """Each route's p50/p99 as measured by the client process (`clients.py`), while this
+    process's event loop only serves."""
+    job = {"url": url, "jobs": args.jobs, "since": since, "requests": args.requests, "clients": args.clients}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.scale.clients", stdin=PIPE, stdout=PIPE
+    )
+    out, _ = await child.communicate(json.dumps({**job, "routes": names}).encode())
+    if child.returncode != 0:
+        raise SystemExit(f"the client process failed ({child.returncode})")
+    result = json.loads(out)
+    table, beside = result["table"], result["beside"]
+    floor = table[0][1]
+    print(
+        f"\n{what}: {args.clients} clients in another process, {args.requests} requests a route; ms per request"
+    )
     print(f"{'':30} {'p50':>7} {'p99':>7} {'p50 / healthz':>14}")
-    for name, (p50, p99) in table:
+    for name, p50, p99 in table:
         print(f"{name:30} {p50:7.2f} {p99:7.2f} {p50 / floor:13.1f}x")
     print(f"{'lookup beside filtered lists':30} {beside[0]:7.2f} {beside[1]:7.2f} {beside[0] / floor:13.1f}x")
-
-
-async def _lookup_beside_lists(client: TestClient[Any, Any], args: argparse.Namespace) -> tuple[float, float]:
-    """One client looks jobs up while the others loop on filtered listings."""
-    stop = asyncio.Event()
-
-    async def lister() -> None:
-        paths = ["/api/jobs?provider=venice", "/api/outbox?status=dead", "/api/deliveries?verdict=rejected"]
-        while not stop.is_set():
-            await (await client.get(random.choice(paths))).read()
-
-    listers = [asyncio.create_task(lister()) for _ in range(args.clients - 1)]
-    try:
-        lookups = routes(args.jobs, "")["job lookup"]
-        return _q(await measure(client, lookups, args.requests, 1))
-    finally:
-        stop.set()
-        await asyncio.gather(*listers)
 
 
 async def _retention(store: Store, db: Database, jobs: int) -> None:
@@ -251,7 +200,7 @@ async def _job_removal(store: Store, db: Database, jobs: int, job_page: int) -> 
         f"{left:,} jobs left (the new ones), {await db.size() / 2**20:,.0f} MiB"
     )
     for name, times in (("alone", alone), ("beside the walk", beside)):
-        p50, p99 = _q(times)
+        p50, p99 = quantiles(times)
         print(
             f"intake {name:20} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max {max(times):7.2f} ms  ({len(times):,})"
         )
@@ -288,6 +237,11 @@ def cli() -> None:
     parser.add_argument("--job-page", type=int, default=JOB_PAGE, help="jobs a removal page")
     parser.add_argument(
         "--skip-removal", action="store_true", help="leave out the job removal walk (12 min at 1M jobs)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="SQLite: build the log in this directory and keep it; a log already there is measured "
+        "as it is (copy it first: retention changes it)",
     )
     parser.add_argument(
         "--store",
