@@ -36,10 +36,15 @@ def job_detail(job: Job, outbox: Sequence[OutboxEntry], polls: Polls | None) -> 
 
 
 async def one_job(store: Store, job: Job) -> dict[str, Any]:
-    """`job_detail`, its outbox and polls read at once."""
-    outbox, polls = await asyncio.gather(
-        store.outbox_for_job(job.provider, job.id), store.polls(job.provider, job.id)
-    )
+    """`job_detail`: its outbox and polls read at once where reads wait on a network
+    (`Store.parallel_reads`), else one after the other."""
+    if store.parallel_reads:
+        outbox, polls = await asyncio.gather(
+            store.outbox_for_job(job.provider, job.id), store.polls(job.provider, job.id)
+        )
+    else:
+        outbox = await store.outbox_for_job(job.provider, job.id)
+        polls = await store.polls(job.provider, job.id)
     return job_detail(job, outbox, polls)
 
 

@@ -255,7 +255,8 @@ class MemoryStore(Store):
         )
         page = matching[:limit]
         more = len(matching) > limit
-        return Page([job for _, job in page], rows.encode_cursor(page[-1][0]) if more else None)
+        listed = [replace(job, seen=frozenset()) for _, job in page]  # as the port says
+        return Page(listed, rows.encode_cursor(page[-1][0]) if more else None)
 
     async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
         found = sorted(

@@ -269,10 +269,13 @@ def decode_cursor(cursor: str) -> int:
 def time_from(value: Any) -> datetime:
     """A stored time: SQLite gives it as ISO text (as `micros` in its event log),
     PostgreSQL as a datetime."""
+    kind = type(value)  # the most frequent first: a listing page makes hundreds
+    if kind is str:
+        return datetime.fromisoformat(value)
+    if kind is int:
+        return EPOCH + timedelta(microseconds=value)
     if isinstance(value, datetime):
         return value
-    if isinstance(value, int):
-        return EPOCH + timedelta(microseconds=value)
     return datetime.fromisoformat(value)
 
 

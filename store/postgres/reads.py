@@ -18,6 +18,7 @@ JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls::text, error, provider_status, terminals::text, "
     "params::text, seen::text, created_at, updated_at"
 )
+LISTED_COLUMNS = JOB_COLUMNS.replace("seen::text", "'[]'")  # `Store.list_jobs`: no `seen`
 EVENT_COLUMNS = "seq, provider, job_id, type, source, at, data::text, delivery_id"
 DELIVERY_COLUMNS = (
     "id, source, provider, job_id, received_at, headers::text, body, body_size, verdict, reason"
@@ -113,7 +114,8 @@ def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN
     if f.conflict is not None:
         where += " AND jsonb_array_length(terminals) " + (">" if f.conflict else "<=") + " 1"
     n = len(params) + 1
-    return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}", [*params, limit]
+    query = f"SELECT {LISTED_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ${n}"
+    return query, [*params, limit]
 
 
 # Retention (store/retention.py): a page of deliveries, then the chosen rows deleted.

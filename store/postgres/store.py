@@ -104,6 +104,7 @@ RESIGN = "DELETE FROM leaders WHERE name = $1 AND owner = $2"
 class PostgresStore(GroupCommitted, SQLReads):
     queries = reads
     kind = "postgres"
+    parallel_reads = True
 
     def __init__(self, dsn: str, planner: Planner, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         super().__init__(planner)

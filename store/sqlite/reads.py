@@ -27,6 +27,9 @@ JOB_COLUMNS = (  # as `rows.job_from` takes them
     "provider, job_id, status, progress, result_urls, error, provider_status, terminals, "
     f"params, {SEEN}, created_at, updated_at"
 )
+# A listing's jobs leave `seen` empty (`Store.list_jobs`): nothing that lists jobs reads
+# it, and it was about half of a page's read.
+LISTED_COLUMNS = JOB_COLUMNS.replace(SEEN, "'[]'")
 JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE provider = ? AND job_id = ?"
 POLLS = "SELECT polls, polled_at, poll_digest FROM jobs WHERE provider = ? AND job_id = ?"
 OPEN_JOBS = (
@@ -114,7 +117,7 @@ def jobs_page(f: JobFilter, before: int | None, limit: int, span: Span = NO_SPAN
     )
     if f.conflict is not None:
         where += " AND terminals " + ("LIKE" if f.conflict else "NOT LIKE") + " '%,%'"
-    return f"SELECT {JOB_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
+    return f"SELECT {LISTED_COLUMNS}, jid FROM jobs WHERE {where} ORDER BY jid DESC LIMIT ?", [*params, limit]
 
 
 # Retention (store/retention.py): a page of deliveries, then the chosen rows deleted. The

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,6 +136,16 @@ async def test_list_jobs_filters_and_paginates_newest_first(store: Store) -> Non
     done = await store.list_jobs(status="succeeded")
     assert ["j5", "j3", "j1"] == [j.id for j in done.jobs]
     assert [] == list((await store.list_jobs(provider="venice")).jobs)
+
+
+async def test_a_listed_job_is_the_job_without_its_dedup_memory(store: Store) -> None:
+    await store.intake(delivery("j1"), [obs("j1", kind="processing", progress=40)])
+    await store.intake(delivery("j1"), [obs("j1", kind="succeeded")])
+    whole = await store.get_job("pixazo", "j1")
+    assert whole is not None and len(whole.seen) == 2
+    (listed,) = (await store.list_jobs()).jobs
+    assert frozenset() == listed.seen
+    assert replace(whole, seen=frozenset()) == listed
 
 
 async def test_list_jobs_by_part_of_the_id_creation_time_and_conflict(store: Store) -> None:
