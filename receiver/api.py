@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
+from jobtrail.core import turns
 from jobtrail.core.model import PROVIDERS, Event, Observation, Status
 from jobtrail.dispatch import replay
 from jobtrail.providers import catalog, fields
@@ -98,7 +99,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     params.known(query, (*JOB_FILTERS, "limit", "cursor"))
     page = await jobs_page(request.app[STORE], query)
     outbox = await request.app[STORE].outbox_for_jobs([(job.provider, job.id) for job in page.jobs])
-    views = [job_view(job, outbox[(job.provider, job.id)]) for job in page.jobs]
+    views = await turns.each(page.jobs, lambda job: job_view(job, outbox[(job.provider, job.id)]))
     return json_answer({"jobs": views, "next_cursor": page.next_cursor})
 
 
@@ -192,7 +193,7 @@ async def list_outbox(request: web.Request) -> web.Response:
     entries = await request.app[STORE].outbox(
         **outbox_filter(query), limit=params.whole(query.get("limit"), "limit", 100, MAX_PAGE, low=1)
     )
-    return json_answer({"items": [outbox_view(e) for e in entries]})
+    return json_answer({"items": await turns.each(entries, outbox_view)})
 
 
 OUTBOX_FILTERS = ("status", "sink", "since", "until")

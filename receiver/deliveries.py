@@ -8,6 +8,7 @@ import re
 from aiohttp import web
 from multidict import MultiMapping
 
+from jobtrail.core import turns
 from jobtrail.core.model import PROVIDERS, Verdict
 from jobtrail.receiver import params
 from jobtrail.receiver.answer import json_answer
@@ -49,7 +50,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     more = len(found) > limit
     return json_answer(
         {
-            "deliveries": [delivery_view(d) for d in page],
+            "deliveries": await turns.each(page, delivery_view),
             "next_before": page[-1].id if more and page else None,
         }
     )

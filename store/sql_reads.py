@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jobtrail.core import turns
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Event, Job, OutboxEntry
 from jobtrail.store import rows
@@ -72,7 +73,7 @@ class SQLReads(Store):
         more = len(found) > limit
         found = found[:limit]
         next_cursor = rows.encode_cursor(found[-1][-1]) if more and found else None
-        return Page([rows.job_from(row) for row in found], next_cursor)
+        return Page(await turns.each(found, rows.job_from), next_cursor)
 
     async def open_jobs(self, provider: str, limit: int = 100_000) -> list[Job]:
         return [rows.job_from(row) for row in await self._fetch(self.queries.OPEN_JOBS, (provider, limit))]
@@ -85,10 +86,10 @@ class SQLReads(Store):
         self, provider: str, job_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Event]:
         found = await self._fetch(self.queries.JOB_EVENTS, (provider, job_id, after, limit))
-        return [rows.event_from(row) for row in found]
+        return await turns.each(found, rows.event_from)
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        return [rows.event_from(row) for row in await self._fetch(self.queries.EVENTS_AFTER, (seq, limit))]
+        return await turns.each(await self._fetch(self.queries.EVENTS_AFTER, (seq, limit)), rows.event_from)
 
     async def last_seq(self) -> int:
         found = await self._fetch(self.queries.LAST_SEQ)
@@ -101,8 +102,8 @@ class SQLReads(Store):
     async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[OutboxEntry]]:
         found: dict[JobKey, list[OutboxEntry]] = {key: [] for key in keys}
         if keys:
-            for row in await self._fetch(*self.queries.jobs_outbox(keys)):
-                entry = rows.outbox_from(row)
+            read = await self._fetch(*self.queries.jobs_outbox(keys))
+            for entry in await turns.each(read, rows.outbox_from):
                 found[(entry.item.provider, entry.item.job_id)].append(entry)
         return found
 
@@ -118,7 +119,7 @@ class SQLReads(Store):
     ) -> list[OutboxEntry]:
         span = await self._span("outbox", since, until)
         found = await self._fetch(*self.queries.outbox_page(status, sink, since, until, after, limit, span))
-        return [rows.outbox_from(row) for row in found]
+        return await turns.each(found, rows.outbox_from)
 
     async def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
         found = await self._fetch(self.queries.OUTBOX_ENTRY, (entry_id,))
@@ -131,12 +132,12 @@ class SQLReads(Store):
         self, *, provider: str | None = None, job_id: str | None = None, limit: int = 1000
     ) -> list[StoredDelivery]:
         found = await self._fetch(*self.queries.deliveries_page(provider, job_id, limit))
-        return [rows.delivery_from(row) for row in found]
+        return await turns.each(found, rows.delivery_from)
 
     async def delivery_page(self, filters: DeliveryFilter, limit: int = 50) -> list[StoredDelivery]:
         span = await self._span("deliveries", filters.since, filters.until)
         found = await self._fetch(*self.queries.delivery_page(filters, limit, span))
-        return [rows.delivery_from(row) for row in found]
+        return await turns.each(found, rows.delivery_from)
 
     async def delivery(self, delivery_id: int) -> StoredDelivery | None:
         found = await self._fetch(*self.queries.delivery_page(DeliveryFilter(before=delivery_id + 1), 1))

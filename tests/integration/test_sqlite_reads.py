@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from jobtrail.core.effects import EffectPlanner
+from jobtrail.core.intake import IntakeRequest
 from jobtrail.core.model import Delivery, Observation, utcnow
 from jobtrail.store import open_store
 from jobtrail.store.sqlite.store import SQLiteStore
@@ -78,6 +79,32 @@ async def test_a_read_of_many_rows_lets_the_loops_other_work_run_before_it_retur
         loop.call_soon(waiting.append, "many")
         assert len(await store._fetch(many)) == 100
         assert waiting == ["few", "many"]
+    finally:
+        await store.close()
+
+
+async def test_a_long_page_is_made_into_jobs_in_slices_with_the_loops_other_work_between(
+    tmp_path: Path,
+) -> None:
+    """A page of 500 jobs is ~1-2 ms of making rows into objects; other work (a lookup)
+    waits for one slice of it (`core/turns.py`), not all of it."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobtrail.db'}", EffectPlanner())
+    await store.open()
+    try:
+        requests = [
+            IntakeRequest(
+                Delivery("webhook", "oxen", utcnow(), {}, b"{}", f"j{n}"),
+                (Observation("oxen", f"j{n}", "queued"),),
+            )
+            for n in range(500)
+        ]
+        await store.intake_many(requests)
+        ticks, listing = 0, asyncio.create_task(store.list_jobs(limit=500))
+        while not listing.done():
+            ticks += 1
+            await asyncio.sleep(0)
+        assert 500 == len((await listing).jobs)
+        assert ticks >= 6, f"the page was made in {ticks} turns of the loop"
     finally:
         await store.close()
 
