@@ -27,6 +27,14 @@ class SQLiteFile:
         with sqlite3.connect(self.path) as conn:
             return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608 - ours
 
+    async def settle(self) -> None:
+        """The build's writes on the disk (the WAL written back, the kernel's dirty pages
+        flushed), so that the reads measured next do not queue behind its writeback."""
+        with sqlite3.connect(self.path) as conn:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os.sync()
+
     async def size(self) -> int:
         """The file's size once the WAL is written back into it."""
         with sqlite3.connect(self.path) as conn:
@@ -66,6 +74,11 @@ class PostgresDatabase:
 
     async def execute(self, statement: str) -> None:
         await self._run(statement)
+
+    async def settle(self) -> None:
+        """As `SQLiteFile.settle`: a checkpoint, then the kernel's dirty pages flushed."""
+        await self._run("CHECKPOINT")
+        os.sync()
 
     async def count(self, table: str) -> int:
         return int(await self._run(f"SELECT count(*) FROM {table}"))  # noqa: S608 - ours

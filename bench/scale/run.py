@@ -118,6 +118,9 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"reusing the log in {tmp}: {await db.count('jobs'):,} jobs")
             else:
                 await build(store, args.jobs, db)
+            began = time.perf_counter()
+            await db.settle()
+            print(f"the build's writes on the disk in {time.perf_counter() - began:.1f} s")
             since = (utcnow() - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
             port = unused_port()
             async with listening(create_app(settings, store), settings, port):  # as `jobtrail serve`
