@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,16 @@ class SQLiteFile:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         os.sync()
 
+    async def warm(self) -> str:
+        """The file read once through the page cache, as a server that has run a while
+        holds it (this machine's cache has been seen holding 1-3 GB of a 5.4 GB file after
+        a build): how much of it was resident before and after."""
+        before = _resident(self.path)
+        with self.path.open("rb") as f:
+            while f.read(1 << 24):
+                pass
+        return f"{before} -> {_resident(self.path)} of the file in the page cache"
+
     async def size(self) -> int:
         """The file's size once the WAL is written back into it."""
         with sqlite3.connect(self.path) as conn:
@@ -43,6 +54,20 @@ class SQLiteFile:
 
     async def close(self) -> None:
         """The temporary directory goes with the run."""
+
+
+def _resident(path: Path) -> str:
+    """How much of the file the page cache holds, by util-linux's fincore."""
+    try:
+        out = subprocess.run(
+            ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return f"{int(out.split()[0]) / 2**20:,.0f} MiB"
 
 
 class PostgresDatabase:
@@ -74,6 +99,10 @@ class PostgresDatabase:
 
     async def execute(self, statement: str) -> None:
         await self._run(statement)
+
+    async def warm(self) -> str:
+        """PostgreSQL keeps its own cache: left as it is."""
+        return "PostgreSQL's cache as it is"
 
     async def settle(self) -> None:
         """As `SQLiteFile.settle`: a checkpoint, then the kernel's dirty pages flushed."""
