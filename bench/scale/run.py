@@ -8,9 +8,10 @@ a hundred also failed later: a conflict), ~10 events each, a delivery per report
 rejected delivery per hundred jobs, a download and a Slack notification per finished
 job; every hundredth notification is then marked dead (directly in the file: a bench
 set-up, not the worker's path). Deliveries are stamped 40 days old, so retention has
-work. Then serves the API from this process on a loopback socket and measures, with
-CLIENTS concurrent clients in a process of their own (`clients.py`, as a real API client
-is), p50/p99 of each route (the round trip, over REQUESTS requests each),
+work. Then serves the API from this process on a loopback socket, as `jobtrail serve`
+serves it, and measures on the file read once through the page cache, with CLIENTS
+concurrent clients in a process of their own (`clients.py`, as a real API client is),
+p50/p99 of each route (the round trip, over REQUESTS requests each),
 against `/healthz` measured the same way (the HTTP floor: the ratio is the route's own
 cost), and a job lookup while the other clients run filtered lists. Then bytes per job
 before and after a retention walk (the default 30-day windows, run as if 40 days later:
@@ -115,7 +116,8 @@ async def main(args: argparse.Namespace) -> None:
             await store.open()
             print(f"store: {db.kind}")
             if isinstance(db, SQLiteFile) and await db.count("jobs"):
-                print(f"reusing the log in {tmp}: {await db.count('jobs'):,} jobs")
+                args.jobs = await db.count("jobs")  # the routes ask for the jobs it holds
+                print(f"reusing the log in {tmp}: {args.jobs:,} jobs")
             else:
                 await build(store, args.jobs, db)
             began = time.perf_counter()
