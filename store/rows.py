@@ -94,10 +94,10 @@ def job_row(job: Job) -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _frozen_json(value: tuple[str, ...] | frozenset[str]) -> str:
-    """The JSON list of an immutable value (a set sorted), remembered: most jobs share
-    the same few `terminals` and `result_urls` values."""
-    return dumps(sorted(value) if isinstance(value, frozenset) else list(value))
+def _frozen_json(value: tuple[str, ...]) -> str:
+    """The JSON list of a tuple, remembered: most jobs share the same few `terminals` and
+    `result_urls` values."""
+    return dumps(list(value))
 
 
 _STATUS = {s.value: s for s in Status}  # a dict lookup is a fraction of `Status(value)`
