@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from jobtrail.core.frozen import fast_init
 
 PROVIDERS: tuple[str, ...] = ("pixazo", "apiframe", "oxen", "venice")
@@ -21,23 +23,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
-
-
 def isoformat(at: datetime) -> str:
-    """Exactly `at.isoformat()`, about a quarter cheaper for the UTC times intake writes.
-
-    `datetime.isoformat` formats through `PyUnicode_FromFormat`, one C `sprintf` per
-    field: about 11,500 instructions against 8,500 here (callgrind), and intake formats
-    two times per delivery (its receipt, the provider's timestamp). Any other time
-    (another offset, a year before 1000) goes through `isoformat` itself.
-    """
+    """Exactly `at.isoformat()`, about 2.5 times as fast for UTC times: orjson writes an
+    aware datetime as `isoformat` does (fraction left out when it is zero), in C without
+    `datetime.isoformat`'s `sprintf` per field. Intake formats two times per delivery, a
+    page of a listing two or three per row. Any other time (another offset, a year before
+    1000) goes through `isoformat` itself. tests/unit/test_isoformat.py checks it is the same."""
     if at.tzinfo is not UTC or at.year < 1000:
         return at.isoformat()
-    two = _TWO_DIGITS
-    whole = f"{at.year}-{two[at.month]}-{two[at.day]}T{two[at.hour]}:{two[at.minute]}:{two[at.second]}"
-    micro = at.microsecond
-    return f"{whole}.{micro:06d}+00:00" if micro else f"{whole}+00:00"
+    return orjson.dumps(at)[1:-1].decode()
 
 
 _RANKS = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2, "cancelled": 2}
@@ -145,7 +139,7 @@ class Event:
             "job_id": self.job_id,
             "type": self.type,
             "source": self.source,
-            "at": self.at.isoformat(),
+            "at": isoformat(self.at),
             "data": dict(self.data),
         }
 

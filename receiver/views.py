@@ -7,32 +7,32 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from jobtrail.core.model import Job, OutboxEntry
-from jobtrail.store.base import Polls, Store, StoredDelivery
+from jobtrail.core.model import Job, OutboxEntry, isoformat
+from jobtrail.store.base import ListedItem, Polls, Store, StoredDelivery
 
 
-def job_view(job: Job, outbox: Sequence[OutboxEntry] = ()) -> dict[str, Any]:
+def job_view(job: Job, outbox: Sequence[ListedItem] = ()) -> dict[str, Any]:
     return {
         "provider": job.provider,
         "id": job.id,
-        "status": job.status.value,
+        "status": job.status._value_,
         "progress": job.progress,
         "result_urls": list(job.result_urls),
         "error": job.error,
         "provider_status": job.provider_status,
         "conflict": [s.value for s in job.terminals] if job.conflict else None,
         "params": dict(job.params),
-        "created_at": job.created_at.isoformat(),
-        "updated_at": job.updated_at.isoformat(),
-        "downloads": [_download(e) for e in outbox if e.item.kind == "download"],
-        "notifications": [_notification(e) for e in outbox if e.item.kind == "notify"],
+        "created_at": isoformat(job.created_at),
+        "updated_at": isoformat(job.updated_at),
+        "downloads": [_download(i) for i in outbox if i.kind == "download"],
+        "notifications": [_notification(i) for i in outbox if i.kind == "notify"],
     }
 
 
 def job_detail(job: Job, outbox: Sequence[OutboxEntry], polls: Polls | None) -> dict[str, Any]:
     """One job on its own (`GET /api/jobs/{p}/{id}`, tracking or submitting one, `jobtrail
     export`): the job view and its polls (null until it is first polled)."""
-    return {**job_view(job, outbox), "polls": polls_view(polls)}
+    return {**job_view(job, [ListedItem.of(e) for e in outbox]), "polls": polls_view(polls)}
 
 
 async def one_job(store: Store, job: Job) -> dict[str, Any]:
@@ -51,27 +51,27 @@ async def one_job(store: Store, job: Job) -> dict[str, Any]:
 def polls_view(polls: Polls | None) -> dict[str, Any] | None:
     if polls is None:
         return None
-    return {"count": polls.answers, "last_at": polls.last_at.isoformat(), "last_digest": polls.last_digest}
+    return {"count": polls.answers, "last_at": isoformat(polls.last_at), "last_digest": polls.last_digest}
 
 
-def _download(entry: OutboxEntry) -> dict[str, Any]:
-    payload = entry.item.payload
+def _download(item: ListedItem) -> dict[str, Any]:
+    payload = item.payload or {}
     return {
         "url": payload.get("url"),
-        "status": entry.status,
+        "status": item.status,
         "path": payload.get("path"),
         "bytes": payload.get("bytes"),
         "sha256": payload.get("sha256"),
-        "error": entry.last_error,
+        "error": item.last_error,
     }
 
 
-def _notification(entry: OutboxEntry) -> dict[str, Any]:
+def _notification(item: ListedItem) -> dict[str, Any]:
     return {
-        "sink": entry.item.sink,
-        "status": entry.status,
-        "attempts": entry.attempts,
-        "last_error": entry.last_error,
+        "sink": item.sink,
+        "status": item.status,
+        "attempts": item.attempts,
+        "last_error": item.last_error,
     }
 
 
@@ -87,9 +87,9 @@ def outbox_view(entry: OutboxEntry) -> dict[str, Any]:
         "status": entry.status,
         "attempts": entry.attempts,
         "last_error": entry.last_error,
-        "next_attempt_at": entry.next_attempt_at.isoformat() if entry.next_attempt_at else None,
-        "created_at": entry.created_at.isoformat(),
-        "updated_at": entry.updated_at.isoformat(),
+        "next_attempt_at": isoformat(entry.next_attempt_at) if entry.next_attempt_at else None,
+        "created_at": isoformat(entry.created_at),
+        "updated_at": isoformat(entry.updated_at),
         "payload": {
             k: v
             for k, v in item.payload.items()
@@ -107,7 +107,7 @@ def delivery_view(stored: StoredDelivery, *, whole: bool = False) -> dict[str, A
         "source": d.source,
         "provider": d.provider,
         "job_id": d.job_id,
-        "received_at": d.received_at.isoformat(),
+        "received_at": isoformat(d.received_at),
         "verdict": stored.verdict.value,
         "reason": stored.reason,
         "body_size": stored.body_size,

@@ -148,6 +148,26 @@ class Gauges:
     open_jobs: Mapping[str, int]
 
 
+class ListedItem(NamedTuple):
+    """An outbox item as a listing of jobs shows it (`Store.outbox_for_jobs`): its state
+    without times, and a payload only for a download (url, path, bytes, sha256). A
+    notification's payload is its job over again, which no listing shows: leaving it
+    and the times unread was two thirds of a page's outbox work (bench/scale)."""
+
+    kind: str
+    sink: str
+    status: str
+    attempts: int
+    last_error: str | None
+    payload: Mapping[str, Any] | None
+
+    @classmethod
+    def of(cls, entry: OutboxEntry) -> ListedItem:
+        item = entry.item
+        payload = item.payload if item.kind == "download" else None
+        return cls(item.kind, item.sink, entry.status, entry.attempts, entry.last_error, payload)
+
+
 class Polls(NamedTuple):
     """A job's polls (`Store.record_polls`, `Store.polls`): how many answers, when the
     last came, and a digest of its body. `answers` is written as an increment, read as
@@ -409,9 +429,10 @@ class Store(abc.ABC):
         """The job's outbox work (downloads, notifications) with its state."""
 
     @abc.abstractmethod
-    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[OutboxEntry]]:
-        """`outbox_for_job` for a page of jobs in one read (at most a few hundred keys):
-        every key given, with its items in id order (none: an empty list)."""
+    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[ListedItem]]:
+        """`outbox_for_job` for a page of jobs in one read (at most a few hundred keys), as
+        a listing shows it (`ListedItem`): every key given, with its items in id order
+        (none: an empty list)."""
 
     @abc.abstractmethod
     async def deliveries(

@@ -37,6 +37,7 @@ from jobtrail.store.base import (
     JobCounts,
     JobFilter,
     LeaseLost,
+    ListedItem,
     Page,
     Polls,
     Store,
@@ -297,12 +298,12 @@ class MemoryStore(Store):
     async def outbox_for_job(self, provider: str, job_id: str) -> list[OutboxEntry]:
         return [e for e in self._outbox.values() if e.item.provider == provider and e.item.job_id == job_id]
 
-    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[OutboxEntry]]:
-        found: dict[JobKey, list[OutboxEntry]] = {key: [] for key in keys}
+    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[ListedItem]]:
+        found: dict[JobKey, list[ListedItem]] = {key: [] for key in keys}
         for entry in self._outbox.values():
             key = (entry.item.provider, entry.item.job_id)
             if key in found:
-                found[key].append(entry)
+                found[key].append(ListedItem.of(entry))
         return found
 
     async def outbox(

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from jobtrail.core.intake import AttemptRecord, PlannedEvent
+from jobtrail.core.intake import AttemptRecord, JobKey, PlannedEvent
 from jobtrail.core.model import Delivery, Event, Job, OutboxEntry, OutboxItem, Status, Verdict, isoformat
-from jobtrail.store.base import MAX_STORED_BODY, BadCursor, StoredDelivery
+from jobtrail.store.base import MAX_STORED_BODY, BadCursor, ListedItem, StoredDelivery
 
 # A job's columns as SQLite writes them (`job_row`); read back with its `seen` (`job_from`,
 # store/sqlite/reads.py).
@@ -244,6 +244,21 @@ def outbox_from(row: Sequence[Any]) -> OutboxEntry:
     )
     return OutboxEntry(
         row[0], item, row[7], row[8], row[9], time_from(row[10]), time_from(row[11]), time_from(row[12])
+    )
+
+
+# `jobs_outbox`'s columns (store/*/reads.py): the item's job, then `ListedItem`'s, the
+# payload only for a download.
+LISTED_OUTBOX = (
+    "outbox.provider, outbox.job_id, outbox.kind, outbox.sink, outbox.status, outbox.attempts, "
+    "outbox.last_error, CASE outbox.kind WHEN 'download' THEN outbox.payload{cast} END"
+)
+
+
+def listed_from(row: Sequence[Any]) -> tuple[JobKey, ListedItem]:
+    payload = row[7]
+    return (row[0], row[1]), ListedItem(
+        row[2], row[3], row[4], row[5], row[6], None if payload is None else orjson.loads(payload)
     )
 
 

@@ -18,6 +18,7 @@ from jobtrail.store.base import (
     Gauges,
     JobCounts,
     JobFilter,
+    ListedItem,
     Page,
     Polls,
     Store,
@@ -99,12 +100,12 @@ class SQLReads(Store):
         found = await self._fetch(self.queries.JOB_OUTBOX, (provider, job_id))
         return [rows.outbox_from(row) for row in found]
 
-    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[OutboxEntry]]:
-        found: dict[JobKey, list[OutboxEntry]] = {key: [] for key in keys}
+    async def outbox_for_jobs(self, keys: Sequence[JobKey]) -> dict[JobKey, list[ListedItem]]:
+        found: dict[JobKey, list[ListedItem]] = {key: [] for key in keys}
         if keys:
             read = await self._fetch(*self.queries.jobs_outbox(keys))
-            for entry in await turns.each(read, rows.outbox_from):
-                found[(entry.item.provider, entry.item.job_id)].append(entry)
+            for key, item in await turns.each(read, rows.listed_from):
+                found[key].append(item)
         return found
 
     async def outbox(

@@ -1,6 +1,7 @@
 """bench/scale: reads on a big SQLite log, with four clients, and what retention saves.
 
     python -m bench.scale.run [--jobs 100000] [--requests 2000] [--clients 4] [--skip-removal]
+                              [--data-dir DIR [--build-only]]
 
 Builds a database of JOBS jobs through the store's own write path (`intake_many`): each
 job tracked, queued, processing at 10..70%, then succeeded (one in ten failed, one in
@@ -120,6 +121,8 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"reusing the log in {tmp}: {args.jobs:,} jobs")
             else:
                 await build(store, args.jobs, db)
+            if args.build_only:
+                return
             began = time.perf_counter()
             await db.settle()
             print(f"the build's writes on the disk in {time.perf_counter() - began:.1f} s")
@@ -248,6 +251,9 @@ def cli() -> None:
         "--data-dir",
         help="SQLite: build the log in this directory and keep it; a log already there is measured "
         "as it is (copy it first: retention changes it)",
+    )
+    parser.add_argument(
+        "--build-only", action="store_true", help="build the log (in --data-dir, to keep it) and stop"
     )
     parser.add_argument(
         "--store",

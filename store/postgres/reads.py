@@ -12,7 +12,7 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Verdict
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import TABLES
+from jobtrail.store.rows import LISTED_OUTBOX, TABLES
 
 JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls::text, error, provider_status, terminals::text, "
@@ -227,7 +227,7 @@ def delivery_page(f: DeliveryFilter, limit: int, span: Span = NO_SPAN) -> Query:
 def jobs_outbox(keys: Sequence[JobKey]) -> Query:
     """The outbox items of several jobs (a page of them), through the (provider, job_id) index."""
     return (
-        f"SELECT {OUTBOX_COLUMNS} FROM outbox "
+        f"SELECT {LISTED_OUTBOX.format(cast='::text')} FROM outbox "
         "WHERE (provider, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY id",
         [[p for p, _ in keys], [j for _, j in keys]],
     )

@@ -11,7 +11,7 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import DELIVERY_COLUMNS, OUTBOX_COLUMNS, TABLES, micros, stamp
+from jobtrail.store.rows import DELIVERY_COLUMNS, LISTED_OUTBOX, OUTBOX_COLUMNS, TABLES, micros, stamp
 from jobtrail.store.sqlite import writes
 from jobtrail.store.sqlite.writer import REMOVED
 
@@ -258,9 +258,8 @@ def jobs_outbox(keys: Sequence[JobKey]) -> Query:
     index: a join from the keys (`(provider, job_id) IN (VALUES ...)` scanned the whole
     outbox for every page of jobs)."""
     pairs = ",".join("(?, ?)" for _ in keys)
-    columns = ", ".join(f"outbox.{c.strip()}" for c in OUTBOX_COLUMNS.split(","))
     return (
-        f"WITH page(p, j) AS (VALUES {pairs}) SELECT {columns} FROM page "
+        f"WITH page(p, j) AS (VALUES {pairs}) SELECT {LISTED_OUTBOX.format(cast='')} FROM page "
         "JOIN outbox ON outbox.provider = page.p AND outbox.job_id = page.j ORDER BY outbox.id",
         [value for key in keys for value in key],
     )

@@ -14,7 +14,7 @@ import pytest
 from jobtrail.core.effects import EffectPlanner
 from jobtrail.core.model import Delivery, Job, Observation, OutboxItem, Verdict, utcnow
 from jobtrail.store import open_store
-from jobtrail.store.base import BadCursor, SchemaTooNew, Store, StoreClosed, StoreError
+from jobtrail.store.base import BadCursor, ListedItem, SchemaTooNew, Store, StoreClosed, StoreError
 from jobtrail.store.migrations import load
 from jobtrail.store.sql_reads import SQLReads
 from tests.conftest import Backend
@@ -367,9 +367,15 @@ async def test_the_outbox_of_a_page_of_jobs_comes_in_one_read(store: Store) -> N
     found = await store.outbox_for_jobs(keys)
     assert keys == list(found), "every key, in the order given"
     for key in keys:
-        assert [e.id for e in await store.outbox_for_job(*key)] == [e.id for e in found[key]]
+        assert [ListedItem.of(e) for e in await store.outbox_for_job(*key)] == found[key]
     assert [] == found[("pixazo", "job-2")] == found[("venice", "job-1")]
-    assert 2 == len(found[("pixazo", "job 3'")])
+    download, notification = found[("pixazo", "job 3'")]
+    assert ("download", "pending", {"url": urls[0]}) == (
+        download.kind,
+        download.status,
+        {k: v for k, v in (download.payload or {}).items() if k == "url"},
+    )
+    assert ("notify", None) == (notification.kind, notification.payload), "a listing leaves it unread"
     assert {} == await store.outbox_for_jobs([])
 
 

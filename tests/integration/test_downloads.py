@@ -116,7 +116,7 @@ async def test_a_result_is_downloaded_verified_and_shown_in_the_job_view(rig: Ri
     assert ("done", VIDEO) == (entry.status, path.read_bytes())
     job = await store.get_job("oxen", "g1")
     assert job is not None
-    [shown] = job_view(job, await store.outbox_for_job("oxen", "g1"))["downloads"]
+    [shown] = job_view(job, (await store.outbox_for_jobs([("oxen", "g1")]))[("oxen", "g1")])["downloads"]
     assert {
         "status": "done",
         "path": str(path),
