@@ -75,8 +75,12 @@ def _notification(item: ListedItem) -> dict[str, Any]:
     }
 
 
+_SHOWN = frozenset(("url", "index", "path", "bytes", "sha256", "status"))  # of an item's payload
+
+
 def outbox_view(entry: OutboxEntry) -> dict[str, Any]:
     item = entry.item
+    next_at = entry.next_attempt_at
     return {
         "id": entry.id,
         "key": item.key,
@@ -87,14 +91,10 @@ def outbox_view(entry: OutboxEntry) -> dict[str, Any]:
         "status": entry.status,
         "attempts": entry.attempts,
         "last_error": entry.last_error,
-        "next_attempt_at": isoformat(entry.next_attempt_at) if entry.next_attempt_at else None,
+        "next_attempt_at": isoformat(next_at) if next_at else None,
         "created_at": isoformat(entry.created_at),
         "updated_at": isoformat(entry.updated_at),
-        "payload": {
-            k: v
-            for k, v in item.payload.items()
-            if k in ("url", "index", "path", "bytes", "sha256", "status")
-        },
+        "payload": {k: v for k, v in item.payload.items() if k in _SHOWN},
     }
 
 
