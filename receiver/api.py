@@ -20,7 +20,7 @@ from jobtrail.receiver.answer import json_answer
 from jobtrail.receiver.auth import COOKIE, bearer_matches
 from jobtrail.receiver.errors import ApiError, Handler, not_configured
 from jobtrail.receiver.keys import METRICS, SCRUB, SESSIONS, SETTINGS, STORE
-from jobtrail.receiver.views import delivery_view, job_view, one_job, outbox_view
+from jobtrail.receiver.views import delivery_view, detail_view, job_view, one_job, outbox_view
 from jobtrail.store.base import BadCursor, JobFilter, Page, Store
 
 MAX_PAGE = 500
@@ -107,10 +107,10 @@ async def show_job(request: web.Request) -> web.Response:
     store = request.app[STORE]
     provider, job_id = _provider(request.match_info["provider"]), request.match_info["job_id"]
     assert provider is not None
-    job = await store.get_job(provider, job_id)
-    if job is None:
+    found = await store.job_detail(provider, job_id)
+    if found is None:
         raise ApiError(404, "job_not_found", f"no {provider} job {job_id[:256]!r} is tracked")
-    return json_answer(await one_job(store, job))
+    return json_answer(detail_view(found))
 
 
 async def job_events(request: web.Request) -> web.Response:

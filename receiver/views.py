@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from jobtrail.core.model import Job, OutboxEntry, isoformat
-from jobtrail.store.base import ListedItem, Polls, Store, StoredDelivery
+from jobtrail.store.base import JobDetail, ListedItem, Polls, Store, StoredDelivery
 
 
 def job_view(job: Job, outbox: Sequence[ListedItem] = ()) -> dict[str, Any]:
@@ -29,23 +28,16 @@ def job_view(job: Job, outbox: Sequence[ListedItem] = ()) -> dict[str, Any]:
     }
 
 
-def job_detail(job: Job, outbox: Sequence[OutboxEntry], polls: Polls | None) -> dict[str, Any]:
+def detail_view(detail: JobDetail) -> dict[str, Any]:
     """One job on its own (`GET /api/jobs/{p}/{id}`, tracking or submitting one, `jobtrail
     export`): the job view and its polls (null until it is first polled)."""
-    return {**job_view(job, [ListedItem.of(e) for e in outbox]), "polls": polls_view(polls)}
+    listed = [ListedItem.of(e) for e in detail.outbox]
+    return {**job_view(detail.job, listed), "polls": polls_view(detail.polls)}
 
 
 async def one_job(store: Store, job: Job) -> dict[str, Any]:
-    """`job_detail`: its outbox and polls read at once where reads wait on a network
-    (`Store.parallel_reads`), else one after the other."""
-    if store.parallel_reads:
-        outbox, polls = await asyncio.gather(
-            store.outbox_for_job(job.provider, job.id), store.polls(job.provider, job.id)
-        )
-    else:
-        outbox = await store.outbox_for_job(job.provider, job.id)
-        polls = await store.polls(job.provider, job.id)
-    return job_detail(job, outbox, polls)
+    """`detail_view` of a job in hand (just written)."""
+    return detail_view(await store.detail_of(job))
 
 
 def polls_view(polls: Polls | None) -> dict[str, Any] | None:

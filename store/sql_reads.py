@@ -17,6 +17,7 @@ from jobtrail.store.base import (
     DeliveryFilter,
     Gauges,
     JobCounts,
+    JobDetail,
     JobFilter,
     ListedItem,
     Page,
@@ -34,6 +35,10 @@ OPEN_BY_PROVIDER = (
 )
 
 
+# Where a row of `JOB_DETAIL` (store/*/reads.py) gives the job's polls and its outbox
+# item: after the job's columns (`rows.job_from`), then polls, polled_at, poll_digest.
+DETAIL_POLLS = 12
+DETAIL_OUTBOX = DETAIL_POLLS + 3
 TIME_SLACK = timedelta(minutes=1)  # how far commit order may stray from time order
 
 
@@ -54,6 +59,16 @@ class SQLReads(Store):
             return None
         count, at, digest = found[0]
         return Polls(provider, job_id, count, rows.time_from(at), digest)
+
+    async def job_detail(self, provider: str, job_id: str) -> JobDetail | None:
+        found = await self._fetch(self.queries.JOB_DETAIL, (provider, job_id))
+        if not found:
+            return None
+        first = found[0]
+        count, at, digest = first[DETAIL_POLLS : DETAIL_POLLS + 3]
+        polls = Polls(provider, job_id, count, rows.time_from(at), digest) if count else None
+        outbox = [rows.outbox_from(row[DETAIL_OUTBOX:]) for row in found if row[DETAIL_OUTBOX] is not None]
+        return JobDetail(rows.job_from(first), outbox, polls)
 
     async def list_jobs(
         self,

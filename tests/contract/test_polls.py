@@ -5,7 +5,7 @@ jobs skipped."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from jobtrail.core.model import Delivery, Observation, utcnow
 from jobtrail.store.base import Polls, Store
@@ -64,3 +64,29 @@ async def test_many_jobs_at_once(store: Store) -> None:
         [Polls("venice", f"m{n}", n + 1, at, f"{n:04x}") for n in range(300)]
     )
     assert Polls("venice", "m299", 300, at, "012b") == await store.polls("venice", "m299")
+
+
+async def test_a_jobs_detail_is_the_job_its_outbox_and_its_polls_read_as_one(store: Store) -> None:
+    """`Store.job_detail` (one statement on the SQL backends) gives what the three reads
+    it stands for give, for a job with outbox work and polls, one with neither, and none
+    for a job not tracked."""
+    urls = ("https://cdn/v1.mp4",)
+    at = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    for job_id, kind in (("v1", "succeeded"), ("v2", "processing")):
+        observed = Observation("venice", job_id, kind, result_urls=urls if kind == "succeeded" else ())
+        await store.intake(Delivery("poll", "venice", at, {}, b"{}", job_id), [observed])
+    await store.record_polls([Polls("venice", "v1", 2, at, "abcd")])
+
+    for job_id in ("v1", "v2"):
+        detail = await store.job_detail("venice", job_id)
+        assert detail is not None
+        assert await store.get_job("venice", job_id) == detail.job
+        assert await store.outbox_for_job("venice", job_id) == detail.outbox
+        assert await store.polls("venice", job_id) == detail.polls
+    v1 = await store.job_detail("venice", "v1")
+    assert v1 is not None and ["download", "notify"] == [e.item.kind for e in v1.outbox]
+    assert Polls("venice", "v1", 2, at, "abcd") == v1.polls
+    v2 = await store.job_detail("venice", "v2")
+    assert v2 is not None and ([], None) == (v2.outbox, v2.polls)
+    assert await store.job_detail("venice", "v3") is None
+    assert await store.job_detail("pixazo", "v1") is None

@@ -102,6 +102,10 @@ CASES: dict[str, tuple[tuple[str, list[Any]], str]] = {
     ),
     "conflict counts": ((reads.CONFLICTS, []), "USING INDEX jobs_conflict"),
     "a job": ((reads.JOB, ["oxen", "j1"]), "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1"),
+    "a job with its outbox items and polls": (
+        (reads.JOB_DETAIL, ["oxen", "j1"]),
+        "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (provider=? AND job_id=?)",
+    ),
     "jobs to plan on": (
         next(iter(reads.jobs_by_key([("oxen", "j1"), ("oxen", "j2")]))),
         "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (provider=? AND job_id=?)",
@@ -136,6 +140,8 @@ def test_a_listing_reads_through_an_index_or_in_key_order_and_never_sorts(databa
         assert "SEARCH j USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
     elif name == "due work to claim":  # a notification waits for its job's download: found by job
         assert "SEARCH d USING INDEX outbox_job (provider=? AND job_id=?)" in plan, plan
+    if name == "a job with its outbox items and polls":  # its items by the index, in id order as kept
+        assert "SEARCH o USING INDEX outbox_job (provider=? AND job_id=?) LEFT-JOIN" in plan, plan
     if name == "a page of jobs' outbox items":  # each job's items through the index, the few sorted
         assert "SEARCH outbox USING INDEX outbox_job (provider=? AND job_id=?)" in plan, plan
         assert not any(step.startswith("SCAN outbox") for step in plan), plan
