@@ -243,6 +243,18 @@ def outbox_from(row: Sequence[Any]) -> OutboxEntry:
     )
 
 
+def detail_query(job_columns: str, outbox_columns: str, key: str) -> str:
+    """`JOB_DETAIL` in a dialect (store/*/reads.py): a job (`key`: its WHERE), its polls
+    and its outbox items, a row per item (one with NULLs for none), in one statement
+    (sql_reads.py: DETAIL_POLLS, DETAIL_OUTBOX)."""
+    items = ", ".join(f"o.{column.strip()}" for column in outbox_columns.split(","))
+    return (
+        f"SELECT j.*, {items} FROM "
+        f"(SELECT {job_columns}, polls, polled_at, poll_digest FROM jobs WHERE {key}) j "
+        "LEFT JOIN outbox o ON o.provider = j.provider AND o.job_id = j.job_id ORDER BY o.id"
+    )
+
+
 # `jobs_outbox`'s columns (store/*/reads.py): the item's job, then `ListedItem`'s, the
 # payload only for a download.
 LISTED_OUTBOX = (

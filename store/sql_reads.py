@@ -35,7 +35,7 @@ OPEN_BY_PROVIDER = (
 )
 
 
-# Where a row of `JOB_DETAIL` (store/*/reads.py) gives the job's polls and its outbox
+# Where a row of `JOB_DETAIL` (`rows.detail_query`) gives the job's polls and its outbox
 # item: after the job's columns (`rows.job_from`), then polls, polled_at, poll_digest.
 DETAIL_POLLS = 12
 DETAIL_OUTBOX = DETAIL_POLLS + 3

@@ -12,7 +12,7 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Verdict
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import LISTED_OUTBOX, TABLES
+from jobtrail.store.rows import LISTED_OUTBOX, TABLES, detail_query
 
 JOB_COLUMNS = (
     "provider, job_id, status, progress, result_urls::text, error, provider_status, terminals::text, "
@@ -53,13 +53,7 @@ JOB_EVENTS = (
 )
 EVENTS_AFTER = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
 LAST_SEQ = "SELECT COALESCE(max(seq), 0) FROM events"
-# A job, its polls and its outbox items, a row per item (one with NULLs for none): one
-# statement for a job's page (sql_reads.py: DETAIL_POLLS, DETAIL_OUTBOX).
-JOB_DETAIL = (
-    f"SELECT j.*, {', '.join('o.' + c.strip() for c in OUTBOX_COLUMNS.split(','))} FROM ("
-    f"SELECT {JOB_COLUMNS}, polls, polled_at, poll_digest FROM jobs WHERE provider = $1 AND job_id = $2) j "
-    "LEFT JOIN outbox o ON o.provider = j.provider AND o.job_id = j.job_id ORDER BY o.id"
-)
+JOB_DETAIL = detail_query(JOB_COLUMNS, OUTBOX_COLUMNS, "provider = $1 AND job_id = $2")
 JOB_OUTBOX = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE provider = $1 AND job_id = $2 ORDER BY id"
 OUTBOX_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
 DISABLED_SINKS = "SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL"

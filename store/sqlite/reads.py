@@ -11,7 +11,15 @@ from typing import Any
 from jobtrail.core.intake import JobKey
 from jobtrail.core.model import Status, Verdict, isoformat
 from jobtrail.store.base import DeliveryFilter, JobFilter
-from jobtrail.store.rows import DELIVERY_COLUMNS, LISTED_OUTBOX, OUTBOX_COLUMNS, TABLES, micros, stamp
+from jobtrail.store.rows import (
+    DELIVERY_COLUMNS,
+    LISTED_OUTBOX,
+    OUTBOX_COLUMNS,
+    TABLES,
+    detail_query,
+    micros,
+    stamp,
+)
 from jobtrail.store.sqlite import writes
 from jobtrail.store.sqlite.writer import REMOVED
 
@@ -53,13 +61,7 @@ EVENTS_AFTER = (
 LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM event_log"
 STORED = {"events": "event_log"}  # the port's table names that are not the file's
 JID = "(SELECT jid FROM jobs WHERE provider = ?1 AND job_id = ?2)"
-# A job, its polls and its outbox items, a row per item (one with NULLs for none): one
-# statement for a job's page (sql_reads.py: DETAIL_POLLS, DETAIL_OUTBOX).
-JOB_DETAIL = (
-    f"SELECT j.*, {', '.join('o.' + c.strip() for c in OUTBOX_COLUMNS.split(','))} FROM ("
-    f"SELECT {JOB_COLUMNS}, polls, polled_at, poll_digest FROM jobs WHERE provider = ? AND job_id = ?) j "
-    "LEFT JOIN outbox o ON o.provider = j.provider AND o.job_id = j.job_id ORDER BY o.id"
-)
+JOB_DETAIL = detail_query(JOB_COLUMNS, OUTBOX_COLUMNS, "provider = ? AND job_id = ?")
 JOB_OUTBOX = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE provider = ? AND job_id = ? ORDER BY id"
 OUTBOX_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?"
 DISABLED_SINKS = "SELECT name, reason FROM sinks WHERE disabled_at IS NOT NULL"
