@@ -55,18 +55,14 @@ class SQLReads(Store):
 
     async def polls(self, provider: str, job_id: str) -> Polls | None:
         found = await self._fetch(self.queries.POLLS, (provider, job_id))
-        if not found or not found[0][0]:
-            return None
-        count, at, digest = found[0]
-        return Polls(provider, job_id, count, rows.time_from(at), digest)
+        return _polls(provider, job_id, found[0]) if found else None
 
     async def job_detail(self, provider: str, job_id: str) -> JobDetail | None:
         found = await self._fetch(self.queries.JOB_DETAIL, (provider, job_id))
         if not found:
             return None
         first = found[0]
-        count, at, digest = first[DETAIL_POLLS : DETAIL_POLLS + 3]
-        polls = Polls(provider, job_id, count, rows.time_from(at), digest) if count else None
+        polls = _polls(provider, job_id, first[DETAIL_POLLS:DETAIL_OUTBOX])
         outbox = [rows.outbox_from(row[DETAIL_OUTBOX:]) for row in found if row[DETAIL_OUTBOX] is not None]
         return JobDetail(rows.job_from(first), outbox, polls)
 
@@ -199,3 +195,9 @@ class SQLReads(Store):
         return [
             rows.neutral(table, row) for row in await self._fetch(*self.queries.dump(table, after, limit))
         ]
+
+
+def _polls(provider: str, job_id: str, row: Sequence[Any]) -> Polls | None:
+    """A job's polls from its (polls, polled_at, poll_digest) columns; None if never polled."""
+    count, at, digest = row
+    return Polls(provider, job_id, count, rows.time_from(at), digest) if count else None
