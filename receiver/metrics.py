@@ -54,6 +54,7 @@ class Metrics:
         self.deliveries: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.webhook_seconds: dict[str, Tally] = {}
         self.commit_seconds, self.batch_size = Tally(_LATENCY), Tally(_BATCH)
+        self.round_trips: dict[str, Tally] = {}  # PostgreSQL's, by step
         registry.register(_Tallies(self))
         self._http_refused = Counter(
             "jobtrail_http_refused",
@@ -117,9 +118,17 @@ class Metrics:
         self.commit_seconds.observe(seconds)
         self.batch_size.observe(size)
 
+    def round_trip(self, step: str, seconds: float) -> None:
+        """The store's round-trip observer (`Store.round_trip_observer`)."""
+        tally = self.round_trips.get(step)
+        if tally is None:
+            tally = self.round_trips[step] = Tally(_LATENCY)
+        tally.observe(seconds)
+
     def watch(self, store: Store, health: Health, leadership: Leadership) -> None:
         """Report what the store commits, and show the board and the role when scraped."""
         store.commit_observer = self.commit
+        store.round_trip_observer = self.round_trip
         self.registry.register(_Live(store, health, leadership))
 
     async def refresh(self, store: Store) -> None:
@@ -195,7 +204,15 @@ class _Tallies(Collector):
             "jobtrail_store_commit_batch_size", "Writes (deliveries, attempt records) in one group commit."
         )
         m.batch_size.add_to(sizes, [])
-        yield from (deliveries, webhooks, commits, sizes)
+        trips = HistogramMetricFamily(
+            "jobtrail_store_round_trip_seconds",
+            "PostgreSQL: time one round trip of a group commit took, by step: read (the batch's jobs) "
+            "and write (the rows, the append and the COMMIT, in one message).",
+            labels=["step"],
+        )
+        for step, tally in sorted(m.round_trips.items()):
+            tally.add_to(trips, [step])
+        yield from (deliveries, webhooks, commits, sizes, trips)
 
 
 class _Live(Collector):

@@ -211,6 +211,9 @@ class JobCounts:
 
 
 CommitObserver = Callable[[float, int], None]  # (seconds a group commit took, requests in it)
+# (which round trip to the database, seconds it took): PostgreSQL's "read" of a batch's
+# jobs and its "write" (the message that writes, appends and commits).
+RoundTripObserver = Callable[[str, float], None]
 
 
 class _Signal:
@@ -258,6 +261,7 @@ class Store(abc.ABC):
         # same jobs at once); the other backends plan where nothing else writes.
         self.plans_changed = 0
         self.commit_observer: CommitObserver | None = None
+        self.round_trip_observer: RoundTripObserver | None = None
 
     def _heard(self, *, appended: bool, outbox: bool) -> None:
         """Wake the waiters for a write the backend committed or heard of (backends call

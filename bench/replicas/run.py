@@ -20,6 +20,11 @@ machine's speed drifts by half within minutes, so only figures from the same rou
 compare two versions of the code. For both it also prints how long a batch took to be
 written and committed (the replicas' own `/metrics`): where CPU is short, as on two
 cores, that shows a change in round trips that the throughput does not.
+
+Under each one-replica line, where a webhook's time went: its batch's size, the batch's
+read and write round trips and the rest of its commit (`jobtrail_store_round_trip_seconds`,
+`jobtrail_store_commit_seconds`), what of the p50 is outside the commit, and how much of
+a core the replica used (its event loop is one thread: the ceiling is one core).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from bench.ingest.run import HERE as INGEST
@@ -123,35 +129,72 @@ def both(
     )
 
 
-def show(name: str, r: Result, pg_us: float | None, commit_ms: float | None = None) -> None:
+def show(name: str, r: Result, pg_us: float | None, batch: Batches | None = None) -> None:
     cpu = f"{r.cpu_us:5.0f} us/req jobtrail" if r.cpu_us is not None else ""
     pg = f"  {pg_us:5.0f} us/req PostgreSQL" if pg_us is not None else ""
-    commit = f"   commit {commit_ms:5.2f} ms a batch" if commit_ms is not None else ""
+    commit = f"   commit {batch.commit_ms:5.2f} ms a batch" if batch is not None else ""
     print(
         f"  {name:<24} {r.rate:>8.0f} req/s   p50 {r.p50_ms:6.2f} ms   p99 {r.p99_ms:6.2f} ms   {cpu}{pg}"
         f"{commit}   ({r.requests} requests, {r.errors} non-2xx)"
     )
+    if batch is not None and batch.read_ms is not None and batch.write_ms is not None:
+        # Where a webhook's time went: its batch's two round trips, the rest of the
+        # commit (this process: planning, waiting for its turn on the event loop), and
+        # the rest of its latency (HTTP in and out, waiting to join a batch).
+        busy = f", replica busy {r.rate * r.cpu_us / 1e6:.2f} of a core" if r.cpu_us is not None else ""
+        print(
+            f"  {'':<24} {batch.size:>5.1f} a batch: read {batch.read_ms:.2f} + write {batch.write_ms:.2f} "
+            f"+ replica {batch.commit_ms - batch.read_ms - batch.write_ms:.2f} ms; "
+            f"outside the commit {r.p50_ms - batch.commit_ms:.2f} ms of the p50{busy}"
+        )
 
 
-COMMITS = ("jobtrail_store_commit_seconds_sum", "jobtrail_store_commit_seconds_count")
+class Batches(NamedTuple):
+    """A replica's group commits between two readings of its /metrics, on average."""
+
+    size: float
+    commit_ms: float
+    read_ms: float | None  # the round trips (None: a checkout whose /metrics has no such family)
+    write_ms: float | None
 
 
-def commits(port: int) -> tuple[float, float] | None:
-    """A replica's group commits so far, from its /metrics: seconds spent, batches (None
-    from a checkout whose /metrics does not say)."""
+SUMS = {
+    "jobtrail_store_commit_seconds_sum": "commit",
+    "jobtrail_store_commit_seconds_count": "batches",
+    "jobtrail_store_commit_batch_size_sum": "writes",
+    'jobtrail_store_round_trip_seconds_sum{step="read"}': "read",
+    'jobtrail_store_round_trip_seconds_sum{step="write"}': "write",
+}
+
+
+def commits(port: int) -> dict[str, float]:
+    """A replica's group commits so far, from its /metrics: the sums in `SUMS` it reports."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
-    found = dict(line.split()[:2] for line in text.splitlines() if line.startswith(COMMITS))
-    if not all(name in found for name in COMMITS):
-        return None
-    return float(found[COMMITS[0]]), float(found[COMMITS[1]])
+    return {
+        SUMS[name]: float(number)
+        for name, number in (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+        if name in SUMS
+    }
 
 
-def per_batch(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
-    """Milliseconds a batch took to write and commit, on average, between two readings."""
-    if before is None or after is None or after[1] == before[1]:
+def per_batch(before: dict[str, float], after: dict[str, float]) -> Batches | None:
+    """The average batch between two readings (None if it committed none, or a checkout
+    whose /metrics does not time its commits)."""
+    if not {"commit", "batches", "writes"} <= before.keys() & after.keys():
         return None
-    return 1000 * (after[0] - before[0]) / (after[1] - before[1])
+    batches = after["batches"] - before["batches"]
+    if not batches:
+        return None
+
+    def ms(name: str) -> float | None:
+        if name not in before or name not in after:
+            return None
+        return 1000 * (after[name] - before[name]) / batches
+
+    commit = ms("commit")
+    assert commit is not None
+    return Batches((after["writes"] - before["writes"]) / batches, commit, ms("read"), ms("write"))
 
 
 def measured(run: object, *args: object) -> tuple[Result, float | None]:
@@ -214,23 +257,23 @@ def main() -> int:
             process, port = replicas[0]
             before = commits(port)
             one, one_pg = measured(wrk, process.pid, port, args.seconds, args.connections, 1, f"one{round_}")
-            one_ms = per_batch(before, commits(port))
+            one_batch = per_batch(before, commits(port))
             for other, other_port in compared:
                 before = commits(other_port)
                 theirs, theirs_pg = measured(
                     wrk, other.pid, other_port, args.seconds, args.connections, 1, f"c{round_}"
                 )
-                theirs_ms = per_batch(before, commits(other_port))
+                their_batch = per_batch(before, commits(other_port))
                 against.append(one.rate / theirs.rate)
                 refused += theirs.errors
-                if one_ms is not None and theirs_ms is not None:
-                    batch_ms.append(one_ms)
-                    their_ms.append(theirs_ms)
+                if one_batch is not None and their_batch is not None:
+                    batch_ms.append(one_batch.commit_ms)
+                    their_ms.append(their_batch.commit_ms)
             two, two_pg = measured(both, replicas, args.seconds, args.connections, f"two{round_}")
             show(f"bare aiohttp {round_}", base, None)
-            show(f"one replica {round_}", one, one_pg, one_ms)
+            show(f"one replica {round_}", one, one_pg, one_batch)
             if compared:
-                show(f"compared, one {round_}", theirs, theirs_pg, theirs_ms)
+                show(f"compared, one {round_}", theirs, theirs_pg, their_batch)
             show(f"two replicas {round_}", two, two_pg)
             refused += one.errors + two.errors
             ones.append(one.rate / base.rate)

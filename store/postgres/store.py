@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -300,6 +301,7 @@ class PostgresStore(GroupCommitted, SQLReads):
             committing = True
             wrote = writes.Wrote()
             conn.add_log_listener(wrote)
+            sent = time.perf_counter()
             try:
                 await conn.execute(message)
             except asyncpg.PostgresError as exc:  # refused before it committed: nothing committed
@@ -309,6 +311,7 @@ class PostgresStore(GroupCommitted, SQLReads):
                 raise
             finally:
                 conn.remove_log_listener(wrote)
+            self._round_trips(written.read_seconds, time.perf_counter() - sent)
             try:
                 if not wrote.heard:
                     wrote.tell(*(await conn.fetchrow(writes.FIRST)))
@@ -327,6 +330,12 @@ class PostgresStore(GroupCommitted, SQLReads):
             raise StoreUnavailable(f"PostgreSQL went away: {_describe(exc)}") from exc
         except asyncpg.PostgresError as exc:
             raise StoreError(f"PostgreSQL write failed: {exc}") from exc
+
+    def _round_trips(self, read: float, write: float) -> None:
+        """Tell `/metrics` how long a batch's read and its write took (answered, committed)."""
+        if self.round_trip_observer is not None:
+            self.round_trip_observer("read", read)
+            self.round_trip_observer("write", write)
 
     async def _abandon(self) -> None:
         """Nothing is planned ahead of a transaction here: nothing to forget."""

@@ -42,6 +42,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -139,6 +140,7 @@ class Written(NamedTuple):
     # them, for the write to check under the locks. None: in a transaction that holds them.
     locks: list[int] | None
     expected: list[dict[str, Any]] | None
+    read_seconds: float  # the jobs' read: its round trip to the database
 
     @property
     def appended(self) -> int:
@@ -240,7 +242,9 @@ async def write_batch(
         await conn.execute(_begin(keys))
     elif any(type(r) is not IntakeRequest for r in requests):
         raise ValueError("attempt records are written under their jobs' locks")
+    started = time.perf_counter()
     jobs, removed, expected = await _read_jobs(conn, keys)
+    read_seconds = time.perf_counter() - started
     now = utcnow()
     plan = plan_batch(requests, jobs, planner, now, removed)
     refused = set()
@@ -258,8 +262,8 @@ async def write_batch(
     }
     outbox = bool(plan.outbox) or len(refused) < len(plan.attempts)
     if locked:
-        return Written(plan, refused, batch, outbox, origin, now, None, None)
-    return Written(plan, refused, batch, outbox, origin, now, _hashes(keys), expected)
+        return Written(plan, refused, batch, outbox, origin, now, None, None, read_seconds)
+    return Written(plan, refused, batch, outbox, origin, now, _hashes(keys), expected, read_seconds)
 
 
 async def _read_jobs(

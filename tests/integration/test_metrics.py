@@ -20,6 +20,7 @@ from jobtrail.receiver.app import create_app
 from jobtrail.receiver.keys import STORE
 from jobtrail.receiver.serve import store_for
 from jobtrail.store.base import Claim
+from tests import postgres
 from tests.conftest import WEBHOOK_TOKEN
 from tests.integration.conftest import ClientFactory
 from tests.integration.test_replay import UNCONFIGURED
@@ -97,6 +98,32 @@ async def test_batches_planned_again_are_counted_as_the_store_counts_them(make_c
     assert 0 == value(await scrape(client), "jobtrail_store_plans_changed_total")
     client.app[STORE].plans_changed = 3  # what the PostgreSQL store counts (test_postgres_append.py)
     assert 3 == value(await scrape(client), "jobtrail_store_plans_changed_total")
+
+
+async def test_postgres_round_trips_are_timed_by_step_within_commits(make_client: ClientFactory) -> None:
+    """A PostgreSQL group commit is two round trips (store/postgres/writes.py): each
+    commit adds one read and one write, and both fit inside the commit's own time."""
+    async with postgres.fresh_database() as url:
+        client = await make_client(JOBTRAIL_STORE_URL=url)
+        for n in range(3):
+            await webhook(client, f"rt{n}", "PROCESSING")
+        await webhook(client, "rt0", "PROCESSING")  # a duplicate: a commit like any other
+        samples = await scrape(client)
+        commits = value(samples, "jobtrail_store_commit_seconds_count")
+        assert 4 == value(samples, "jobtrail_store_commit_batch_size_sum")
+        await client.app[STORE].close()  # before its database goes (closed again at teardown: a no-op)
+        for step in ("read", "write"):
+            assert commits == value(samples, "jobtrail_store_round_trip_seconds_count", step=step)
+            seconds = value(samples, "jobtrail_store_round_trip_seconds_sum", step=step)
+            assert 0 < seconds < value(samples, "jobtrail_store_commit_seconds_sum")
+
+
+async def test_sqlite_commits_have_no_round_trips_to_time(make_client: ClientFactory) -> None:
+    client = await make_client()
+    await webhook(client, "local", "PROCESSING")
+    samples = await scrape(client)
+    assert 1 <= value(samples, "jobtrail_store_commit_seconds_count")
+    assert not [name for name, _ in samples if name.startswith("jobtrail_store_round_trip")]
 
 
 async def test_process_and_stream_families_are_there(make_client: ClientFactory) -> None:
