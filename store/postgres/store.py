@@ -331,10 +331,11 @@ class PostgresStore(GroupCommitted, SQLReads):
         except asyncpg.PostgresError as exc:
             raise StoreError(f"PostgreSQL write failed: {exc}") from exc
 
-    def _round_trips(self, read: float, write: float) -> None:
-        """Tell `/metrics` how long a batch's read and its write took (answered, committed)."""
+    def _round_trips(self, read: float | None, write: float) -> None:
+        """Tell `/metrics` how long a batch's read (if it read jobs) and its write took."""
         if self.round_trip_observer is not None:
-            self.round_trip_observer("read", read)
+            if read is not None:
+                self.round_trip_observer("read", read)
             self.round_trip_observer("write", write)
 
     async def _abandon(self) -> None:

@@ -140,7 +140,7 @@ class Written(NamedTuple):
     # them, for the write to check under the locks. None: in a transaction that holds them.
     locks: list[int] | None
     expected: list[dict[str, Any]] | None
-    read_seconds: float  # the jobs' read: its round trip to the database
+    read_seconds: float | None  # the jobs' read, its round trip (None: no job to read)
 
     @property
     def appended(self) -> int:
@@ -244,7 +244,7 @@ async def write_batch(
         raise ValueError("attempt records are written under their jobs' locks")
     started = time.perf_counter()
     jobs, removed, expected = await _read_jobs(conn, keys)
-    read_seconds = time.perf_counter() - started
+    read_seconds = time.perf_counter() - started if keys else None
     now = utcnow()
     plan = plan_batch(requests, jobs, planner, now, removed)
     refused = set()

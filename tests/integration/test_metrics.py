@@ -102,7 +102,8 @@ async def test_batches_planned_again_are_counted_as_the_store_counts_them(make_c
 
 async def test_postgres_round_trips_are_timed_by_step_within_commits(make_client: ClientFactory) -> None:
     """A PostgreSQL group commit is two round trips (store/postgres/writes.py): each
-    commit adds one read and one write, and both fit inside the commit's own time."""
+    commit adds one read and one write, and both fit inside the commit's own time; a
+    batch with no job to read (a refused webhook) adds a write alone."""
     async with postgres.fresh_database() as url:
         client = await make_client(JOBTRAIL_STORE_URL=url)
         for n in range(3):
@@ -111,11 +112,17 @@ async def test_postgres_round_trips_are_timed_by_step_within_commits(make_client
         samples = await scrape(client)
         commits = value(samples, "jobtrail_store_commit_seconds_count")
         assert 4 == value(samples, "jobtrail_store_commit_batch_size_sum")
-        await client.app[STORE].close()  # before its database goes (closed again at teardown: a no-op)
         for step in ("read", "write"):
             assert commits == value(samples, "jobtrail_store_round_trip_seconds_count", step=step)
             seconds = value(samples, "jobtrail_store_round_trip_seconds_sum", step=step)
             assert 0 < seconds < value(samples, "jobtrail_store_commit_seconds_sum")
+        bad = await client.post(PIXAZO, data=b"{not json", headers=JSON)
+        assert 400 == bad.status  # kept as a rejected delivery: a commit with no job in it
+        refused = await scrape(client)
+        await client.app[STORE].close()  # before its database goes (closed again at teardown: a no-op)
+        assert commits + 1 == value(refused, "jobtrail_store_commit_seconds_count")
+        assert commits + 1 == value(refused, "jobtrail_store_round_trip_seconds_count", step="write")
+        assert commits == value(refused, "jobtrail_store_round_trip_seconds_count", step="read")
 
 
 async def test_sqlite_commits_have_no_round_trips_to_time(make_client: ClientFactory) -> None:
