@@ -173,7 +173,9 @@ def commits(port: int) -> dict[str, float]:
         text = answer.read().decode()
     return {
         SUMS[name]: float(number)
-        for name, number in (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+        for name, number in (
+            line.rsplit(" ", 1) for line in text.splitlines() if " " in line and line[0] != "#"
+        )
         if name in SUMS
     }
 

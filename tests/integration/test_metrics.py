@@ -106,20 +106,22 @@ async def test_postgres_round_trips_are_timed_by_step_within_commits(make_client
     batch with no job to read (a refused webhook) adds a write alone."""
     async with postgres.fresh_database() as url:
         client = await make_client(JOBTRAIL_STORE_URL=url)
-        for n in range(3):
-            await webhook(client, f"rt{n}", "PROCESSING")
-        await webhook(client, "rt0", "PROCESSING")  # a duplicate: a commit like any other
-        samples = await scrape(client)
+        try:
+            for n in range(3):
+                await webhook(client, f"rt{n}", "PROCESSING")
+            await webhook(client, "rt0", "PROCESSING")  # a duplicate: a commit like any other
+            samples = await scrape(client)
+            bad = await client.post(PIXAZO, data=b"{not json", headers=JSON)
+            assert 400 == bad.status  # kept as a rejected delivery: a commit with no job in it
+            refused = await scrape(client)
+        finally:
+            await client.app[STORE].close()  # before its database goes (at teardown again: a no-op)
         commits = value(samples, "jobtrail_store_commit_seconds_count")
         assert 4 == value(samples, "jobtrail_store_commit_batch_size_sum")
         for step in ("read", "write"):
             assert commits == value(samples, "jobtrail_store_round_trip_seconds_count", step=step)
             seconds = value(samples, "jobtrail_store_round_trip_seconds_sum", step=step)
             assert 0 < seconds < value(samples, "jobtrail_store_commit_seconds_sum")
-        bad = await client.post(PIXAZO, data=b"{not json", headers=JSON)
-        assert 400 == bad.status  # kept as a rejected delivery: a commit with no job in it
-        refused = await scrape(client)
-        await client.app[STORE].close()  # before its database goes (closed again at teardown: a no-op)
         assert commits + 1 == value(refused, "jobtrail_store_commit_seconds_count")
         assert commits + 1 == value(refused, "jobtrail_store_round_trip_seconds_count", step="write")
         assert commits == value(refused, "jobtrail_store_round_trip_seconds_count", step="read")
