@@ -10,7 +10,9 @@ Instruction counts do not depend on what else the machine is doing, so this rati
 steady where bench/ingest's rates move by 20% between runs; it is not the same ratio
 (time per instruction differs between code paths), but a change that lowers it lowers
 the loop's CPU per request. jobtrail's SQLite writer process is not counted (it runs
-beside the loop, see store/sqlite_writer.py).
+beside the loop, see store/sqlite/writer.py). `--store URL` runs the server on another
+store, say an empty PostgreSQL database (whose own work is then not counted either:
+`bench/replicas` measures it from /proc).
 
 Requests are counted from wrk's report; the up to 64 requests in flight when counting
 starts or stops put the figures within about 2% (more requests, smaller error: raise
@@ -111,9 +113,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the callgrind dumps in DIR")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the server's store (default: a new SQLite file); say an empty PostgreSQL database",
+    )
     args = parser.parse_args()
     if args.seconds < 1:
         parser.error("--seconds must be at least 1")
+    if args.store is not None and not args.store.startswith(("sqlite:///", "postgresql://")):
+        parser.error("--store takes a sqlite:/// or postgresql:// URL")
     missing = [tool for tool in ("valgrind", "callgrind_control", "wrk") if shutil.which(tool) is None]
     if missing:
         print(
@@ -141,7 +150,7 @@ def main() -> int:
             **os.environ,
             "JOBTRAIL_PORT": str(jt_port),
             "JOBTRAIL_DATA_DIR": str(work),
-            "JOBTRAIL_STORE_URL": f"sqlite:///{work / 'bench.db'}",
+            "JOBTRAIL_STORE_URL": args.store or f"sqlite:///{work / 'bench.db'}",
             "JOBTRAIL_WEBHOOK_TOKEN": TOKEN,
             "JOBTRAIL_LOG_LEVEL": "info",
         }
